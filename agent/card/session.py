@@ -1,0 +1,158 @@
+"""Reading a whole card over any ``transmit`` function, text first, photo after.
+
+``transmit`` is the only I/O: it sends one command APDU and returns the response (data +
+SW). The reader layer passes its own (PC/SC or simulated); tests pass the simulator's.
+A read that loses the card part-way raises: a partial card is never returned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..errors import AgentError
+from . import layout as L
+from .apdu import Conversation, Script
+from .decode import decode_laser_id, decode_nhso, decode_photo, decode_text_fields
+from .values import CardText, NhsoCoverage
+
+T = TypeVar("T")
+Transmit = Callable[[bytes], bytes]
+
+
+def card_generation(atr: bytes) -> str:
+    """``TH NID n`` from the ATR's historical bytes when present (for diagnostics)."""
+    marker = b"TH NID"
+    at = atr.find(marker)
+    if at < 0:
+        return ""
+    return atr[at:].decode("ascii", errors="replace").strip()
+
+
+@dataclass
+class ReadStats:
+    apdus: int = 0
+    text_apdus: int = 0
+    text_ms: float = 0.0
+    photo_ms: float = 0.0
+    total_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"apdus": self.apdus, "text_apdus": self.text_apdus,
+                "text_ms": round(self.text_ms, 2), "photo_ms": round(self.photo_ms, 2),
+                "total_ms": round(self.total_ms, 2)}
+
+
+@dataclass
+class CardRead:
+    atr: bytes
+    text: CardText
+    photo: bytes | None = None
+    photo_error: AgentError | None = None
+    nhso: NhsoCoverage | None = None
+    laser_id: str | None = None
+    stats: ReadStats = field(default_factory=ReadStats)
+
+    def to_json(self, *, photo_b64: bool = False) -> dict[str, Any]:
+        import base64
+
+        out = self.text.to_json()
+        out["card"]["atr"] = self.atr.hex(" ").upper()
+        out["card"]["generation"] = card_generation(self.atr)
+        out["photo"] = None if self.photo is None else {"size": len(self.photo),
+                                                         "format": "image/jpeg"}
+        if photo_b64 and self.photo is not None:
+            out["photo"]["base64"] = base64.b64encode(self.photo).decode()
+        if self.photo_error is not None:
+            out["photo_error"] = self.photo_error.to_dict()
+        if self.nhso is not None:
+            out["nhso_applet"] = self.nhso.to_json()
+        if self.laser_id is not None:
+            out["laser_id"] = self.laser_id
+        out["read"] = self.stats.to_json()
+        return out
+
+
+def run_script(script: Script[T], transmit: Transmit, conv: Conversation) -> T:
+    """Drive a sans-I/O script over ``transmit``, counting APDUs."""
+    try:
+        command = next(script)
+        while True:
+            response = transmit(command)
+            conv.apdus += 1
+            command = script.send(response)
+    except StopIteration as done:
+        return done.value
+
+
+def read_card(transmit: Transmit, atr: bytes, *, photo: bool = True,
+              on_text: Callable[[CardRead], None] | None = None,
+              nhso: bool = False, laser: bool = False) -> CardRead:
+    """Read the card: SELECT, text fields in bulk, then the photo.
+
+    With ``on_text`` the text fields (address included) are read first and handed over
+    before the photo is read, so callers can show the name at once. Without it, the photo
+    and the address are read as one span, which saves two APDUs.
+    """
+    conv = Conversation(atr)
+    started = time.perf_counter()
+    run = lambda script: run_script(script, transmit, conv)  # noqa: E731
+
+    run(conv.select_script(L.MOI_AID))
+    block = run(conv.read_span_script(L.TEXT_BLOCK.offset, L.TEXT_BLOCK.length, "read_text"))
+    stats = ReadStats()
+    photo_raw = None
+    if photo and on_text is None:
+        span = run(conv.read_span_script(L.PHOTO.offset, L.PHOTO.length + L.TAIL_BLOCK.length,
+                                         "read_photo"))
+        photo_raw, tail = span[:L.PHOTO.length], span[L.PHOTO.length:]
+    else:
+        tail = run(conv.read_span_script(L.TAIL_BLOCK.offset, L.TAIL_BLOCK.length,
+                                         "read_address"))
+    result = CardRead(atr=atr, text=decode_text_fields(block, tail), stats=stats)
+    stats.text_apdus = conv.apdus
+    stats.text_ms = (time.perf_counter() - started) * 1000
+    if on_text is not None:
+        stats.apdus = conv.apdus
+        on_text(result)
+
+    if photo:
+        photo_started = time.perf_counter()
+        if photo_raw is None:
+            photo_raw = run(conv.read_span_script(L.PHOTO.offset, L.PHOTO.length, "read_photo"))
+        try:
+            result.photo = decode_photo(photo_raw)
+        except AgentError as exc:       # a bad photo does not void the text fields
+            result.photo_error = exc
+        stats.photo_ms = (time.perf_counter() - photo_started) * 1000
+
+    if nhso:
+        result.nhso = _optional(lambda: _read_nhso(conv, run))
+    if laser:
+        result.laser_id = _optional(lambda: decode_laser_id(run(conv.laser_id_script())))
+    stats.apdus = conv.apdus
+    stats.total_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def _read_nhso(conv: Conversation, run: Callable[[Script[Any]], Any]) -> NhsoCoverage:
+    run(conv.select_script(L.NHSO_AID, "select_nhso"))
+    return decode_nhso(run(conv.read_span_script(L.NHSO_BLOCK.offset, L.NHSO_BLOCK.length,
+                                                 "read_nhso")))
+
+
+def _optional(read: Callable[[], T]) -> T | None:
+    """Optional applets are absent on many cards: their failure means 'not present'.
+
+    A removed card or a dead reader is not 'absent', so those still end the read.
+    """
+    from ..errors import CardRemoved, PcscUnavailable, ReaderError
+
+    try:
+        return read()
+    except (CardRemoved, PcscUnavailable, ReaderError):
+        raise
+    except AgentError:
+        return None

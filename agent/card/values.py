@@ -1,0 +1,298 @@
+"""Values held on a Thai national ID card, with their parsed views.
+
+Each value keeps what the card holds (``raw``) and derives the parsed view from it, so a
+real card that disagrees with the public descriptions can still be shown and corrected.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any
+
+BE_OFFSET = 543  # Buddhist era year - 543 = Gregorian year
+LIFELONG = "99999999"
+
+
+def citizen_id_check_digit(first12: str) -> int:
+    """Mod-11 check digit of a 13-digit Thai citizen id."""
+    total = sum(int(d) * (13 - i) for i, d in enumerate(first12[:12]))
+    return (11 - total % 11) % 10
+
+
+def citizen_id_valid(cid: str) -> bool:
+    return (len(cid) == 13 and cid.isascii() and cid.isdigit()
+            and citizen_id_check_digit(cid) == int(cid[12]))
+
+
+def mask_citizen_id(cid: str) -> str:
+    """``1-2345-xxxxx-xx-3`` style mask shown on screens that must not show the full id."""
+    if len(cid) != 13:
+        return "x" * len(cid)
+    return f"{cid[0]}-{cid[1:5]}-xxxxx-xx-{cid[12]}"
+
+
+@dataclass(frozen=True)
+class Name:
+    prefix: str = ""
+    first: str = ""
+    middle: str = ""
+    last: str = ""
+
+    def full(self, *, thai: bool) -> str:
+        # Thai writes the title attached to the first name ("นายสมชาย"); English spaces it.
+        given = " ".join(p for p in (self.first, self.middle) if p)
+        head = (self.prefix + given) if thai else " ".join(p for p in (self.prefix, given) if p)
+        return " ".join(p for p in (head, self.last) if p)
+
+    def to_json(self, *, thai: bool) -> dict[str, str]:
+        return {"prefix": self.prefix, "first": self.first, "middle": self.middle,
+                "last": self.last, "full": self.full(thai=thai)}
+
+
+@dataclass(frozen=True)
+class CardDate:
+    """A Buddhist-era ``YYYYMMDD`` date where month/day may be ``00`` (unknown)."""
+
+    raw: str
+
+    @property
+    def lifelong(self) -> bool:
+        return self.raw == LIFELONG
+
+    def _parts(self) -> tuple[int, int, int] | None:
+        if len(self.raw) != 8 or not (self.raw.isascii() and self.raw.isdigit()) or self.lifelong:
+            return None
+        return int(self.raw[:4]), int(self.raw[4:6]), int(self.raw[6:])
+
+    @property
+    def precision(self) -> str:
+        """``day``, ``month``, ``year`` (what is known), ``lifelong``, ``none`` or ``invalid``."""
+        if self.lifelong:
+            return "lifelong"
+        if self.raw.strip("0 ") == "":
+            return "none"
+        parts = self._parts()
+        if parts is None:
+            return "invalid"
+        year_be, month, day = parts
+        year = year_be - BE_OFFSET
+        if year < 1 or month > 12:
+            return "invalid"
+        if month == 0:
+            return "year" if day == 0 else "invalid"
+        if day == 0:
+            return "month"
+        try:
+            _dt.date(year, month, day)
+        except ValueError:
+            return "invalid"
+        return "day"
+
+    @property
+    def year(self) -> int | None:
+        """Gregorian year, when known."""
+        if self.precision not in ("day", "month", "year"):
+            return None
+        return int(self.raw[:4]) - BE_OFFSET
+
+    @property
+    def month(self) -> int | None:
+        return int(self.raw[4:6]) if self.precision in ("day", "month") else None
+
+    @property
+    def day(self) -> int | None:
+        return int(self.raw[6:]) if self.precision == "day" else None
+
+    @property
+    def iso(self) -> str | None:
+        """ISO 8601 at the precision known: ``1987-01-15``, ``1987-01`` or ``1987``."""
+        p = self.precision
+        if p == "day":
+            return f"{self.year:04d}-{self.month:02d}-{self.day:02d}"
+        if p == "month":
+            return f"{self.year:04d}-{self.month:02d}"
+        if p == "year":
+            return f"{self.year:04d}"
+        return None
+
+    def as_date(self) -> _dt.date | None:
+        return _dt.date(self.year, self.month, self.day) if self.precision == "day" else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"raw": self.raw, "iso": self.iso, "precision": self.precision,
+                "lifelong": self.lifelong, "year": self.year, "month": self.month,
+                "day": self.day}
+
+
+GENDER_LABELS = {"1": ("male", "ชาย"), "2": ("female", "หญิง")}
+
+
+@dataclass(frozen=True)
+class Gender:
+    raw: str
+
+    @property
+    def en(self) -> str:
+        return GENDER_LABELS.get(self.raw, ("unknown", ""))[0]
+
+    @property
+    def th(self) -> str:
+        return GENDER_LABELS.get(self.raw, ("", "ไม่ระบุ"))[1]
+
+    def to_json(self) -> dict[str, str]:
+        return {"raw": self.raw, "en": self.en, "th": self.th}
+
+
+ADDRESS_PARTS = 8
+# Prefixes that say what a middle part of the address is; sources disagree on the order.
+MIDDLE_PREFIXES = (("moo", "หมู่ที่"), ("trok", "ตรอก"), ("soi", "ซอย"), ("road", "ถนน"))
+SUBDISTRICT_PREFIXES = ("ตำบล", "แขวง")
+DISTRICT_PREFIXES = ("อำเภอ", "เขต")
+PROVINCE_PREFIXES = ("จังหวัด",)
+
+
+def _without_prefix(text: str, prefixes: tuple[str, ...]) -> str:
+    for prefix in prefixes:
+        if text.startswith(prefix):
+            return text[len(prefix):].strip()
+    return text
+
+
+@dataclass(frozen=True)
+class Address:
+    """The 8 ``#``-separated address parts, kept as on the card, with a classified view."""
+
+    parts: tuple[str, ...] = ("",) * ADDRESS_PARTS
+
+    @property
+    def raw(self) -> str:
+        return "#".join(self.parts)
+
+    @property
+    def house_no(self) -> str:
+        return self.parts[0]
+
+    def _middle(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        other: list[str] = []
+        for part in self.parts[1:ADDRESS_PARTS - 3]:
+            if not part:
+                continue
+            for key, prefix in MIDDLE_PREFIXES:
+                if part.startswith(prefix) and key not in found:
+                    found[key] = part[len(prefix):].strip()
+                    break
+            else:
+                other.append(part)
+        if other:
+            found["other"] = " ".join(other)
+        return found
+
+    @property
+    def subdistrict(self) -> str:
+        return _without_prefix(self.parts[-3], SUBDISTRICT_PREFIXES)
+
+    @property
+    def district(self) -> str:
+        return _without_prefix(self.parts[-2], DISTRICT_PREFIXES)
+
+    @property
+    def province(self) -> str:
+        return _without_prefix(self.parts[-1], PROVINCE_PREFIXES)
+
+    @property
+    def full(self) -> str:
+        return " ".join(p for p in self.parts if p)
+
+    def to_json(self) -> dict[str, Any]:
+        middle = self._middle()
+        return {
+            "raw": self.raw, "parts": list(self.parts), "full": self.full,
+            "house_no": self.house_no, "moo": middle.get("moo", ""),
+            "trok": middle.get("trok", ""), "soi": middle.get("soi", ""),
+            "road": middle.get("road", ""), "other": middle.get("other", ""),
+            "subdistrict": self.subdistrict, "district": self.district,
+            "province": self.province,
+        }
+
+
+def format_request_number(raw: str) -> str:
+    """The number printed on the back of the card: ``XXXX-XX-XXXXXXXX``."""
+    if len(raw) != 14:
+        return raw
+    return f"{raw[:4]}-{raw[4:6]}-{raw[6:]}"
+
+
+@dataclass(frozen=True)
+class CardText:
+    """Every text field of the MOI applet (everything but the photo)."""
+
+    citizen_id: str
+    name_th: Name
+    name_en: Name
+    birth_date: CardDate
+    gender: Gender
+    issuer: str
+    issue_date: CardDate
+    expiry_date: CardDate
+    address: Address
+    request_number: str = ""
+    issuer_code: str = ""
+    version: str = ""
+    card_info: str = ""
+    card_type: str = ""
+    unknown_0179: str = ""
+
+    @property
+    def citizen_id_valid(self) -> bool:
+        return citizen_id_valid(self.citizen_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "citizen_id": self.citizen_id,
+            "citizen_id_valid": self.citizen_id_valid,
+            "name_th": self.name_th.to_json(thai=True),
+            "name_en": self.name_en.to_json(thai=False),
+            "birth_date": self.birth_date.to_json(),
+            "gender": self.gender.to_json(),
+            "issuer": self.issuer,
+            "issuer_code": self.issuer_code,
+            "issue_date": self.issue_date.to_json(),
+            "expiry_date": self.expiry_date.to_json(),
+            "address": self.address.to_json(),
+            "request_number": {"raw": self.request_number,
+                               "formatted": format_request_number(self.request_number)},
+            "card": {"version": self.version, "card_info": self.card_info,
+                     "card_type": self.card_type, "unknown_0179": self.unknown_0179},
+        }
+
+
+@dataclass(frozen=True)
+class CardProfile:
+    """Everything a card holds: the encoder's input and the full decoder's output."""
+
+    text: CardText
+    photo: bytes = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True)
+class NhsoCoverage:
+    """The optional NHSO applet's fields (raw strings; meanings are not confirmed)."""
+
+    main_inscl: str
+    sub_inscl: str
+    main_hospital: str
+    sub_hospital: str
+    paid_type: str
+    issue_date: CardDate
+    expiry_date: CardDate
+    update_date: CardDate
+    change_count: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"main_inscl": self.main_inscl, "sub_inscl": self.sub_inscl,
+                "main_hospital": self.main_hospital, "sub_hospital": self.sub_hospital,
+                "paid_type": self.paid_type, "issue_date": self.issue_date.to_json(),
+                "expiry_date": self.expiry_date.to_json(),
+                "update_date": self.update_date.to_json(), "change_count": self.change_count}

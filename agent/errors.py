@@ -1,0 +1,142 @@
+"""Typed errors with stable codes.
+
+Every failure the agent reports to a caller (CLI exit, HTTP body, WebSocket event) carries
+one of the codes in ``ERROR_TABLE``. Codes are part of the public contract: never rename
+one, only add. ``docs/errors.md`` is generated from this table and checked by a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    http_status: int
+    exit_code: int
+    message_en: str
+    message_th: str
+
+
+# code -> (HTTP status, CLI exit code, English, Thai)
+ERROR_TABLE: dict[str, ErrorInfo] = {
+    info.code: info
+    for info in (
+        ErrorInfo("no_reader", 418, 3, "No smart card reader is connected.",
+                  "ไม่พบเครื่องอ่านบัตร กรุณาเสียบเครื่องอ่านบัตร"),
+        ErrorInfo("reader_not_found", 404, 3, "No reader with that name.",
+                  "ไม่พบเครื่องอ่านบัตรตามชื่อที่ระบุ"),
+        ErrorInfo("no_card", 500, 4, "No card in the reader.",
+                  "ไม่พบบัตรในเครื่องอ่าน กรุณาเสียบบัตรประชาชน"),
+        ErrorInfo("card_removed", 500, 5, "The card was removed during the read.",
+                  "บัตรถูกดึงออกระหว่างการอ่าน กรุณาเสียบบัตรใหม่"),
+        ErrorInfo("not_thai_id", 500, 6, "The card is not a Thai national ID card.",
+                  "บัตรนี้ไม่ใช่บัตรประจำตัวประชาชนไทย"),
+        ErrorInfo("apdu_failed", 500, 7, "The card refused a command.",
+                  "บัตรตอบกลับผิดพลาด กรุณาเสียบบัตรใหม่"),
+        ErrorInfo("card_data_invalid", 500, 7, "The card returned data that cannot be decoded.",
+                  "ข้อมูลในบัตรไม่ถูกต้อง"),
+        ErrorInfo("reader_busy", 503, 8, "The reader is in use by another program.",
+                  "เครื่องอ่านบัตรกำลังถูกใช้งานโดยโปรแกรมอื่น"),
+        ErrorInfo("read_timeout", 504, 8, "The card did not answer in time.",
+                  "บัตรไม่ตอบสนองภายในเวลาที่กำหนด"),
+        ErrorInfo("pcsc_unavailable", 503, 9, "The smart card service (PC/SC) is not running.",
+                  "บริการสมาร์ทการ์ด (PC/SC) ไม่ทำงาน"),
+        ErrorInfo("reader_error", 500, 10, "The reader reported an error.",
+                  "เครื่องอ่านบัตรเกิดข้อผิดพลาด"),
+        ErrorInfo("bad_request", 400, 2, "The request is not valid.", "คำขอไม่ถูกต้อง"),
+        ErrorInfo("internal_error", 500, 1, "Unexpected internal error.",
+                  "เกิดข้อผิดพลาดภายในโปรแกรม"),
+    )
+}
+
+
+class AgentError(Exception):
+    """An error with a stable code from ``ERROR_TABLE``."""
+
+    code = "internal_error"
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None) -> None:
+        if code is not None:
+            self.code = code
+        if self.code not in ERROR_TABLE:
+            raise ValueError(f"unknown error code {self.code!r}")
+        self.detail = detail
+        super().__init__(detail or self.info.message_en)
+
+    @property
+    def info(self) -> ErrorInfo:
+        return ERROR_TABLE[self.code]
+
+    @property
+    def message_th(self) -> str:
+        return self.info.message_th
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"code": self.code, "message": self.info.message_en,
+               "message_th": self.info.message_th}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+class NoReader(AgentError):
+    code = "no_reader"
+
+
+class ReaderNotFound(AgentError):
+    code = "reader_not_found"
+
+
+class NoCard(AgentError):
+    code = "no_card"
+
+
+class CardRemoved(AgentError):
+    code = "card_removed"
+
+
+class NotThaiIdCard(AgentError):
+    code = "not_thai_id"
+
+
+class ApduFailed(AgentError):
+    code = "apdu_failed"
+
+    def __init__(self, sw: int, step: str) -> None:
+        self.sw = sw
+        self.step = step
+        super().__init__(f"{step}: status word {sw:04X}")
+
+
+class CardDataInvalid(AgentError):
+    code = "card_data_invalid"
+
+
+class ReaderBusy(AgentError):
+    code = "reader_busy"
+
+
+class ReadTimeout(AgentError):
+    code = "read_timeout"
+
+
+class PcscUnavailable(AgentError):
+    code = "pcsc_unavailable"
+
+
+class ReaderError(AgentError):
+    code = "reader_error"
+
+
+def error_table_markdown() -> str:
+    """The one table of codes, for docs/errors.md."""
+    lines = [
+        "| code | HTTP | CLI exit | English | ไทย |",
+        "|---|---|---|---|---|",
+    ]
+    for info in ERROR_TABLE.values():
+        lines.append(f"| `{info.code}` | {info.http_status} | {info.exit_code} | "
+                     f"{info.message_en} | {info.message_th} |")
+    return "\n".join(lines) + "\n"

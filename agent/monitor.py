@@ -1,0 +1,97 @@
+"""The reader monitor: one thread that blocks on the backend and reports what changed.
+
+It owns the backend's wait (``SCardGetStatusChange`` for PC/SC): no polling. When the
+service goes away it reports ``pcsc_unavailable`` plus the removal of every reader, then
+retries with backoff until the service is back and the readers are picked up again.
+Exceptions never kill the thread: they become ``monitor_error`` events.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .errors import AgentError, PcscUnavailable
+from .readers.base import ReaderBackend, ReaderEvent, ReaderState, diff_states
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[ReaderEvent], None]
+
+
+class ReaderMonitor:
+    def __init__(self, backend: ReaderBackend, on_event: EventSink, *,
+                 backoff: tuple[float, float] = (0.25, 5.0)) -> None:
+        self.backend = backend
+        self._on_event = on_event
+        self._backoff = backoff
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.states: list[ReaderState] = []
+        self.available: bool | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="reader-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        try:
+            self.backend.cancel()
+        except Exception:  # noqa: BLE001 - cancel on a dead service is not an error
+            log.debug("cancel failed", exc_info=True)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _emit(self, event: ReaderEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:  # noqa: BLE001 - a broken sink must not stop the monitor
+            log.exception("event sink failed for %s", event.kind)
+
+    def _set_available(self, available: bool, code: str = "") -> None:
+        if self.available is available:
+            return
+        self.available = available
+        self._emit(ReaderEvent("pcsc_available" if available else "pcsc_unavailable",
+                               error=code))
+
+    def _apply(self, new: list[ReaderState]) -> None:
+        for event in diff_states(self.states, new):
+            self._emit(event)
+        self.states = new
+
+    def _run(self) -> None:
+        delay = self._backoff[0]
+        fresh = True
+        while not self._stop.is_set():
+            try:
+                if fresh:
+                    new = self.backend.snapshot()
+                else:
+                    new = self.backend.wait_for_change(self.states, None)
+                if self._stop.is_set():
+                    break
+                self._set_available(True)
+                self._apply(new)
+                fresh = False
+                delay = self._backoff[0]
+                continue
+            except PcscUnavailable as exc:
+                log.warning("PC/SC service unavailable: %s", exc)
+                self._set_available(False, exc.code)
+                self._apply([])
+            except AgentError as exc:
+                log.warning("reader monitor: %s", exc)
+                self._emit(ReaderEvent("monitor_error", error=exc.code))
+            except Exception:  # noqa: BLE001 - reported, then retried
+                log.exception("reader monitor failed; retrying")
+                self._emit(ReaderEvent("monitor_error", error="internal_error"))
+            fresh = True
+            self._stop.wait(delay)
+            delay = min(delay * 2, self._backoff[1])
