@@ -79,6 +79,8 @@ class ReaderMonitor:
                     break
                 self._set_available(True)
                 self._apply(new)
+                if fresh:
+                    self._emit(ReaderEvent("scanned"))
                 fresh = False
                 delay = self._backoff[0]
                 continue
@@ -86,6 +88,7 @@ class ReaderMonitor:
                 log.warning("PC/SC service unavailable: %s", exc)
                 self._set_available(False, exc.code)
                 self._apply([])
+                self._emit(ReaderEvent("scanned"))
             except AgentError as exc:
                 log.warning("reader monitor: %s", exc)
                 self._emit(ReaderEvent("monitor_error", error=exc.code))

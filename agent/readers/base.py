@@ -30,7 +30,8 @@ class ReaderEvent:
     error: str = ""              # an error code from errors.ERROR_TABLE, for pcsc_* / error
 
     KINDS = ("reader_added", "reader_removed", "card_inserted", "card_removed",
-             "pcsc_unavailable", "pcsc_available", "monitor_error")
+             "pcsc_unavailable", "pcsc_available", "monitor_error",
+             "scanned")  # scanned: a full look at the readers was applied
 
 
 class CardChannel(ABC):

@@ -1,0 +1,158 @@
+"""``thaicard-agent``: the command line.
+
+Every failure prints a short Thai and English message and exits with the code from
+``errors.ERROR_TABLE``; no traceback reaches the user (``--debug`` shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .card.session import read_card
+from .errors import AgentError, NoCard, NoReader, ReaderNotFound
+from .readers.base import ReaderBackend, ReaderState
+from .readers.factory import BACKENDS, make_backend
+
+log = logging.getLogger("agent")
+
+# Subcommands that other parts of the agent add: (name, register function).
+Registrar = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
+
+
+def _backend_args(p: argparse.ArgumentParser, default: str = "pcsc") -> None:
+    p.add_argument("--backend", choices=BACKENDS, default=default,
+                   help=f"reader backend (default: {default}; auto = PC/SC, else the demo reader)")
+    p.add_argument("--demo", dest="backend", action="store_const", const="demo",
+                   help="use the simulated demo reader (same as --backend demo)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thaicard-agent",
+        description="Thai Card Agent: reads Thai national ID cards for web pages "
+                    "(อ่านบัตรประชาชนให้หน้าเว็บ)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("read", help="read the card once and print it as JSON",
+                       description="Read the card once and print every field as JSON "
+                                   "(raw and parsed). Exit codes: see docs/errors.md.")
+    p.add_argument("--reader", help="reader name (default: the one with a card, else the first)")
+    p.add_argument("--photo", metavar="FILE", type=Path, help="write the photo (JPEG) to FILE")
+    p.add_argument("--no-photo", action="store_true", help="skip the photo (faster)")
+    p.add_argument("--nhso", action="store_true",
+                   help="also read the NHSO coverage applet when the card has one")
+    p.add_argument("--laser", action="store_true", help="also read the laser id (experimental)")
+    _backend_args(p)
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("readers", help="list readers and whether a card is in",
+                       description="List the readers (by name) and card presence as JSON.")
+    _backend_args(p)
+    p.set_defaults(func=cmd_readers)
+
+    for register in _registrars():
+        register(sub)
+    return parser
+
+
+def _registrars() -> list[Registrar]:
+    """Subcommands of other parts (server, NHSO token, tray), when they are installed."""
+    found: list[Registrar] = []
+    for module, attr in (("agent.server_cli", "add_commands"),
+                         ("agent.nhso.cli", "add_token_commands"),
+                         ("tray.cli", "add_commands")):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue
+            raise
+        found.append(getattr(mod, attr))
+    return found
+
+
+def _pick_reader(states: list[ReaderState], name: str | None) -> ReaderState:
+    if not states:
+        raise NoReader()
+    if name:
+        for state in states:
+            if state.name == name:
+                return state
+        raise ReaderNotFound(name)
+    return next((s for s in states if s.present), states[0])
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    backend: ReaderBackend = make_backend(args.backend)
+    try:
+        state = _pick_reader(backend.snapshot(), args.reader)
+        if not state.present:
+            raise NoCard(state.name)
+        with backend.connect(state.name) as channel:
+            result = read_card(channel.transmit, channel.atr or state.atr or b"",
+                               photo=not args.no_photo, nhso=args.nhso, laser=args.laser)
+    finally:
+        backend.close()
+    out = result.to_json()
+    out["reader"] = state.name
+    if args.photo is not None:
+        if result.photo is None:
+            print("No photo on the card / ไม่มีรูปในบัตร", file=sys.stderr)
+        else:
+            args.photo.write_bytes(result.photo)
+            out["photo"]["file"] = str(args.photo)
+    json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
+    print()
+    return 0
+
+
+def cmd_readers(args: argparse.Namespace) -> int:
+    backend = make_backend(args.backend)
+    try:
+        states = backend.snapshot()
+    finally:
+        backend.close()
+    json.dump([{"name": s.name, "present": s.present,
+                "atr": s.atr.hex(" ").upper() if s.atr else None} for s in states],
+              sys.stdout, ensure_ascii=False, indent=2)
+    print()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except AgentError as exc:
+        if args.debug:
+            log.exception("failed")
+        detail = f" ({exc.detail})" if exc.detail else ""
+        print(f"{exc.info.message_th}\n{exc.info.message_en}{detail} [{exc.code}]",
+              file=sys.stderr)
+        return exc.info.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the user gets a message, not a traceback
+        if args.debug:
+            raise
+        print(f"เกิดข้อผิดพลาดภายในโปรแกรม\nUnexpected error: {type(exc).__name__}: {exc} "
+              "[internal_error] (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

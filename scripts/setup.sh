@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepares this checkout on Debian/Ubuntu: system packages, then a virtualenv in .venv.
+#   scripts/setup.sh run    what the agent needs (PC/SC, build tools for pyscard)
+#   scripts/setup.sh test   that plus what the test suite drives for real (pcscd with the
+#                           vpcd virtual reader, Chromium, a keyring, Xvfb, MSI tools)
+# Idempotent: packages already present are not touched, so a second run takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile="${1:-run}"
+
+RUN_PACKAGES=(pcscd libpcsclite1 libpcsclite-dev swig build-essential python3-venv python3-dev)
+TEST_PACKAGES=(vsmartcard-vpcd pcsc-tools chromium libnss3-tools dbus dbus-x11 gnome-keyring
+               xvfb trayer xdotool imagemagick x11-utils wixl msitools shellcheck)
+
+packages=("${RUN_PACKAGES[@]}")
+[ "$profile" = test ] && packages+=("${TEST_PACKAGES[@]}")
+
+missing=()
+if command -v dpkg-query >/dev/null; then
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  if [ -n "$sudo" ] && ! command -v sudo >/dev/null; then
+    echo "Missing system packages (run as root to install): ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "Installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "Python 3.11 or newer is needed (found: $("$python" --version 2>&1))." >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+extras=""
+[ "$profile" = test ] && extras="[test]"
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".${extras}"
