@@ -48,6 +48,35 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
         ErrorInfo("bad_request", 400, 2, "The request is not valid.", "คำขอไม่ถูกต้อง"),
         ErrorInfo("internal_error", 500, 1, "Unexpected internal error.",
                   "เกิดข้อผิดพลาดภายในโปรแกรม"),
+        ErrorInfo("nhso_token_missing", 503, 11, "No NHSO token is set on this computer.",
+                  "ยังไม่ได้ตั้งค่า Token ของ สปสช. ในเครื่องนี้"),
+        ErrorInfo("nhso_token_invalid", 502, 11, "NHSO refused the token (Invalid token.).",
+                  "สปสช. ไม่ยอมรับ Token (Token ไม่ถูกต้องหรือหมดอายุ)"),
+        ErrorInfo("nhso_not_configured", 503, 11,
+                  "NHSO settings are incomplete (hcode, sourceId or recorderPid).",
+                  "ยังตั้งค่าการเชื่อมต่อ สปสช. ไม่ครบ (รหัสหน่วยบริการ, sourceId หรือ recorderPid)"),
+        ErrorInfo("nhso_unavailable", 503, 13, "NHSO could not be reached or did not answer.",
+                  "ติดต่อระบบ สปสช. ไม่ได้ หรือระบบไม่ตอบสนอง"),
+        ErrorInfo("nhso_rejected", 502, 13, "NHSO rejected the request.",
+                  "สปสช. ปฏิเสธคำขอ"),
+        ErrorInfo("nhso_unverified", 502, 13,
+                  "The NHSO call behind this function is not publicly documented (unverified) "
+                  "and it did not succeed.",
+                  "บริการของ สปสช. ที่ใช้ในฟังก์ชันนี้ยังไม่มีเอกสารเผยแพร่ (ยังไม่ได้ยืนยัน) "
+                  "และเรียกใช้ไม่สำเร็จ"),
+        ErrorInfo("claim_not_found", 404, 2, "No claim with that id.",
+                  "ไม่พบรายการปิดสิทธิตามรหัสที่ระบุ"),
+        ErrorInfo("claim_conflict", 409, 2,
+                  "That transactionId is already used by a different claim.",
+                  "transactionId นี้ถูกใช้กับรายการปิดสิทธิอื่นแล้ว"),
+        ErrorInfo("keyring_unavailable", 503, 12,
+                  "The system keyring (credential store) is not available.",
+                  "ไม่สามารถใช้ที่เก็บรหัสผ่านของระบบ (keyring) ได้"),
+        ErrorInfo("keyring_insecure", 503, 12,
+                  "The active keyring backend does not protect secrets; the token is not stored.",
+                  "ที่เก็บรหัสผ่านที่ใช้อยู่ไม่ปลอดภัย จึงไม่บันทึก Token"),
+        ErrorInfo("outbox_unavailable", 503, 14, "The claim outbox (local database) cannot be used.",
+                  "ไม่สามารถใช้ฐานข้อมูลคิวส่งปิดสิทธิในเครื่องได้"),
     )
 }
 
@@ -140,3 +169,47 @@ def error_table_markdown() -> str:
         lines.append(f"| `{info.code}` | {info.http_status} | {info.exit_code} | "
                      f"{info.message_en} | {info.message_th} |")
     return "\n".join(lines) + "\n"
+
+
+class NhsoTokenMissing(AgentError):
+    code = "nhso_token_missing"
+
+
+class NhsoTokenInvalid(AgentError):
+    code = "nhso_token_invalid"
+
+
+class NhsoNotConfigured(AgentError):
+    code = "nhso_not_configured"
+
+
+class NhsoUnavailable(AgentError):
+    code = "nhso_unavailable"
+
+
+class NhsoRejected(AgentError):
+    code = "nhso_rejected"
+
+
+class NhsoUnverified(AgentError):
+    code = "nhso_unverified"
+
+
+class ClaimNotFound(AgentError):
+    code = "claim_not_found"
+
+
+class ClaimConflict(AgentError):
+    code = "claim_conflict"
+
+
+class KeyringUnavailable(AgentError):
+    code = "keyring_unavailable"
+
+
+class KeyringInsecure(AgentError):
+    code = "keyring_insecure"
+
+
+class OutboxUnavailable(AgentError):
+    code = "outbox_unavailable"
