@@ -213,3 +213,10 @@ class KeyringInsecure(AgentError):
 
 class OutboxUnavailable(AgentError):
     code = "outbox_unavailable"
+
+
+if __name__ == "__main__":  # python -m agent.errors > docs/errors.md
+    print("# Error codes\n\nEvery error the agent reports (CLI exit, HTTP body, WebSocket "
+          "`card.error`) carries one of these stable codes. Generated from "
+          "`agent/errors.py`: `python -m agent.errors > docs/errors.md`.\n")
+    print(error_table_markdown(), end="")

@@ -1,0 +1,82 @@
+"""Hypothesis strategies for card values a real card can hold."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from agent.card import layout as L
+from agent.card.values import (ADDRESS_PARTS, Address, CardDate, CardProfile, CardText,
+                               Gender, Name)
+
+# Every character cp874 can encode, but the name/address separator and control bytes.
+_CP874 = [bytes([b]).decode("cp874", errors="replace") for b in range(0x20, 0x100)]
+ALPHABET = "".join(sorted({c for c in _CP874 if c not in ("\ufffd", "#", "\x7f")}))
+THAI = "".join(c for c in ALPHABET if "\u0e00" <= c <= "\u0e7f")
+
+
+def _fits(limit: int):
+    return lambda s: len(s.encode("cp874")) <= limit
+
+
+def text(limit: int, alphabet: str = ALPHABET, min_size: int = 0) -> st.SearchStrategy[str]:
+    """Stripped text whose cp874 form fits ``limit`` bytes (padding is stripped on read)."""
+    return (st.text(alphabet, min_size=min_size, max_size=limit)
+            .map(lambda s: s.strip(" "))
+            .filter(_fits(limit)))
+
+
+def name(limit: int) -> st.SearchStrategy[Name]:
+    part = text(40)
+    return (st.builds(Name, part, part, st.one_of(st.just(""), part), part)
+            .filter(lambda n: len("#".join((n.prefix, n.first, n.middle, n.last))
+                                  .encode("cp874")) <= limit))
+
+
+def digits(n: int) -> st.SearchStrategy[str]:
+    return st.text("0123456789", min_size=n, max_size=n)
+
+
+@st.composite
+def card_date(draw: st.DrawFn) -> CardDate:
+    kind = draw(st.sampled_from(["full", "month", "year", "lifelong", "junk"]))
+    year = draw(st.integers(2400, 2700))
+    month = draw(st.integers(1, 12))
+    day = draw(st.integers(1, 28))
+    raw = {
+        "full": f"{year:04d}{month:02d}{day:02d}",
+        "month": f"{year:04d}{month:02d}00",
+        "year": f"{year:04d}0000",
+        "lifelong": "99999999",
+        "junk": draw(text(8)),
+    }[kind]
+    return CardDate(raw)
+
+
+def address() -> st.SearchStrategy[Address]:
+    parts = st.lists(text(40), min_size=ADDRESS_PARTS, max_size=ADDRESS_PARTS).map(tuple)
+    return (st.builds(Address, parts)
+            .filter(lambda a: len(a.raw.encode("cp874")) <= L.ADDRESS.length))
+
+
+@st.composite
+def card_profile(draw: st.DrawFn) -> CardProfile:
+    t = CardText(
+        citizen_id=draw(digits(13)),
+        name_th=draw(name(L.NAME_TH.length)),
+        name_en=draw(name(L.NAME_EN.length)),
+        birth_date=draw(card_date()),
+        gender=Gender(draw(st.sampled_from(["1", "2", "", "0"]))),
+        issuer=draw(text(L.ISSUER.length)),
+        issue_date=draw(card_date()),
+        expiry_date=draw(card_date()),
+        address=draw(address()),
+        request_number=draw(digits(14)),
+        issuer_code=draw(digits(13)),
+        version=draw(text(4)),
+        card_info=draw(text(20)),
+        card_type=draw(text(2)),
+        unknown_0179=draw(text(2)),
+    )
+    body = draw(st.binary(min_size=0, max_size=L.PHOTO.length - 4))
+    photo = b"\xff\xd8" + body.replace(b"\xff\xd9", b"\xff\x00") + b"\xff\xd9"
+    return CardProfile(text=t, photo=photo)

@@ -1,0 +1,119 @@
+"""Property tests: encode/decode round trip, decoders and the APDU machine on any input."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.card import layout as L
+from agent.card.apdu import Conversation
+from agent.card.decode import (decode_address, decode_laser_id, decode_name, decode_nhso,
+                               decode_photo, decode_text_fields)
+from agent.card.encode import encode_card
+from agent.card.session import read_card
+from agent.card.simulator import ATR_3B67, ATR_3B79, SimulatedCard
+from agent.errors import AgentError
+from tests.card_strategies import card_profile
+
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def _decode_image(image: bytes):
+    text = decode_text_fields(L.TEXT_BLOCK.cut(image), L.TAIL_BLOCK.cut(image))
+    return text, decode_photo(L.PHOTO.cut(image))
+
+
+@SETTINGS
+@given(card_profile())
+def test_decode_of_encode_is_identity(profile):
+    image = encode_card(profile)
+    assert len(image) == L.FILE_SIZE
+    text, photo = _decode_image(image)
+    assert text == profile.text
+    assert photo == profile.photo
+
+
+@SETTINGS
+@given(card_profile(), st.sampled_from([ATR_3B67, ATR_3B79]), st.booleans())
+def test_read_over_the_simulator_is_identity(profile, atr, text_first):
+    card = SimulatedCard(encode_card(profile), atr=atr)
+    result = read_card(card.process, atr, on_text=(lambda r: None) if text_first else None)
+    assert result.text == profile.text and result.photo == profile.photo
+
+
+@SETTINGS
+@given(st.binary(max_size=600), st.binary(max_size=300))
+def test_text_decoder_raises_only_typed_errors(block, tail):
+    try:
+        decode_text_fields(block, tail)
+    except AgentError:
+        pass
+
+
+@SETTINGS
+@given(st.binary(min_size=L.TEXT_BLOCK.length, max_size=L.TEXT_BLOCK.length),
+       st.binary(min_size=L.TAIL_BLOCK.length, max_size=L.TAIL_BLOCK.length))
+def test_text_decoder_accepts_any_bytes_of_the_right_size(block, tail):
+    text = decode_text_fields(block, tail)
+    text.to_json()          # every parsed view works on garbage too
+    assert len(text.address.parts) == 8
+
+
+@SETTINGS
+@given(st.binary(max_size=L.PHOTO.length + 10))
+def test_photo_and_other_decoders_raise_only_typed_errors(data):
+    for decode in (decode_photo, decode_nhso, decode_laser_id):
+        try:
+            decode(data)
+        except AgentError:
+            pass
+    decode_name(data[:100])
+    decode_address(data[:160]).to_json()
+
+
+# The APDU state machine against a card that answers anything at all.
+status_word = st.one_of(
+    st.sampled_from([0x9000, 0x6100, 0x61FF, 0x6C00, 0x6C05, 0x6B00, 0x6A82, 0x6A86,
+                     0x6982, 0x6D00, 0x6E00, 0x6700, 0x6283]),
+    st.integers(0, 0xFFFF))
+response = st.tuples(st.binary(max_size=300), status_word).map(
+    lambda t: t[0] + t[1].to_bytes(2, "big"))
+
+
+@SETTINGS
+@given(st.lists(st.one_of(response, st.binary(max_size=3)), min_size=1, max_size=120),
+       st.sampled_from([ATR_3B67, ATR_3B79, b""]))
+def test_apdu_machine_on_random_answers_ends_with_a_card_or_a_typed_error(answers, atr):
+    queue = list(answers)
+
+    def transmit(apdu: bytes) -> bytes:
+        assert len(apdu) >= 4
+        if not queue:
+            raise _Exhausted()
+        return queue.pop(0)
+
+    try:
+        read_card(transmit, atr, on_text=lambda r: None, nhso=True, laser=True)
+    except (AgentError, _Exhausted):
+        pass
+
+
+class _Exhausted(Exception):
+    """The fake card ran out of answers: the machine kept asking, which is fine."""
+
+
+@SETTINGS
+@given(st.lists(st.integers(0x6100, 0x61FF), min_size=50, max_size=60))
+def test_a_card_that_always_says_more_cannot_loop_us(sws):
+    conv = Conversation(ATR_3B79)
+    answers = iter(sws)
+    script = conv.read_script(0, 255, "t")
+    command = next(script)
+    try:
+        for _ in range(40):
+            command = script.send(next(answers).to_bytes(2, "big"))
+        raise AssertionError("no end after 40 turns")
+    except AgentError:
+        pass
+    assert command

@@ -1,0 +1,135 @@
+"""The core over the demo reader: one read per insertion, cache, removal, events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agent.card.encode import encode_card
+from agent.card.demo import demo_profile
+from agent.card.simulator import ATR_NOT_THAI, SimulatedCard
+from agent.core import CardService
+from agent.errors import CardRemoved, NoCard, NoReader, NotThaiIdCard, ReaderNotFound
+from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
+
+SECOND = "Demo Reader 1"
+
+
+async def next_event(sub, type_: str, reader: str | None = None, timeout: float = 5.0):
+    async def find():
+        while True:
+            ev = await sub.get()
+            assert ev is not None, "subscription dropped"
+            if ev.type == type_ and (reader is None or ev.reader == reader):
+                return ev
+    return await asyncio.wait_for(find(), timeout)
+
+
+@pytest.fixture
+async def service():
+    backend = DemoBackend((DEMO_READER, SECOND), apdu_delay=0.001)
+    svc = CardService(backend)
+    await svc.start()
+    yield svc, backend
+    await svc.stop()
+
+
+async def test_readers_known_at_start(service):
+    svc, _ = service
+    assert [r["name"] for r in svc.readers()] == [DEMO_READER, SECOND]
+    assert svc.pcsc_state() == "available"
+    assert svc.choose_reader().name == DEMO_READER          # the one with a card
+
+
+async def test_one_read_shared_by_many_callers(service):
+    svc, backend = service
+    results = await asyncio.gather(*(svc.get_card(photo=True) for _ in range(50)))
+    cards = {id(card) for _, card in results}
+    assert len(cards) == 1 and svc.reads == 1
+    _, card = results[0]
+    assert card.text == demo_profile(0).text and card.photo == demo_profile(0).photo
+
+
+async def test_text_event_comes_before_photo(service):
+    svc, backend = service
+    sub = svc.events.subscribe()
+    backend.insert(SECOND, demo_card(1))
+    inserted = await next_event(sub, "card.inserted", SECOND)
+    read = await next_event(sub, "card.read", SECOND)
+    photo = await next_event(sub, "card.photo", SECOND)
+    assert inserted.reader == read.reader == photo.reader == SECOND
+    assert inserted.seq < read.seq < photo.seq
+    assert read.payload["card"]["citizen_id"] == demo_profile(1).text.citizen_id
+    assert read.payload["card"]["photo"] is None and read.payload["photo_pending"] is True
+    assert photo.payload["size"] == len(demo_profile(1).photo)
+    assert set(read.envelope()) >= {"v", "type", "seq", "time", "reader", "card"}
+
+
+async def test_removal_clears_the_cache_at_once(service):
+    svc, backend = service
+    sub = svc.events.subscribe()
+    await svc.get_card(photo=True)
+    backend.remove(DEMO_READER)
+    await next_event(sub, "card.removed")
+    with pytest.raises(NoCard):
+        await svc.get_card(DEMO_READER)
+    assert svc.slots[DEMO_READER].card is None
+    backend.insert(DEMO_READER, demo_card(1))
+    await next_event(sub, "card.inserted")
+    _, card = await svc.get_card(DEMO_READER, photo=True)
+    assert card.text.citizen_id == demo_profile(1).text.citizen_id   # never the old card
+
+
+async def test_removal_mid_read_ends_waiters_with_card_removed(service):
+    svc, backend = service
+    backend.apdu_delay = 0.02
+    sub = svc.events.subscribe()
+    backend.insert(SECOND, demo_card(1))
+    await next_event(sub, "card.inserted", SECOND)
+    waiter = asyncio.create_task(svc.get_card(SECOND, photo=True))
+    await next_event(sub, "card.read", SECOND)             # text arrived, photo under way
+    backend.remove(SECOND)
+    with pytest.raises(CardRemoved):
+        await waiter
+    await next_event(sub, "card.removed", SECOND)
+    assert svc.slots[SECOND].card is None
+
+
+async def test_not_a_thai_card_is_an_error_event(service):
+    svc, backend = service
+    sub = svc.events.subscribe()
+    backend.insert(SECOND, SimulatedCard(encode_card(demo_profile(0)), atr=ATR_NOT_THAI,
+                                         is_thai_id=False))
+    err = await next_event(sub, "card.error", SECOND)
+    assert err.payload["code"] == "not_thai_id" and err.payload["message_th"]
+    with pytest.raises(NotThaiIdCard):
+        await svc.get_card(SECOND)
+
+
+async def test_reader_choice_and_errors(service):
+    svc, backend = service
+    with pytest.raises(ReaderNotFound):
+        await svc.get_card("no such reader")
+    svc.default_reader = SECOND
+    assert svc.choose_reader().name == SECOND
+    with pytest.raises(NoCard):
+        await svc.get_card()
+    sub = svc.events.subscribe()
+    backend.remove_reader(SECOND)
+    backend.remove_reader(DEMO_READER)
+    await next_event(sub, "reader.removed")
+    await next_event(sub, "reader.removed")
+    with pytest.raises(NoReader):
+        await svc.get_card()
+    backend.add_reader("Late Reader")
+    added = await next_event(sub, "reader.added")
+    assert added.reader == "Late Reader" and svc.reader_names() == ["Late Reader"]
+
+
+async def test_slow_subscriber_is_dropped_not_blocking(service):
+    svc, backend = service
+    slow = svc.events.subscribe()
+    for _ in range(300):
+        svc.events.publish("test.tick")
+    assert await slow.get() is None and svc.events.subscribers == 0
