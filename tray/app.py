@@ -1,0 +1,396 @@
+"""The tray app: a pystray icon on the main thread, asyncio (the agent server, when this
+process runs it, and the event client) on a worker thread with its own loop.
+
+The icon follows the agent's public event stream only, so it shows the same whether the
+agent runs here or as a separate process. Without a display or a tray host the agent
+keeps running headless and the log says why there is no icon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import webbrowser
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from PIL import Image
+
+from agent import __version__
+
+from . import icons
+from .autostart import Autostart
+from .client import EventClient, http_json
+from .i18n import resolve_language, text
+from .menu import Item, MenuView, build_menu, find, to_plain, to_pystray, tooltip
+from .prefs import TrayPrefs
+from .state import Notice, TrayState
+
+log = logging.getLogger("tray")
+
+
+class LoopThread(threading.Thread):
+    """A worker thread running one asyncio loop until ``stop``."""
+
+    def __init__(self) -> None:
+        super().__init__(name="agent-loop", daemon=True)
+        self.loop = asyncio.new_event_loop()
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.join(timeout)
+
+
+def helper_command(*args: str) -> list[str]:
+    """How to start this program's small windows (``tray.popup``), frozen or not."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "tray-popup", *args]
+    return [sys.executable, "-m", "tray.popup", *args]
+
+
+class TrayApp:
+    """State, icon and menu actions. ``agent`` is the embedded agent, if this process runs one."""
+
+    def __init__(self, base_url: str, loop: LoopThread, *, prefs_path: Path,
+                 autostart: Autostart | None = None, agent: Any = None,
+                 log_dir: Path | None = None, popen: Callable[..., Any] = subprocess.Popen,
+                 ) -> None:
+        self.base_url = base_url
+        self.loop = loop
+        self.prefs_path = prefs_path
+        self.prefs = TrayPrefs.load(prefs_path)
+        self.autostart = autostart
+        self.agent = agent
+        self.log_dir = log_dir or platformdirs.user_log_path("thaicard-agent", appauthor=False)
+        self.popen = popen
+        self.state = TrayState()
+        self.default_reader: str | None = None
+        self.locked_keys: list[str] = []
+        self.nhso = False
+        self.icon: Any = None
+        self.notices: list[tuple[str, str]] = []      # (key, text) shown, newest last
+        self.client = EventClient(base_url, self.state, self._on_change)
+        self._lock = threading.RLock()
+        self._items: tuple[Item, ...] = ()
+        self._stopped = threading.Event()
+        self._client_future: concurrent.futures.Future[Any] | None = None
+
+    # -- what is shown -----------------------------------------------------------------
+    @property
+    def lang(self) -> str:
+        return resolve_language(self.prefs.language)
+
+    def view(self) -> MenuView:
+        demo = getattr(self.agent, "demo_card_in", None)
+        return MenuView(lang=self.lang, language_choice=self.prefs.language,
+                        default_reader=self.default_reader,
+                        autostart=self.autostart.enabled() if self.autostart else None,
+                        version=__version__, nhso=self.nhso,
+                        demo_card_in=demo() if callable(demo) else None)
+
+    def render(self) -> tuple[Image.Image, str, tuple[Item, ...]]:
+        with self._lock:
+            image = icons.render(self.state.status, self.state.claims)
+            title = tooltip(self.state, self.lang)
+            self._items = build_menu(self.state, self.view(), self)
+            return image, title, self._items
+
+    @property
+    def items(self) -> tuple[Item, ...]:
+        return self._items
+
+    def refresh(self) -> None:
+        image, title, items = self.render()
+        icon = self.icon
+        if icon is None:
+            return
+        try:
+            icon.icon = image
+            icon.title = title
+            if getattr(icon, "HAS_MENU", True):
+                icon.menu = to_pystray(items)
+        except Exception:  # noqa: BLE001 - a tray host that went away must not stop the agent
+            log.exception("could not update the tray icon")
+
+    def _on_change(self, state: TrayState, notices: list[Notice]) -> None:
+        if state.connected and not self._synced:
+            self._synced = True
+            self.loop.loop.run_in_executor(None, self.sync_from_agent)
+        if not state.connected:
+            self._synced = False
+        self.refresh()
+        for notice in notices:
+            self.notify(notice)
+
+    _synced = False
+
+    def sync_from_agent(self) -> None:
+        """What the event stream does not carry: settings, policy and claim counts."""
+        try:
+            status = http_json(self.base_url, "GET", "/v1/status")
+        except Exception as exc:  # noqa: BLE001
+            log.debug("status not available: %s", exc)
+            return
+        if isinstance(status, dict):
+            config = status.get("config") if isinstance(status.get("config"), dict) else {}
+            self.default_reader = config.get("defaultTerminal") or None
+            self.locked_keys = list(config.get("policyKeys") or [])
+            nhso = status.get("nhso") if isinstance(status.get("nhso"), dict) else {}
+            self.nhso = bool(nhso.get("available"))
+            if "tokenConfigured" in nhso:
+                self.state.token_set = bool(nhso["tokenConfigured"])
+        if self.nhso:
+            self.state.set_claims(self._claim_count("pending"), self._claim_count("failed"))
+        self.refresh()
+
+    def _claim_count(self, status: str) -> int | None:
+        try:
+            answer = http_json(self.base_url, "GET", f"/v1/claims?status={status}")
+        except Exception as exc:  # noqa: BLE001 - counts are a nicety; the events keep them current
+            log.debug("claims not available: %s", exc)
+            return None
+        if isinstance(answer, dict):
+            if isinstance(answer.get("count"), int):
+                return int(answer["count"])
+            if isinstance(answer.get("claims"), list):
+                return len(answer["claims"])
+        return len(answer) if isinstance(answer, list) else None
+
+    def notify(self, notice: Notice) -> None:
+        message = text(notice.key, self.lang, **notice.kwargs())
+        self.notices.append((notice.key, message))
+        del self.notices[:-20]
+        log.info("notice %s", notice.key)          # never the message: it may name a reader only,
+        icon = self.icon                             # but keep logs free of any card context
+        try:
+            if icon is not None and getattr(icon, "HAS_NOTIFICATION", False):
+                icon.notify(message, "Thai Card Agent")
+            elif icon is not None and shutil.which("notify-send"):
+                self.popen(["notify-send", "--app-name=Thai Card Agent", "Thai Card Agent",
+                            message])
+        except Exception:  # noqa: BLE001 - a missing notification service is not an error
+            log.debug("notification not shown", exc_info=True)
+
+    def message(self, msg: str, *, error: bool = False) -> None:
+        """A message box in a child process; logged as well."""
+        (log.warning if error else log.info)("%s", msg)
+        if self.icon is None:
+            return
+        args = ["message", "--text", msg] + (["--error"] if error else [])
+        try:
+            self.popen(helper_command(*args))
+        except OSError:
+            log.debug("message box not shown", exc_info=True)
+
+    # -- running -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start following the agent (call once the loop thread runs)."""
+        self.render()
+        self._client_future = self.loop.submit(self.client.run())
+
+    def run_icon(self, icon: Any) -> None:
+        """Show ``icon`` and block the main thread until quit."""
+        self.icon = icon
+        if not getattr(icon, "HAS_MENU", True):
+            # Plain X11: no native menus, so a left click opens our own popup menu.
+            import pystray
+
+            icon.menu = pystray.Menu(pystray.MenuItem(
+                "menu", lambda _i, _it: self.popup_menu(), default=True))
+
+        def setup(icon: Any) -> None:
+            icon.visible = True
+            self.refresh()
+
+        icon.run(setup=setup)
+
+    def wait_headless(self) -> None:
+        self._stopped.wait()
+
+    def quit(self) -> None:
+        log.info("quitting")
+        self.client.stop()
+        if self._client_future is not None:
+            self._client_future.cancel()
+        if self.agent is not None:
+            try:
+                self.loop.submit(self.agent.stop()).result(15)
+            except Exception:  # noqa: BLE001
+                log.exception("agent did not stop cleanly")
+        self._stopped.set()
+        if self.icon is not None:
+            self.icon.stop()
+
+    # -- the popup menu (backends without menus) -------------------------------------------
+    def popup_menu(self, at: tuple[int, int] | None = None) -> None:
+        threading.Thread(target=self._popup, args=(at,), name="popup", daemon=True).start()
+
+    def _popup(self, at: tuple[int, int] | None) -> None:
+        _, _, items = self.render()
+        args = ["menu"] + ([f"--at={at[0]},{at[1]}"] if at else [])
+        try:
+            proc = self.popen(helper_command(*args), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+            out, _ = proc.communicate(json.dumps(to_plain(items)), timeout=600)
+        except (OSError, subprocess.TimeoutExpired):
+            log.exception("menu popup failed")
+            return
+        key = (out or "").strip()
+        if key:
+            self.invoke(key)
+
+    def invoke(self, key: str) -> None:
+        """Run the menu item ``key`` of the menu as shown now."""
+        item = find(self._items or self.render()[2], key)
+        if item.action is not None and item.enabled:
+            item.action()
+
+    # -- menu actions (Actions protocol) ----------------------------------------------------
+    def open_status_page(self) -> None:
+        webbrowser.open(self.base_url + "/")
+
+    def copy_url(self) -> None:
+        url = self.base_url
+        for tool in (["clip"], ["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"],
+                     ["xsel", "--clipboard", "--input"]):
+            if shutil.which(tool[0]):
+                try:
+                    proc = self.popen(tool, stdin=subprocess.PIPE, text=True)
+                    proc.communicate(url, timeout=5)
+                    self.notify(Notice("msg.copied", (("url", url),)))
+                    return
+                except (OSError, subprocess.TimeoutExpired):
+                    continue
+        # No clipboard tool: a Tk child keeps the X selection until someone copies over it.
+        self.popen(helper_command("clip", "--text", url))
+        self.notify(Notice("msg.copied", (("url", url),)))
+
+    def open_settings(self) -> None:
+        self.run_async(self._settings_dialog)
+
+    def _settings_dialog(self) -> None:
+        proc = self.popen(helper_command("settings", "--lang", self.lang,
+                                         "--locked", ",".join(self.locked_keys)),
+                          stdout=subprocess.PIPE, text=True)
+        out, _ = proc.communicate()
+        if proc.returncode == 0 and out.strip():
+            self.apply_settings(json.loads(out))
+
+    def apply_settings(self, changes: dict[str, Any]) -> None:
+        from .settings_file import save_user_settings
+
+        try:
+            save_user_settings(changes, locked=self.locked_keys)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
+            return
+        if self.agent is not None and hasattr(self.agent, "restart"):
+            try:
+                self.base_url = self.loop.submit(self.agent.restart()).result(30)
+            except Exception as exc:  # noqa: BLE001
+                self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
+                return
+            self.client.base_url = self.base_url
+            self.message(text("msg.settings_saved", self.lang))
+        else:
+            self.message(text("msg.settings_restart", self.lang))
+
+    def set_default_reader(self, name: str | None) -> None:
+        self.default_reader = name
+        self.run_async(lambda: self.apply_settings({"defaultTerminal": name}))
+
+    def set_language(self, choice: str) -> None:
+        self.prefs.language = choice
+        try:
+            self.prefs.save(self.prefs_path)
+        except OSError:
+            log.exception("could not save the tray preferences")
+        self.refresh()
+
+    def set_token(self) -> None:
+        def run() -> None:
+            proc = self.popen(helper_command("token", "--lang", self.lang))
+            proc.wait()
+            self.sync_from_agent()
+        self.run_async(run)
+
+    def clear_token(self) -> None:
+        def run() -> None:
+            try:
+                from agent.nhso.token import TokenStore
+
+                TokenStore().clear()
+            except Exception as exc:  # noqa: BLE001
+                self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
+                return
+            self.state.token_set = False
+            self.message(text("msg.token_cleared", self.lang))
+            self.sync_from_agent()
+        self.run_async(run)
+
+    def retry_claims(self) -> None:
+        def run() -> None:
+            try:
+                http_json(self.base_url, "POST", "/v1/claims/retry", {"status": "failed"})
+            except Exception as exc:  # noqa: BLE001
+                self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
+            self.sync_from_agent()
+        self.run_async(run)
+
+    def toggle_autostart(self) -> None:
+        if self.autostart is None:
+            return
+        try:
+            self.autostart.set(not self.autostart.enabled())
+        except OSError as exc:
+            self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
+        self.refresh()
+
+    def open_logs(self) -> None:
+        path = self.log_dir
+        path.mkdir(parents=True, exist_ok=True)
+        if sys.platform == "win32":
+            os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606
+        else:
+            opener = "open" if sys.platform == "darwin" else "xdg-open"
+            if shutil.which(opener):
+                self.popen([opener, str(path)])
+            else:
+                self.message(str(path))
+
+    def about(self) -> None:
+        self.message(f"Thai Card Agent {__version__}\n{self.base_url}\nApache-2.0")
+
+    def demo_toggle(self) -> None:
+        toggle = getattr(self.agent, "demo_toggle", None)
+        if callable(toggle):
+            toggle()
+
+    def run_async(self, fn: Callable[[], None]) -> None:
+        """Menu actions that wait (dialogs, HTTP) run off the tray's thread."""
+        threading.Thread(target=fn, name="tray-action", daemon=True).start()

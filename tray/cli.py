@@ -1,0 +1,181 @@
+"""``thaicard-agent tray``: the agent and its tray icon in one process (what staff run).
+
+``--connect URL`` shows the icon for an agent that runs as a separate process instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("tray")
+
+EXIT_ALREADY_RUNNING = 0     # a second start is not an error: the first one is there
+EXIT_PORT_TAKEN = 15
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "tray", help="run the agent with its tray icon (what auto-start launches)",
+        description="Run the agent server and its tray icon in one process. Without a "
+                    "display the agent runs headless and logs why the icon is missing.")
+    p.add_argument("--demo", action="store_true", help="use the simulated demo reader")
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: from the config)")
+    p.add_argument("--connect", metavar="URL",
+                   help="only show the icon for an agent already running at URL")
+    p.add_argument("--lock-file", type=Path, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_tray)
+
+    # The tray's small windows, started as child processes (frozen builds have no -m).
+    p = sub.add_parser("tray-popup", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: __import__("tray.popup", fromlist=["main"]).main(a.rest))
+
+
+def display_problem() -> str | None:
+    """Why no icon can be shown here, or None when one may be."""
+    if sys.platform.startswith("linux") or "bsd" in sys.platform:
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            return "no display (DISPLAY and WAYLAND_DISPLAY are not set)"
+    return None
+
+
+def tray_host_problem() -> str | None:
+    """On plain X11: whether any program owns the system tray selection."""
+    if not os.environ.get("DISPLAY") or os.environ.get("PYSTRAY_BACKEND", "xorg") != "xorg":
+        return None
+    try:
+        import Xlib.display
+
+        display = Xlib.display.Display()
+        try:
+            atom = display.intern_atom(f"_NET_SYSTEM_TRAY_S{display.get_default_screen()}")
+            owner = display.get_selection_owner(atom)
+        finally:
+            display.close()
+    except Exception as exc:  # noqa: BLE001 - only a diagnostic
+        return f"cannot ask the X server for a tray host: {exc}"
+    if not owner or getattr(owner, "id", 0) == 0:
+        return "no tray host (system tray) is running; the icon appears when one starts"
+    return None
+
+
+def make_icon(image: Any, title: str) -> Any:
+    import pystray
+
+    return pystray.Icon("thaicard-agent", image, title)
+
+
+def cmd_tray(args: argparse.Namespace) -> int:
+    from agent.logging_setup import setup_logging
+
+    from .app import LoopThread, TrayApp
+    from .autostart import for_this_platform
+    from .i18n import resolve_language, text
+    from .prefs import TrayPrefs, default_path
+    from .single import AlreadyRunning, InstanceLock
+
+    log_file = setup_logging("DEBUG" if args.debug else "INFO")
+    prefs_path = default_path()
+    lang = resolve_language(TrayPrefs.load(prefs_path).language)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # platformdirs warns when XDG_RUNTIME_DIR is unset
+        lock = InstanceLock(args.lock_file)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        message = f"{text('msg.already_running', 'th')}\n{text('msg.already_running', 'en')}"
+        print(message, file=sys.stderr)
+        if display_problem() is None:
+            from .app import helper_command
+            import subprocess
+
+            subprocess.Popen(helper_command("message", "--text", message))
+        return EXIT_ALREADY_RUNNING
+
+    loop = LoopThread()
+    loop.start()
+    agent = None
+    if args.connect:
+        base_url = args.connect.rstrip("/")
+    else:
+        from .embedded import EmbeddedAgent
+        from .client import is_agent
+
+        agent = EmbeddedAgent({"port": args.port}, demo=args.demo)
+        try:
+            base_url = loop.submit(agent.start()).result(60)
+        except OSError as exc:
+            port = args.port or _configured_port()
+            url = f"http://127.0.0.1:{port}"
+            if is_agent(url):
+                # An agent runs already (a service, another user's session): just show it.
+                log.warning("port %s is taken by a running agent; showing its state", port)
+                agent, base_url = None, url
+            else:
+                loop.stop()
+                print(f"พอร์ต {port} ถูกใช้งานโดยโปรแกรมอื่น\nPort {port} is used by another "
+                      f"program: {exc} [port_in_use]", file=sys.stderr)
+                return EXIT_PORT_TAKEN
+
+    app = TrayApp(base_url, loop, prefs_path=prefs_path, autostart=for_this_platform(),
+                  agent=agent, log_dir=log_file.parent if log_file else None)
+    app.start()
+    problem = display_problem()
+    icon = None
+    if problem is None:
+        try:
+            image, title, _ = app.render()
+            icon = make_icon(image, title)
+        except Exception as exc:  # noqa: BLE001 - Xlib raises its own errors, not ImportError
+            problem = f"the tray icon cannot be created: {type(exc).__name__}: {exc}"
+    if problem is None:
+        host = tray_host_problem()
+        if host:
+            log.warning("%s", host)
+    _install_signal_handlers(app)
+    try:
+        if icon is None:
+            log.warning("%s — %s (%s)", text("msg.headless", "en"), problem, base_url)
+            print(f"{text('msg.headless', lang)} ({problem})", file=sys.stderr)
+            app.wait_headless()
+        else:
+            app.run_icon(icon)
+    except KeyboardInterrupt:
+        app.quit()
+    finally:
+        if not app._stopped.is_set():
+            app.quit()
+        loop.stop()
+        lock.release()
+    return 0
+
+
+def _configured_port() -> int:
+    from agent.config import load_config
+
+    try:
+        return load_config().port
+    except Exception:  # noqa: BLE001
+        from agent.config import DEFAULT_PORT
+
+        return DEFAULT_PORT
+
+
+def _install_signal_handlers(app: Any) -> None:
+    import signal
+
+    def stop(_signum: int, _frame: Any) -> None:
+        app.quit()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, stop)
+        except (ValueError, OSError):
+            pass

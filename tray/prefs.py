@@ -1,0 +1,42 @@
+"""The tray's own preferences (only the language so far), in the user's config folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import platformdirs
+
+log = logging.getLogger(__name__)
+
+
+def default_path() -> Path:
+    return platformdirs.user_config_path("thaicard-agent", appauthor=False) / "tray.json"
+
+
+@dataclass
+class TrayPrefs:
+    language: str = "auto"            # auto | th | en
+
+    @classmethod
+    def load(cls, path: Path) -> "TrayPrefs":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable tray preferences %s: %s", path, exc)
+            return cls()
+        prefs = cls()
+        if data.get("language") in ("auto", "th", "en"):
+            prefs.language = data["language"]
+        return prefs
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        os.replace(tmp, path)
