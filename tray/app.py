@@ -94,6 +94,7 @@ class TrayApp:
         self.nhso = False
         self.icon: Any = None
         self.notices: list[tuple[str, str]] = []      # (key, text) shown, newest last
+        self.messages: list[tuple[str, bool]] = []    # (text, is_error) shown, newest last
         self.client = EventClient(base_url, self.state, self._on_change)
         self._lock = threading.RLock()
         self._items: tuple[Item, ...] = ()
@@ -199,6 +200,8 @@ class TrayApp:
     def message(self, msg: str, *, error: bool = False) -> None:
         """A message box in a child process; logged as well."""
         (log.warning if error else log.info)("%s", msg)
+        self.messages.append((msg, error))
+        del self.messages[:-20]
         if self.icon is None:
             return
         args = ["message", "--text", msg] + (["--error"] if error else [])

@@ -1,0 +1,387 @@
+"""Menu and actions with pystray's dummy backend: no display needed.
+
+Every state gives its icon, tooltip and menu; every menu item runs its action, checked
+through what the action leaves behind (files, child processes started, HTTP calls seen).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+os.environ["PYSTRAY_BACKEND"] = "dummy"     # before anything imports pystray
+
+import pystray  # noqa: E402
+import pytest  # noqa: E402
+from aiohttp import web  # noqa: E402
+
+from tray import app as tray_app  # noqa: E402
+from tray.app import LoopThread, TrayApp  # noqa: E402
+from tray.autostart import XdgAutostart  # noqa: E402
+from tray.icons import render  # noqa: E402
+from tray.menu import Item, MenuView, build_menu, find, to_plain, to_pystray, tooltip  # noqa: E402
+from tray.state import Claims, Status, TrayState  # noqa: E402
+
+from .test_tray_model import CARD, READER, ev, reader, snapshot, state_for  # noqa: E402
+
+
+class Recorder:
+    """An Actions object that records which action ran."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args: self.calls.append((name, args))
+
+
+def keys(items: tuple[Item, ...]) -> list[str]:
+    out = []
+    for item in items:
+        out.append(item.key)
+        out += keys(item.submenu)
+    return out
+
+
+EXPECTED_STATUS_TEXT = {
+    Status.STARTING: "Starting", Status.OFFLINE: "not reachable",
+    Status.PCSC_UNAVAILABLE: "PC/SC", Status.NO_READER: "No card reader",
+    Status.IDLE: "insert a card", Status.CARD_PRESENT: "Card in the reader",
+    Status.READING: "Reading", Status.ERROR: "failed",
+}
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_each_state_gives_its_icon_tooltip_and_menu(status: Status) -> None:
+    st = state_for(status)
+    items = build_menu(st, MenuView(lang="en", version="1.2.3"), Recorder())
+    assert EXPECTED_STATUS_TEXT[status] in items[0].text and not items[0].enabled
+    assert EXPECTED_STATUS_TEXT[status] in tooltip(st, "en")
+    assert tooltip(st, "en").startswith("Thai Card Agent")
+    assert render(st.status, st.claims) is render(status, Claims.NONE)
+    readers = find(items, "readers").submenu
+    if status in (Status.STARTING, Status.OFFLINE, Status.PCSC_UNAVAILABLE, Status.NO_READER):
+        assert [r.key for r in readers] == ["readers.none"]
+    else:
+        assert [r.key for r in readers] == [f"reader:{READER}"]
+        assert readers[0].checked is (status is not Status.IDLE)
+    assert ("last_card" in keys(items)) is (status is Status.CARD_PRESENT)
+    if status is Status.ERROR:
+        assert "(not_thai_id)" in tooltip(st, "en")
+
+
+def test_thai_menu_and_last_card_masked() -> None:
+    st = state_for(Status.CARD_PRESENT)
+    items = build_menu(st, MenuView(lang="th"), Recorder())
+    assert items[0].text == "มีบัตรอยู่ในเครื่องอ่าน"
+    card_line = find(items, "last_card").text
+    assert card_line == "บัตร: 1-9999-xxxxx-xx-5 นายทดสอบ ระบบอ่านบัตร"
+    assert "1999900000005" not in json.dumps(to_plain(items), ensure_ascii=False)
+    en = find(build_menu(st, MenuView(lang="en"), Recorder()), "last_card").text
+    assert en.endswith("Mr. Demo Cardreader")
+    assert find(items, "quit").text == "ออกจากโปรแกรม"
+
+
+def test_claims_and_token_items_only_with_the_nhso_part() -> None:
+    st = state_for(Status.IDLE)
+    plain = keys(build_menu(st, MenuView(lang="en"), Recorder()))
+    assert "claims" not in plain and "token.set" not in plain
+    st.set_claims(3, 2)
+    st.token_set = False
+    items = build_menu(st, MenuView(lang="en", nhso=True), Recorder())
+    assert find(items, "claims").text == "Claims: 3 waiting, 2 failed"
+    assert find(items, "claims.retry").enabled
+    assert find(items, "status.claims").text == "2 claim(s) failed"
+    assert not find(items, "token.clear").enabled       # nothing to clear
+    assert "2 claim(s) failed" in tooltip(st, "en")
+    assert render(st.status, st.claims) is render(Status.IDLE, Claims.FAILED)
+
+
+def test_radio_and_check_items_show_the_current_choice() -> None:
+    st = state_for(Status.IDLE)
+    view = MenuView(lang="en", language_choice="th", default_reader="Old reader",
+                    autostart=True)
+    items = build_menu(st, view, Recorder())
+    assert find(items, "language:th").checked and not find(items, "language:auto").checked
+    assert find(items, "default_reader:Old reader").checked     # unplugged, still listed
+    assert not find(items, f"default_reader:{READER}").checked
+    assert find(items, "autostart").checked is True
+    assert "autostart" not in keys(build_menu(st, MenuView(lang="en"), Recorder()))
+
+
+def test_pystray_menu_runs_the_same_actions() -> None:
+    """The pystray objects (dummy backend) show the same texts and call the same actions."""
+    st = state_for(Status.CARD_PRESENT)
+    rec = Recorder()
+    items = build_menu(st, MenuView(lang="en", nhso=True, autostart=False, demo_card_in=True),
+                       rec)
+    menu = to_pystray(items)
+    icon = pystray.Icon("test", render(Status.IDLE), "t", menu)
+    by_text = {item.text: item for item in menu.items}
+    assert by_text["Open status page"].default
+    assert by_text["Start at login"].checked is False
+    settings = by_text["Settings"].submenu
+    language = {i.text: i for i in settings.items}["Language / ภาษา"].submenu
+    thai = {i.text: i for i in language.items}["ไทย"]
+    assert thai.radio and thai.checked is False
+    expected = {
+        "Open status page": "open_status_page", "Copy agent URL": "copy_url",
+        "Start at login": "toggle_autostart", "Open log folder": "open_logs",
+        "About (version )": "about", "Quit": "quit", "Demo: remove the card": "demo_toggle",
+    }
+    for text, action in expected.items():
+        by_text[text](icon)
+        assert rec.calls[-1][0] == action, text
+    thai(icon)
+    assert rec.calls[-1] == ("set_language", ("th",))
+    default_reader = {i.text: i for i in settings.items}["Default reader"].submenu
+    {i.text: i for i in default_reader.items}[READER](icon)
+    assert rec.calls[-1] == ("set_default_reader", (READER,))
+    {i.text: i for i in settings.items}["Set token…"](icon)
+    assert rec.calls[-1][0] == "set_token"
+    # Status lines are not clickable.
+    assert not menu.items[0].enabled
+
+
+# -- the app's actions -----------------------------------------------------------------------
+class FakeProcess:
+    def __init__(self, args: list[str], out: str = "", returncode: int = 0) -> None:
+        self.args, self.out, self.returncode = args, out, returncode
+        self.stdin_text: str | None = None
+
+    def communicate(self, data: str | None = None, timeout: float | None = None) -> tuple:
+        self.stdin_text = data
+        return self.out, ""
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.returncode
+
+
+class Children:
+    """Stands in for ``subprocess.Popen``: records the child processes the app starts."""
+
+    def __init__(self) -> None:
+        self.started: list[FakeProcess] = []
+        self.answers: dict[str, str] = {}
+
+    def __call__(self, args: list[str], **_kw: Any) -> FakeProcess:
+        mode = next((a for a in args if a in self.answers), None)
+        proc = FakeProcess(list(args), self.answers.get(mode or "", ""))
+        self.started.append(proc)
+        return proc
+
+    def modes(self) -> list[str]:
+        return [p.args[3] if p.args[1:3] == ["-m", "tray.popup"] else p.args[0]
+                for p in self.started]
+
+
+class FakeAgent:
+    def __init__(self) -> None:
+        self.restarts = 0
+        self.card_in = True
+
+    async def restart(self) -> str:
+        self.restarts += 1
+        return "http://127.0.0.1:8189"
+
+    async def stop(self) -> None:
+        pass
+
+    def demo_card_in(self) -> bool:
+        return self.card_in
+
+    def demo_toggle(self) -> None:
+        self.card_in = not self.card_in
+
+
+@pytest.fixture
+def loop_thread():
+    thread = LoopThread()
+    thread.start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def app(tmp_path: Path, loop_thread: LoopThread, monkeypatch: pytest.MonkeyPatch) -> TrayApp:
+    monkeypatch.setenv("THAICARD_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setattr(tray_app.TrayApp, "run_async", lambda self, fn: fn())
+    autostart = XdgAutostart(["thaicard-agent", "tray"], tmp_path / "xdg", [tmp_path / "etc"])
+    a = TrayApp("http://127.0.0.1:9", loop_thread, prefs_path=tmp_path / "tray.json",
+                autostart=autostart, agent=FakeAgent(), log_dir=tmp_path / "logs",
+                popen=Children())
+    a.prefs.language = "en"
+    a.state.apply(snapshot(reader()))
+    a.render()
+    return a
+
+
+def test_language_switch_is_saved_and_changes_the_menu(app: TrayApp, tmp_path: Path) -> None:
+    app.invoke("language:th")
+    assert json.loads((tmp_path / "tray.json").read_text())["language"] == "th"
+    assert app.items[0].text == "พร้อมใช้งาน — เสียบบัตรได้"
+    app.invoke("language:auto")
+    assert find(app.items, "language:auto").checked
+
+
+def test_autostart_toggle_writes_and_hides_the_xdg_entry(app: TrayApp, tmp_path: Path) -> None:
+    desktop = tmp_path / "xdg" / "autostart" / "thaicard-agent.desktop"
+    assert find(app.items, "autostart").checked is False
+    app.invoke("autostart")
+    assert "Exec=thaicard-agent tray" in desktop.read_text()
+    assert find(app.items, "autostart").checked is True
+    app.invoke("autostart")
+    assert "Hidden=true" in desktop.read_text()
+    assert find(app.items, "autostart").checked is False
+
+
+def test_demo_item_inserts_and_removes_the_card(app: TrayApp) -> None:
+    assert find(app.items, "demo").text == "Demo: remove the card"
+    app.invoke("demo")
+    app.render()
+    assert app.agent.card_in is False
+    assert find(app.items, "demo").text == "Demo: insert a card"
+
+
+def test_settings_dialog_result_is_saved_and_the_agent_restarted(app: TrayApp,
+                                                                  tmp_path: Path) -> None:
+    children: Children = app.popen  # type: ignore[assignment]
+    children.answers["settings"] = json.dumps({"port": 8190,
+                                               "allowedOrigins": ["https://his.example.go.th"]})
+    app.invoke("settings.open")
+    saved = json.loads((tmp_path / "config" / "config.json").read_text())
+    assert saved == {"port": 8190, "allowedOrigins": ["https://his.example.go.th"]}
+    assert app.agent.restarts == 1
+    assert children.modes() == ["settings"]
+    assert app.messages[-1] == ("Settings saved; the agent restarted with them.", False)
+
+
+def test_invalid_settings_are_refused_with_a_message(app: TrayApp, tmp_path: Path) -> None:
+    children: Children = app.popen  # type: ignore[assignment]
+    children.answers["settings"] = json.dumps({"allowedOrigins": ["https://*.example.com"]})
+    app.invoke("settings.open")
+    assert not (tmp_path / "config" / "config.json").exists()
+    assert app.agent.restarts == 0
+    assert app.messages[-1][1] is True and "wildcards" in app.messages[-1][0]
+
+
+def test_policy_locked_settings_are_refused(app: TrayApp, tmp_path: Path) -> None:
+    app.locked_keys = ["port"]
+    app.apply_settings({"port": 9000})
+    assert not (tmp_path / "config" / "config.json").exists()
+
+
+def test_default_reader_choice_goes_to_the_user_config(app: TrayApp, tmp_path: Path) -> None:
+    app.invoke(f"default_reader:{READER}")
+    saved = json.loads((tmp_path / "config" / "config.json").read_text())
+    assert saved == {"defaultTerminal": READER}
+    app.invoke("default_reader:")
+    assert json.loads((tmp_path / "config" / "config.json").read_text()) == {}
+
+
+def test_popup_menu_sends_the_menu_and_runs_the_chosen_item(app: TrayApp) -> None:
+    children: Children = app.popen  # type: ignore[assignment]
+    children.answers["menu"] = "language:th\n"
+    app._popup(None)
+    sent = json.loads(children.started[0].stdin_text or "[]")
+    assert sent[0]["key"] == "status" and sent[0]["enabled"] is False
+    assert app.prefs.language == "th"
+
+
+def test_simple_actions_start_the_right_child(app: TrayApp, monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr(tray_app.webbrowser, "open", opened.append)
+    monkeypatch.setattr(tray_app.shutil, "which", lambda name: None)   # no clipboard tools
+    children: Children = app.popen  # type: ignore[assignment]
+    app.invoke("open_status")
+    assert opened == ["http://127.0.0.1:9/"]
+    app.invoke("copy_url")
+    assert children.started[-1].args[-2:] == ["--text", "http://127.0.0.1:9"]
+    assert app.notices[-1][0] == "msg.copied"
+    app.invoke("about")
+    assert app.messages[-1][0].startswith("Thai Card Agent ")
+    app.invoke("logs")
+    assert (tmp_path / "logs").is_dir()
+    assert app.messages[-1][0] == str(tmp_path / "logs")          # no opener: shown
+    app.nhso = True
+    app.render()
+    app.invoke("token.set")
+    assert children.started[-1].args[3:] == ["token", "--lang", "en"]
+
+
+def test_notifications_use_the_icon_when_it_can(app: TrayApp) -> None:
+    shown: list[tuple[str, str]] = []
+
+    class NotifyingIcon:
+        HAS_NOTIFICATION = True
+        HAS_MENU = True
+
+        def notify(self, message: str, title: str) -> None:
+            shown.append((title, message))
+
+    app.icon = NotifyingIcon()
+    notices = app.state.apply(ev("card.inserted")) + app.state.apply(ev("card.read", card=CARD))
+    app._on_change(app.state, notices)
+    assert shown == [("Thai Card Agent", f"Card read on {READER}")]
+    assert "Demo" not in shown[0][1] and "1-9999" not in shown[0][1]   # no card data
+
+
+class ClaimsServer:
+    """A stand-in for the agent's claims API: records the retry call."""
+
+    def __init__(self) -> None:
+        self.retries: list[Any] = []
+        self.failed = 2
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response({"nhso": {"available": True, "tokenConfigured": True},
+                                  "config": {"defaultTerminal": READER,
+                                             "policyKeys": ["allowedOrigins"]}})
+
+    async def claims(self, request: web.Request) -> web.Response:
+        n = self.failed if request.query.get("status") == "failed" else 1
+        return web.json_response({"claims": [{}] * n})
+
+    async def retry(self, request: web.Request) -> web.Response:
+        self.retries.append((await request.json(), request.headers.get("Origin")))
+        self.failed = 0
+        return web.json_response({"retried": 2})
+
+
+async def test_sync_and_retry_claims_over_http(aiohttp_server: Any, tmp_path: Path) -> None:
+    fake = ClaimsServer()
+    web_app = web.Application()
+    web_app.router.add_get("/v1/status", fake.status)
+    web_app.router.add_get("/v1/claims", fake.claims)
+    web_app.router.add_post("/v1/claims/retry", fake.retry)
+    server = await aiohttp_server(web_app)
+    loop = LoopThread()
+    loop.start()
+    try:
+        a = TrayApp(str(server.make_url("")), loop, prefs_path=tmp_path / "p.json",
+                    popen=Children())
+        a.prefs.language = "en"
+        await __import__("asyncio").to_thread(a.sync_from_agent)
+        assert (a.nhso, a.default_reader, a.locked_keys) == (True, READER, ["allowedOrigins"])
+        assert (a.state.claims_pending, a.state.claims_failed, a.state.token_set) == (1, 2, True)
+        a.run_async = lambda fn: fn()  # type: ignore[method-assign]
+        await __import__("asyncio").to_thread(a.invoke, "claims.retry")
+        assert fake.retries == [({"status": "failed"}, None)]      # no Origin header
+        assert a.state.claims_failed == 0
+    finally:
+        loop.stop()
+
+
+def test_quit_stops_the_agent_and_the_wait(app: TrayApp) -> None:
+    waiter = threading.Thread(target=app.wait_headless)
+    waiter.start()
+    app.invoke("quit")
+    waiter.join(5)
+    assert not waiter.is_alive()
