@@ -16,7 +16,6 @@ from typing import Any
 log = logging.getLogger("tray")
 
 EXIT_ALREADY_RUNNING = 0     # a second start is not an error: the first one is there
-EXIT_PORT_TAKEN = 15
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -80,7 +79,11 @@ def cmd_tray(args: argparse.Namespace) -> int:
     from .prefs import TrayPrefs, default_path
     from .single import AlreadyRunning, InstanceLock
 
-    log_file = setup_logging("DEBUG" if args.debug else "INFO")
+    from agent.config import load_config
+
+    config = load_config(cli={"port": args.port})      # ConfigInvalid: a clear message
+    log_file = setup_logging("DEBUG" if args.debug else config.log_level,
+                             log_dir=config.log_dir)
     prefs_path = default_path()
     lang = resolve_language(TrayPrefs.load(prefs_path).language)
 
@@ -105,14 +108,19 @@ def cmd_tray(args: argparse.Namespace) -> int:
     if args.connect:
         base_url = args.connect.rstrip("/")
     else:
-        from .embedded import EmbeddedAgent
+        from agent.errors import AgentError
+
         from .client import is_agent
+        from .embedded import EmbeddedAgent
 
         agent = EmbeddedAgent({"port": args.port}, demo=args.demo)
         try:
             base_url = loop.submit(agent.start()).result(60)
-        except OSError as exc:
-            port = args.port or _configured_port()
+        except AgentError as exc:
+            if exc.code != "port_in_use":
+                loop.stop()
+                raise
+            port = config.port
             url = f"http://127.0.0.1:{port}"
             if is_agent(url):
                 # An agent runs already (a service, another user's session): just show it.
@@ -120,9 +128,10 @@ def cmd_tray(args: argparse.Namespace) -> int:
                 agent, base_url = None, url
             else:
                 loop.stop()
-                print(f"พอร์ต {port} ถูกใช้งานโดยโปรแกรมอื่น\nPort {port} is used by another "
-                      f"program: {exc} [port_in_use]", file=sys.stderr)
-                return EXIT_PORT_TAKEN
+                print(f"{exc.info.message_th}\n{exc.info.message_en} ({exc.detail}) "
+                      f"[{exc.code}]", file=sys.stderr)
+                lock.release()
+                return exc.info.exit_code
 
     app = TrayApp(base_url, loop, prefs_path=prefs_path, autostart=for_this_platform(),
                   agent=agent, log_dir=log_file.parent if log_file else None)
@@ -155,17 +164,6 @@ def cmd_tray(args: argparse.Namespace) -> int:
         loop.stop()
         lock.release()
     return 0
-
-
-def _configured_port() -> int:
-    from agent.config import load_config
-
-    try:
-        return load_config().port
-    except Exception:  # noqa: BLE001
-        from agent.config import DEFAULT_PORT
-
-        return DEFAULT_PORT
 
 
 def _install_signal_handlers(app: Any) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiohttp import web
-
 log = logging.getLogger(__name__)
 
 
@@ -20,7 +18,7 @@ class EmbeddedAgent:
         self.cli_overrides = cli_overrides
         self.demo = demo
         self.backend: Any = None
-        self.runner: web.AppRunner | None = None
+        self.server: Any = None
         self.port: int | None = None
 
     @property
@@ -28,29 +26,22 @@ class EmbeddedAgent:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> str:
-        """Load the config, bind 127.0.0.1:port (OSError when taken), return the base URL."""
-        from agent.api import create_app
+        """Load the config, bind 127.0.0.1:port (PortInUse when taken), return the base URL."""
+        from agent.api.server import start_server
         from agent.config import load_config
         from agent.readers.factory import make_backend
 
         config = load_config(cli=self.cli_overrides)
         self.backend = make_backend("demo" if self.demo else config.backend)
-        app = create_app(config, backend=self.backend)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, "127.0.0.1", config.port).start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self.runner, self.port = runner, config.port
-        log.info("agent listening on %s", self.base_url)
+        self.server = await start_server(config, backend=self.backend)
+        self.port = self.server.port
+        log.info("agent listening on %s (%s reader)", self.base_url, self.backend.kind)
         return self.base_url
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
 
     async def restart(self) -> str:
         await self.stop()

@@ -122,8 +122,11 @@ class TrayState:
 
     def _snapshot(self, _reader: str | None, ev: dict[str, Any]) -> list[Notice]:
         self.connected = self.ever_connected = True
-        if isinstance(ev.get("pcsc"), str):
-            self.pcsc = ev["pcsc"]
+        pcsc = ev.get("pcsc")
+        if isinstance(pcsc, dict):
+            pcsc = pcsc.get("state")
+        if pcsc in ("starting", "available", "unavailable"):
+            self.pcsc = str(pcsc)
         readers = ev.get("readers")
         if isinstance(readers, list):
             known = {r.name: r for r in self.readers.values()}
@@ -137,7 +140,9 @@ class TrayState:
                 err = info.get("error")
                 view.error_code = err.get("code") if isinstance(err, dict) else None
                 old = known.get(name)
-                if view.present and old is not None and old.present:
+                if view.present and isinstance(info.get("card"), dict):
+                    view.card = summarize_card(name, info["card"])
+                elif view.present and old is not None and old.present:
                     view.card = old.card
                 self.readers[name] = view
             self._refresh_last_card()
