@@ -1,0 +1,223 @@
+"""The NHSO agent's local API, shape for shape: existing hospital pages work unchanged.
+
+What callers read is in shared/docs/nhso-agent-api.md; what we add is documented in
+docs/integration.md. Coverage fields come only from the NHSO lookup (``agent.nhso``) when a
+token is configured; without it the card fields are answered with
+``coverageStatus: "unavailable"`` and the header ``X-Coverage: unavailable``: coverage is
+never made up.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import inspect
+import logging
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from ..card.session import CardRead
+from ..card.values import CardDate, CardText
+from ..errors import AgentError, PcscUnavailable
+from .keys import CARD_SERVICE, CONFIG, COVERAGE
+from .responses import error_response, json_response
+
+log = logging.getLogger(__name__)
+
+# Standard Thai title (prefix) codes that NHSO's pages expect in ``titleName``, with the
+# spellings found on cards. Prefixes outside this table are answered as the card's text.
+TITLE_CODES: dict[str, str] = {
+    "เด็กชาย": "001", "ด.ช.": "001", "ดช.": "001",
+    "เด็กหญิง": "002", "ด.ญ.": "002", "ดญ.": "002",
+    "นาย": "003",
+    "นางสาว": "004", "น.ส.": "004", "นส.": "004",
+    "นาง": "005",
+}
+# English prefixes, used only when the Thai prefix is empty.
+TITLE_CODES_EN: dict[str, str] = {
+    "master": "001", "mr.": "003", "mr": "003", "miss": "004", "mrs.": "005", "mrs": "005",
+}
+NATION_THAI = "099"
+# Citizen id categories (first digit) of people registered without Thai nationality.
+NON_THAI_CATEGORIES = ("0", "6", "7")
+TOKEN_MASK = "********"
+
+
+def title_code(text: CardText) -> str:
+    """``titleName``: the standard code when known, else the prefix as written on the card."""
+    prefix_th = text.name_th.prefix.strip()
+    if prefix_th:
+        return TITLE_CODES.get(prefix_th.replace(" ", ""), prefix_th)
+    prefix_en = text.name_en.prefix.strip()
+    return TITLE_CODES_EN.get(prefix_en.lower(), prefix_en)
+
+
+def nation_code(citizen_id: str) -> str:
+    """``099`` (Thai) unless the id's category is one given to people without Thai nationality."""
+    if not citizen_id or citizen_id[0] in NON_THAI_CATEGORIES:
+        return ""
+    return NATION_THAI
+
+
+def thai_age(birth: CardDate, today: dt.date) -> str:
+    """``38 ปี 10 เดือน 7 วัน``, only to the precision the card knows (day, month or year)."""
+    year, month, day = birth.year, birth.month, birth.day
+    if year is None:
+        return ""
+    if month is None:
+        return f"{max(today.year - year, 0)} ปี"
+    months = (today.year - year) * 12 + (today.month - month)
+    days = 0
+    if day is not None:
+        if today.day >= day:
+            days = today.day - day
+        else:
+            months -= 1
+            # Days from the birthday in the previous month to today.
+            prev_month_end = today.replace(day=1) - dt.timedelta(days=1)
+            days = max(prev_month_end.day - day, 0) + today.day
+    if months < 0:
+        return "0 ปี 0 เดือน" + (" 0 วัน" if day is not None else "")
+    out = f"{months // 12} ปี {months % 12} เดือน"
+    return out + (f" {days} วัน" if day is not None else "")
+
+
+def local_timestamp(moment: dt.datetime) -> str:
+    """Local wall time without a zone, as the NHSO agent answers (``2025-11-07T17:26:31``)."""
+    return moment.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def card_fields(card: CardRead, *, image: bool, now: dt.datetime) -> dict[str, Any]:
+    """The card part of ``/api/smartcard/read``, in the NHSO agent's names and formats."""
+    text = card.text
+    stamp = local_timestamp(now)
+    out: dict[str, Any] = {
+        "pid": text.citizen_id,
+        "titleName": title_code(text),
+        "fname": text.name_th.first,
+        "lname": text.name_th.last,
+        "nation": nation_code(text.citizen_id),
+        "birthDate": text.birth_date.raw,
+        "sex": text.gender.th,
+        "age": thai_age(text.birth_date, now.date()),
+        "transDate": stamp,
+        "checkDate": stamp,
+        "correlationId": str(uuid.uuid4()),
+        # Additions (documented): the raw prefix, so a code never hides what the card says.
+        "titleNameText": text.name_th.prefix,
+    }
+    if text.name_th.middle:
+        out["mname"] = text.name_th.middle
+    if image and card.photo is not None:
+        out["image"] = base64.b64encode(card.photo).decode()
+    return out
+
+
+# -- NHSO coverage ------------------------------------------------------------------------
+def coverage_service(app: web.Application) -> Any | None:
+    return app.get(COVERAGE)
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def token_configured(app: web.Application) -> bool:
+    service = coverage_service(app)
+    if service is None:
+        return False
+    check = getattr(service, "token_configured", None)
+    if check is None:
+        return False
+    try:
+        return bool(await _maybe_await(check() if callable(check) else check))
+    except AgentError as exc:
+        log.warning("cannot tell whether an NHSO token is set: %s", exc.code)
+        return False
+
+
+async def add_coverage(app: web.Application, out: dict[str, Any]) -> str:
+    """Merge the NHSO coverage fields into ``out``; returns the ``X-Coverage`` state.
+
+    ``unavailable``: no NHSO service or no token, card fields only. ``ok``: fields merged.
+    A failed lookup with a token configured raises (500, as the NHSO agent answers).
+    """
+    service = coverage_service(app)
+    if service is None or not await token_configured(app):
+        out["coverageStatus"] = "unavailable"
+        return "unavailable"
+    coverage = await _maybe_await(service.coverage_for(out["pid"]))
+    if not isinstance(coverage, dict):
+        out["coverageStatus"] = "unavailable"
+        return "unavailable"
+    for key, value in coverage.items():
+        if key not in out or key in ("checkDate",):
+            out[key] = value
+    out["coverageStatus"] = "ok"
+    return "ok"
+
+
+# -- handlers -----------------------------------------------------------------------------
+def compat_status(exc: AgentError) -> int:
+    """NHSO pages branch on two answers: 418 (no reader) and 500 (anything else)."""
+    if isinstance(exc, PcscUnavailable) or exc.code == "no_reader":
+        return 418
+    if exc.code == "reader_not_found":      # only with our ``terminal`` parameter
+        return 404
+    return 500
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").strip().lower() in ("true", "1", "yes", "y", "on")
+
+
+async def terminals(request: web.Request) -> web.Response:
+    service = request.app[CARD_SERVICE]
+    return json_response([{"terminalName": slot.name, "isPresent": slot.present}
+                          for slot in service.slots.values()])
+
+
+async def _read(request: web.Request, *, coverage: bool) -> web.Response:
+    service = request.app[CARD_SERVICE]
+    want_image = _flag(request, "readImageFlag")
+    terminal = request.query.get("terminal") or None
+    try:
+        _slot, card = await service.get_card(terminal, photo=want_image)
+    except AgentError as exc:
+        return error_response(exc, request, status=compat_status(exc))
+    out = card_fields(card, image=want_image, now=dt.datetime.now().astimezone())
+    headers = {}
+    if coverage:
+        headers["X-Coverage"] = await add_coverage(request.app, out)
+    return json_response(out, headers=headers)
+
+
+async def read(request: web.Request) -> web.Response:
+    return await _read(request, coverage=True)
+
+
+async def read_card_only(request: web.Request) -> web.Response:
+    return await _read(request, coverage=False)
+
+
+async def preference(request: web.Request) -> web.Response:
+    """The NHSO agent hands its token to any page here; we say only whether one is set."""
+    config = request.app[CONFIG]
+    service = request.app[CARD_SERVICE]
+    configured = await token_configured(request.app)
+    default = config.default_terminal
+    if default is None and service.slots:
+        default = service.choose_reader().name
+    return json_response({"defaultTerminal": default or "",
+                          "token": TOKEN_MASK if configured else "",
+                          "tokenConfigured": configured})
+
+
+def setup_compat(app: web.Application) -> None:
+    app.router.add_get("/api/smartcard/terminals", terminals)
+    app.router.add_get("/api/smartcard/read", read)
+    app.router.add_get("/api/smartcard/read-card-only", read_card_only)
+    app.router.add_get("/api/preference", preference)
+    app.router.add_get("/api/api/preference", preference)

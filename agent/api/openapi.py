@@ -1,0 +1,331 @@
+"""The OpenAPI 3.1 document of every HTTP endpoint, served at ``/v1/openapi.json``.
+
+Written by hand (the API is small and its shapes are a contract), checked by the tests
+against real responses. Extensions (the NHSO routes) add their paths through
+``register_openapi``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..errors import ERROR_TABLE
+from .keys import OPENAPI_EXTRA
+from .responses import json_response
+
+JSON = "application/json"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(props: dict[str, Any], required: list[str] | None = None, *,
+        extra: bool = False, description: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props,
+                           "required": list(props) if required is None else required,
+                           "additionalProperties": extra}
+    if description:
+        out["description"] = description
+    return out
+
+
+S = {"type": "string"}
+B = {"type": "boolean"}
+I = {"type": "integer"}
+N = {"type": "number"}
+S_NULL = {"type": ["string", "null"]}
+I_NULL = {"type": ["integer", "null"]}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": obj({
+        "timestamp": S, "status": I, "error": S,
+        "message": {**S, "description": "Thai on /api/... paths (what NHSO pages show), "
+                                        "English elsewhere"},
+        "path": S, "code": {"type": "string", "enum": sorted(ERROR_TABLE)},
+        "message_en": S, "message_th": S, "detail": S,
+    }, ["timestamp", "status", "error", "message", "path", "code", "message_en", "message_th"],
+        extra=True, description="Spring Boot style error body (what NHSO-agent callers read) "
+                                "plus a stable code. Typed errors may add fields (e.g. errors)."),
+    "Terminal": obj({"terminalName": S, "isPresent": B}),
+    "CompatCard": obj({
+        "pid": {**S, "pattern": "^[0-9]{13}$"},
+        "titleName": {**S, "description": "Standard title code (001 เด็กชาย, 002 เด็กหญิง, "
+                                          "003 นาย, 004 นางสาว, 005 นาง); other prefixes "
+                                          "as written on the card"},
+        "titleNameText": {**S, "description": "The prefix as written on the card"},
+        "fname": S, "mname": S, "lname": S,
+        "nation": {**S, "description": "099 = Thai; empty when the citizen id category is "
+                                       "one of people without Thai nationality"},
+        "birthDate": {**S, "description": "Buddhist era YYYYMMDD as on the card "
+                                          "(00 for an unknown month/day)"},
+        "sex": {"type": "string", "enum": ["ชาย", "หญิง", "ไม่ระบุ"]},
+        "age": {**S, "examples": ["38 ปี 10 เดือน 7 วัน"]},
+        "transDate": {**S, "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$"},
+        "checkDate": {**S, "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$"},
+        "correlationId": {**S, "format": "uuid"},
+        "image": {**S, "contentEncoding": "base64", "contentMediaType": "image/jpeg",
+                  "description": "Only with readImageFlag=true and a readable photo"},
+        "coverageStatus": {"type": "string", "enum": ["ok", "unavailable"],
+                           "description": "/read only: unavailable = no NHSO token "
+                                          "configured, card fields only (never made up)"},
+        "mainInscl": {**S, "description": "(CODE) name, from the NHSO lookup"},
+        "subInscl": S, "hospMain": {"type": "object"}, "hospSub": {"type": "object"},
+        "hospMainOp": {"type": "object"}, "paidModel": S, "startDateTime": S,
+        "expireDateTime": S, "claimTypes": {"type": "array", "items": {"type": "object"}},
+    }, ["pid", "titleName", "titleNameText", "fname", "lname", "nation", "birthDate", "sex",
+        "age", "transDate", "checkDate", "correlationId"], extra=True),
+    "Preference": obj({
+        "defaultTerminal": S,
+        "token": {**S, "description": "'********' when an NHSO token is set, else empty: "
+                                      "the token itself is never given out"},
+        "tokenConfigured": B}),
+    "ReaderInfo": obj({
+        "name": S, "present": B,
+        "status": {"type": "string", "enum": ["empty", "reading", "ready", "error"]},
+        "atr": S_NULL, "generation": S_NULL, "photo": B,
+        "error": nullable(ref("ErrorInfo")),
+    }),
+    "ErrorInfo": obj({"code": S, "message": S, "message_th": S, "detail": S},
+                     ["code", "message", "message_th"]),
+    "Name": obj({"prefix": S, "first": S, "middle": S, "last": S, "full": S}),
+    "CardDate": obj({
+        "raw": S, "iso": S_NULL,
+        "precision": {"type": "string",
+                      "enum": ["day", "month", "year", "lifelong", "none", "invalid"]},
+        "lifelong": B, "year": I_NULL, "month": I_NULL, "day": I_NULL}),
+    "Gender": obj({"raw": S, "en": {"type": "string", "enum": ["male", "female", "unknown"]},
+                   "th": S}),
+    "Address": obj({"raw": S, "parts": {"type": "array", "items": S, "minItems": 8,
+                                        "maxItems": 8},
+                    "full": S, "house_no": S, "moo": S, "trok": S, "soi": S, "road": S,
+                    "other": S, "subdistrict": S, "district": S, "province": S}),
+    "ReadStats": obj({"apdus": I, "text_apdus": I, "text_ms": N, "photo_ms": N,
+                      "total_ms": N}),
+    "Card": obj({
+        "citizen_id": S, "citizen_id_valid": B,
+        "name_th": ref("Name"), "name_en": ref("Name"),
+        "birth_date": ref("CardDate"), "gender": ref("Gender"),
+        "issuer": S, "issuer_code": S,
+        "issue_date": ref("CardDate"), "expiry_date": ref("CardDate"),
+        "address": ref("Address"),
+        "request_number": obj({"raw": S, "formatted": S}),
+        "card": obj({"version": S, "card_info": S, "card_type": S, "unknown_0179": S,
+                     "atr": S, "generation": S}),
+        "photo": nullable(obj({"size": I, "format": {"const": "image/jpeg"},
+                               "base64": {**S, "contentEncoding": "base64"}},
+                              ["size", "format"])),
+        "photo_error": ref("ErrorInfo"),
+        "nhso_applet": {"type": "object"},
+        "laser_id": S,
+        "read": ref("ReadStats"),
+    }, ["citizen_id", "citizen_id_valid", "name_th", "name_en", "birth_date", "gender",
+        "issuer", "issuer_code", "issue_date", "expiry_date", "address", "request_number",
+        "card", "photo", "read"]),
+    "CardResponse": obj({"reader": S, "status": S,
+                         "read_at": {**S_NULL, "format": "date-time"}, "card": ref("Card")}),
+    "Status": obj({
+        "name": {"const": "thaicard-agent"}, "version": S,
+        "started_at": {**S, "format": "date-time"}, "uptime_s": N,
+        "backend": {"type": "string", "enum": ["pcsc", "demo"]},
+        "pcsc": obj({"state": {"type": "string",
+                               "enum": ["starting", "available", "unavailable"]},
+                     "error": S_NULL}),
+        "readers": {"type": "array", "items": ref("ReaderInfo")},
+        "reads": I,
+        "events": obj({"clients": I, "last_seq": I}),
+        "nhso": obj({"available": B, "tokenConfigured": B}),
+        "config": obj({"port": I, "backend": S, "defaultTerminal": S_NULL,
+                       "allowedOrigins": {"type": "array", "items": S}, "readPhoto": B,
+                       "readTimeout": N, "logLevel": S,
+                       "policyKeys": {"type": "array", "items": S}}),
+    }),
+    "Readers": obj({"readers": {"type": "array", "items": ref("ReaderInfo")}}),
+    "DemoInsert": obj({"reader": S, "variant": {"type": "integer", "minimum": 0,
+                                                "maximum": 99}}, []),
+    "DemoInserted": obj({"reader": S, "inserted": {"const": True}, "variant": I}),
+    "DemoRemoved": obj({"reader": S, "removed": {"const": True}}),
+    "EventEnvelope": obj({
+        "v": {"const": 1},
+        "type": {"type": "string", "examples": [
+            "snapshot", "heartbeat", "reader.added", "reader.removed", "card.inserted",
+            "card.read", "card.photo", "card.removed", "card.error", "pcsc.available",
+            "pcsc.unavailable", "reader.error", "subscribed", "pong", "error"]},
+        "seq": I, "time": {**S, "format": "date-time"}, "reader": S_NULL,
+    }, ["v", "type", "seq", "time", "reader"], extra=True,
+        description="Every /v1/events message; the payload keys sit beside these "
+                    "(docs/integration.md lists them per type)."),
+}
+
+
+def _error_responses(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"description": _STATUS_TEXT.get(s, "Error"),
+                     "content": {JSON: {"schema": ref("Error")}}} for s in statuses}
+
+
+_STATUS_TEXT = {400: "Bad request", 403: "Origin not allowed", 404: "Unknown reader or path",
+                405: "Method not allowed", 413: "Body larger than 64 KiB",
+                415: "Body is not JSON", 418: "No reader (NHSO agent semantics)",
+                421: "Host header not allowed",
+                500: "No card or read failure (NHSO agent semantics)",
+                503: "PC/SC unavailable or reader busy", 504: "Read timed out"}
+_GUARD = (403, 421)
+
+
+def _json_ok(schema: dict[str, Any], description: str = "OK", *,
+             headers: dict[str, Any] | None = None, status: str = "200") -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return {status: out}
+
+
+def _op(summary: str, responses: dict[str, Any], *, tags: list[str],
+        params: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None,
+        description: str | None = None, errors: tuple[int, ...] = ()) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "tags": tags,
+                          "responses": {**responses, **_error_responses(*_GUARD, *errors)}}
+    if description:
+        op["description"] = description
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {"required": False, "content": {JSON: {"schema": body}}}
+    return op
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+READER_PARAM = {"name": "name", "in": "path", "required": True, "schema": S,
+                "description": "Reader name (URL-encoded), as in /v1/readers"}
+PHOTO_PARAM = _query("photo", {"type": "string", "enum": ["0", "1", "true", "false"]},
+                     "1: include the photo (base64) and wait for it")
+IMAGE_FLAG = _query("readImageFlag", {"type": "string", "enum": ["true", "false"]},
+                    "true: include the photo as raw base64 JPEG in 'image'")
+TERMINAL = _query("terminal", S, "Reader name; default: the configured default terminal, "
+                                 "else the reader with a card, else the first")
+COMPAT_READ_ERRORS = (404, 418, 500)
+X_COVERAGE = {"X-Coverage": {"description": "ok, or unavailable (no NHSO token: card fields "
+                                            "only)", "schema": {"type": "string",
+                                                                "enum": ["ok", "unavailable"]}}}
+
+
+def base_paths() -> dict[str, Any]:
+    compat, v1, page = ["NHSO-compatible"], ["v1"], ["page"]
+    return {
+        "/": {"get": {"summary": "Status page (Thai and English)", "tags": page,
+                      "responses": {"200": {"description": "HTML",
+                                            "content": {"text/html": {"schema": S}}},
+                                    **_error_responses(*_GUARD)}}},
+        "/static/{file}": {"get": {
+            "summary": "Status page assets", "tags": page,
+            "parameters": [{"name": "file", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": ["status.js", "status.css",
+                                                                  "example.html"]}}],
+            "responses": {"200": {"description": "The asset", "content": {
+                "text/javascript": {"schema": S}, "text/css": {"schema": S},
+                "text/html": {"schema": S}}}, **_error_responses(*_GUARD, 404)}}},
+        "/api/smartcard/terminals": {"get": _op(
+            "Readers, NHSO agent shape", _json_ok({"type": "array", "items": ref("Terminal")}),
+            tags=compat, description="[] when no reader (or no PC/SC).")},
+        "/api/smartcard/read": {"get": _op(
+            "Read the card, with NHSO coverage when a token is configured",
+            _json_ok(ref("CompatCard"), headers=X_COVERAGE), tags=compat,
+            params=[IMAGE_FLAG, TERMINAL], errors=COMPAT_READ_ERRORS)},
+        "/api/smartcard/read-card-only": {"get": _op(
+            "Read the card fields only", _json_ok(ref("CompatCard")), tags=compat,
+            params=[IMAGE_FLAG, TERMINAL], errors=COMPAT_READ_ERRORS)},
+        "/api/preference": {"get": _op(
+            "Default terminal; whether an NHSO token is set (never the token)",
+            _json_ok(ref("Preference")), tags=compat)},
+        "/api/api/preference": {"get": _op(
+            "Same as /api/preference (a health probe some callers use)",
+            _json_ok(ref("Preference")), tags=compat)},
+        "/v1/status": {"get": _op("Agent status", _json_ok(ref("Status")), tags=v1)},
+        "/v1/readers": {"get": _op("Readers and card state", _json_ok(ref("Readers")),
+                                   tags=v1)},
+        "/v1/card": {"get": _op(
+            "The card in the default reader (configured, else the one with a card)",
+            _json_ok(ref("CardResponse")), tags=v1, params=[PHOTO_PARAM],
+            errors=(404, 418, 500, 503, 504))},
+        "/v1/readers/{name}/card": {"get": _op(
+            "Every card field, raw and parsed", _json_ok(ref("CardResponse")), tags=v1,
+            params=[READER_PARAM, PHOTO_PARAM], errors=(404, 418, 500, 503, 504))},
+        "/v1/readers/{name}/photo": {"get": _op(
+            "The card's photo", {"200": {"description": "JPEG",
+                                         "content": {"image/jpeg": {"schema": {
+                                             "type": "string", "format": "binary"}}}}},
+            tags=v1, params=[READER_PARAM], errors=(404, 418, 500, 503, 504))},
+        "/v1/demo/card": {
+            "post": _op("Demo mode only: insert a demo card", _json_ok(
+                ref("DemoInserted"), "Inserted", status="202"), tags=v1,
+                body=ref("DemoInsert"), errors=(400, 404, 413, 415)),
+            "delete": _op("Demo mode only: remove the card", _json_ok(
+                ref("DemoRemoved"), "Removed", status="202"), tags=v1,
+                params=[_query("reader", S, "Reader name (default: as for /v1/card)")],
+                errors=(404,)),
+        },
+        "/v1/events": {"get": _op(
+            "Event stream (WebSocket)", {"101": {"description": "Switching to WebSocket; "
+                                                                "messages are EventEnvelope"}},
+            tags=v1, errors=(400,),
+            params=[_query("types", S, "Comma-separated event types or prefixes (card.*)"),
+                    _query("readers", S, "Comma-separated reader names"),
+                    _query("photo", {"type": "string", "enum": ["0", "1", "true", "false"]},
+                           "0: no card.photo events, no photos in snapshots")])},
+        "/v1/openapi.json": {"get": _op("This document", _json_ok({"type": "object"}),
+                                        tags=v1)},
+        "/v1/client.js": {"get": {"summary": "JavaScript client (ES module)", "tags": v1,
+                                  "responses": {"200": {"description": "JavaScript", "content": {
+                                      "text/javascript": {"schema": S}}},
+                                      **_error_responses(*_GUARD)}}},
+    }
+
+
+def build_document(app: web.Application) -> dict[str, Any]:
+    extra = app.get(OPENAPI_EXTRA, {})
+    paths = base_paths()
+    paths.update(copy.deepcopy(extra.get("paths", {})))
+    schemas = copy.deepcopy(SCHEMAS)
+    schemas.update(copy.deepcopy(extra.get("schemas", {})))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Thai Card Agent local API", "version": __version__,
+                 "description": "Reads Thai national ID cards for web pages on this computer. "
+                                "NHSO-compatible endpoints under /api, our API under /v1. "
+                                "Guide: docs/integration.md; error codes: docs/errors.md.",
+                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "servers": [{"url": "http://127.0.0.1:{port}",
+                     "variables": {"port": {"default": "8189"}}}],
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+def register_openapi(app: web.Application, paths: dict[str, Any],
+                     schemas: dict[str, Any] | None = None) -> None:
+    """For extensions: add documented paths (and their schemas) to the document."""
+    extra = app.setdefault(OPENAPI_EXTRA, {"paths": {}, "schemas": {}})
+    extra["paths"].update(paths)
+    extra["schemas"].update(schemas or {})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(build_document(request.app))
+
+
+def setup_openapi(app: web.Application) -> None:
+    app.setdefault(OPENAPI_EXTRA, {"paths": {}, "schemas": {}})
+    app.router.add_get("/v1/openapi.json", openapi_json)

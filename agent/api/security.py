@@ -1,0 +1,195 @@
+"""The HTTP guard: Host and Origin allowlists, CORS, preflights, body rules, error JSON.
+
+Lessons of earlier localhost agents (Zoom 2019 and others), enforced here on every request,
+the WebSocket upgrade included, before any handler runs:
+
+* ``Host`` must be ``127.0.0.1:PORT``, ``localhost:PORT`` or ``[::1]:PORT`` (else 421):
+  a DNS-rebinding page reaches us under its own host name and is refused.
+* ``Origin``, when present, must be on the exact allowlist (else 403, no CORS headers).
+  CORS alone would only hide the answer from the page; the request would still run.
+* No ``Origin`` is allowed (local tools, the tray), unless the browser says the request is
+  cross-site (``Sec-Fetch-Site``): an ``<img>`` on a foreign page must not get the photo.
+* Bodies: JSON only on POST/PUT/PATCH (415), at most 64 KiB (413), parsed by handlers
+  through ``read_json`` (400 on bad JSON).
+* Every failure is JSON with a stable code; no traceback ever reaches a caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import MatchInfoError
+
+from ..errors import AgentError
+from .keys import CONFIG
+from .responses import error, error_response
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+ALLOWED_REQUEST_HEADERS = ("Content-Type", "Accept", "Accept-Language", "Content-Language",
+                           "Cache-Control", "Pragma", "X-Requested-With", "X-Thaicard-Client")
+EXPOSED_HEADERS = ("X-Coverage", "X-Request-Id")
+PREFLIGHT_MAX_AGE = "600"
+BODY_METHODS = ("POST", "PUT", "PATCH")
+# Sec-Fetch-Site values that mean "not another site": same origin, or typed by the user.
+TRUSTED_FETCH_SITES = ("same-origin", "none")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bound_port(request: web.Request) -> int:
+    """The port the listening socket really has (an ephemeral one in tests)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if sockname:
+        return int(sockname[1])
+    return request.app[CONFIG].port
+
+
+def allowed_hosts(port: int) -> frozenset[str]:
+    return frozenset({f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"})
+
+
+def _status_exception_code(exc: web.HTTPException) -> str:
+    return {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+            413: "payload_too_large", 415: "unsupported_media_type"}.get(
+                exc.status, "bad_request" if exc.status < 500 else "internal_error")
+
+
+def _cors_headers(origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": origin,
+            "Access-Control-Expose-Headers": ", ".join(EXPOSED_HEADERS)}
+
+
+def _common_headers(resp: web.StreamResponse) -> None:
+    headers = resp.headers
+    headers.setdefault("Cache-Control", "no-store")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    # No-CORS embedding (an <img> or <script> on a foreign page) gets nothing.
+    headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    vary = headers.get("Vary")
+    if not vary:
+        headers["Vary"] = "Origin"
+    elif "origin" not in vary.lower():
+        headers["Vary"] = vary + ", Origin"
+
+
+def _allowed_methods(request: web.Request) -> set[str] | None:
+    """Methods the matched path answers; None when no route has this path."""
+    match = request.match_info
+    if isinstance(match, MatchInfoError):
+        exc = match.http_exception
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            return set(exc.allowed_methods)
+        return None
+    route = match.route
+    methods = {route.method}
+    resource = route.resource
+    if resource is not None:
+        methods = {r.method for r in resource}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return methods - {"*"} or None
+
+
+def _preflight(request: web.Request, origin: str) -> web.StreamResponse:
+    methods = _allowed_methods(request)
+    if methods is None:
+        return error_response(error("not_found"), request, headers=_cors_headers(origin))
+    headers = _cors_headers(origin)
+    headers.update({
+        "Access-Control-Allow-Methods": ", ".join(sorted(methods | {"OPTIONS"})),
+        "Access-Control-Allow-Headers": ", ".join(ALLOWED_REQUEST_HEADERS),
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+    })
+    # Private Network Access (older Chromium): allowed only because the origin is.
+    if request.headers.get("Access-Control-Request-Private-Network", "").lower() == "true":
+        headers["Access-Control-Allow-Private-Network"] = "true"
+    return web.Response(status=204, headers=headers)
+
+
+def _check_body(request: web.Request) -> None:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise error("payload_too_large", f"at most {MAX_BODY} bytes")
+    if request.method in BODY_METHODS and request.content_type != "application/json":
+        raise error("unsupported_media_type")
+
+
+def _error_for(exc: BaseException) -> tuple[AgentError, dict[str, str]]:
+    """Any exception -> (typed error, extra headers)."""
+    if isinstance(exc, AgentError):
+        return exc, {}
+    if isinstance(exc, web.HTTPException):
+        extra: dict[str, str] = {}
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            extra["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return error(_status_exception_code(exc)), extra
+    return error("internal_error"), {}
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    port = bound_port(request)
+    host = request.headers.get("Host", "").lower()
+    if host not in allowed_hosts(port):
+        log.warning("refused a request with Host %r", host[:100])
+        return _finish(error_response(error("host_not_allowed"), request))
+
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        if origin not in config.origins_for(port):
+            log.warning("refused %s %s from origin %r", request.method, request.path,
+                        origin[:200])
+            return _finish(error_response(error("origin_not_allowed"), request))
+    elif request.headers.get("Sec-Fetch-Site", "none") not in TRUSTED_FETCH_SITES:
+        log.warning("refused a cross-site %s %s without Origin", request.method, request.path)
+        return _finish(error_response(error("origin_not_allowed"), request))
+
+    cors = _cors_headers(origin) if origin is not None else {}
+    if (request.method == "OPTIONS" and origin is not None
+            and "Access-Control-Request-Method" in request.headers):
+        return _finish(_preflight(request, origin))
+
+    try:
+        _check_body(request)
+        resp = await handler(request)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes typed JSON
+        if isinstance(exc, web.HTTPException) and exc.status < 400:
+            raise                                    # redirects and the like pass through
+        typed, extra = _error_for(exc)
+        if not isinstance(exc, (AgentError, web.HTTPException)):
+            log.error("unhandled %s on %s %s", type(exc).__name__, request.method,
+                      request.path, exc_info=exc)
+        resp = error_response(typed, request, headers={**extra, **cors})
+        return _finish(resp)
+    if resp.prepared:                                # a WebSocket or a streamed body
+        return resp
+    resp.headers.update(cors)
+    return _finish(resp)
+
+
+def _finish(resp: web.StreamResponse) -> web.StreamResponse:
+    if not resp.prepared:
+        _common_headers(resp)
+    return resp
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON: 413 past the limit, 400 when it does not parse."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise error("payload_too_large", f"at most {MAX_BODY} bytes") from None
+    if not raw:
+        return None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise error("invalid_json", f"{type(exc).__name__} at {getattr(exc, 'pos', '?')}") \
+            from None

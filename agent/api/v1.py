@@ -1,0 +1,140 @@
+"""Our versioned API (``/v1``): every card field, raw and parsed, plus agent status.
+
+The WebSocket (``/v1/events``) is in ``ws.py``; the OpenAPI document in ``openapi.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..core import CardService, ReaderSlot
+from ..readers.demo import DemoBackend, demo_card
+from .compat import token_configured
+from .keys import CARD_SERVICE, CONFIG, COVERAGE, WEBSOCKETS
+from .responses import error, json_response
+from .security import read_json
+
+STARTED_AT = web.AppKey("started_at", dt.datetime)
+DEMO_VARIANTS = 100
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def card_payload(slot: ReaderSlot, *, photo: bool) -> dict[str, Any]:
+    assert slot.card is not None
+    return {"reader": slot.name, "status": slot.status,
+            "read_at": slot.read_at.isoformat(timespec="milliseconds") if slot.read_at else None,
+            "card": slot.card.to_json(photo_b64=photo)}
+
+
+async def status(request: web.Request) -> web.Response:
+    app = request.app
+    service = app[CARD_SERVICE]
+    return json_response({
+        "name": "thaicard-agent",
+        "version": __version__,
+        "started_at": app[STARTED_AT].isoformat(timespec="seconds"),
+        "uptime_s": round(time.monotonic() - service.started_at, 1),
+        "backend": service.backend.kind,
+        "pcsc": {"state": service.pcsc_state(), "error": service.pcsc_error},
+        "readers": service.readers(),
+        "reads": service.reads,
+        "events": {"clients": len(app[WEBSOCKETS]), "last_seq": service.events.last_seq},
+        "nhso": {"available": app.get(COVERAGE) is not None,
+                 "tokenConfigured": await token_configured(app)},
+        "config": app[CONFIG].public_view(),
+    })
+
+
+async def readers(request: web.Request) -> web.Response:
+    return json_response({"readers": request.app[CARD_SERVICE].readers()})
+
+
+async def _card(request: web.Request, name: str | None) -> web.Response:
+    service = request.app[CARD_SERVICE]
+    photo = _flag(request, "photo")
+    slot, _card_read = await service.get_card(name, photo=photo)
+    return json_response(card_payload(slot, photo=photo))
+
+
+async def default_card(request: web.Request) -> web.Response:
+    return await _card(request, None)
+
+
+async def reader_card(request: web.Request) -> web.Response:
+    return await _card(request, request.match_info["name"])
+
+
+async def reader_photo(request: web.Request) -> web.Response:
+    service = request.app[CARD_SERVICE]
+    if not service.read_photo:
+        raise error("photo_unavailable", "photo reading is turned off (readPhoto=false)")
+    _slot, card = await service.get_card(request.match_info["name"], photo=True)
+    if card.photo is None:
+        raise error("photo_unavailable",
+                    card.photo_error.code if card.photo_error is not None else None)
+    return web.Response(body=card.photo, content_type="image/jpeg")
+
+
+# -- demo mode: let web developers insert and remove fake cards ----------------------------
+def _demo_backend(service: CardService) -> DemoBackend:
+    backend = service.backend
+    if not isinstance(backend, DemoBackend):
+        raise error("not_found", "only in demo mode")
+    return backend
+
+
+def _demo_reader(service: CardService, name: Any) -> str:
+    if name is None:
+        return service.choose_reader(None).name
+    if not isinstance(name, str):
+        raise error("bad_request", "reader must be a string")
+    return service.choose_reader(name).name
+
+
+async def demo_insert(request: web.Request) -> web.Response:
+    service = request.app[CARD_SERVICE]
+    backend = _demo_backend(service)
+    body = await read_json(request)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise error("bad_request", "the body must be a JSON object")
+    unknown = set(body) - {"reader", "variant"}
+    if unknown:
+        raise error("bad_request", f"unknown fields: {', '.join(sorted(unknown))}")
+    variant = body.get("variant", 0)
+    if not isinstance(variant, int) or isinstance(variant, bool) or \
+            not 0 <= variant < DEMO_VARIANTS:
+        raise error("bad_request", f"variant must be an integer 0-{DEMO_VARIANTS - 1}")
+    reader = _demo_reader(service, body.get("reader"))
+    backend.insert(reader, demo_card(variant))
+    return json_response({"reader": reader, "inserted": True, "variant": variant},
+                         status=202)
+
+
+async def demo_remove(request: web.Request) -> web.Response:
+    service = request.app[CARD_SERVICE]
+    backend = _demo_backend(service)
+    reader = _demo_reader(service, request.query.get("reader"))
+    backend.remove(reader)
+    return json_response({"reader": reader, "removed": True}, status=202)
+
+
+def setup_v1(app: web.Application) -> None:
+    app[STARTED_AT] = dt.datetime.now().astimezone()
+    app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/readers", readers)
+    app.router.add_get("/v1/card", default_card)
+    app.router.add_get("/v1/readers/{name}/card", reader_card)
+    app.router.add_get("/v1/readers/{name}/photo", reader_photo)
+    app.router.add_post("/v1/demo/card", demo_insert)
+    app.router.add_delete("/v1/demo/card", demo_remove)
+

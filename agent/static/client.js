@@ -1,0 +1,255 @@
+// Thai Card Agent JavaScript client (ES module), served by the agent at /v1/client.js.
+//
+//   import { ThaiCardAgent } from "http://127.0.0.1:8189/v1/client.js";
+//   const agent = new ThaiCardAgent();
+//   agent.on("card.read", (ev) => show(ev.card));     // text fields, at once
+//   agent.on("card.photo", (ev) => showPhoto(ev.photo)); // base64 JPEG, right after
+//   agent.on("card.removed", () => clear());
+//   agent.connect();
+//   const card = await agent.read({ photo: true });   // or ask once over HTTP
+//
+// Events are the agent's envelopes {v, type, seq, time, reader, ...}; see
+// docs/integration.md. Your page's origin must be allowed by the agent's configuration,
+// and Chrome/Edge must allow the page to reach this computer ("local network access").
+
+export const DEFAULT_BASE = "http://127.0.0.1:8189";
+
+export class AgentError extends Error {
+  constructor(message, { code = "agent_unreachable", status = 0, body = null } = {}) {
+    super(message);
+    this.name = "AgentError";
+    this.code = code;
+    this.status = status;
+    this.body = body;
+  }
+}
+
+// Whether the browser lets this page reach the agent: "granted", "prompt", "denied" or
+// "unsupported" (browsers without the local network permission).
+export async function loopbackPermission() {
+  if (!globalThis.navigator || !navigator.permissions) return "unsupported";
+  for (const name of ["loopback-network", "local-network-access", "local-network"]) {
+    try {
+      return (await navigator.permissions.query({ name })).state;
+    } catch (_) {
+      // this browser does not know that permission name
+    }
+  }
+  return "unsupported";
+}
+
+// What to tell the user when the agent cannot be reached, in Thai and English.
+export async function explainUnreachable() {
+  const state = await loopbackPermission();
+  if (state === "denied") {
+    return {
+      code: "permission_denied",
+      th: "เบราว์เซอร์ไม่อนุญาตให้หน้านี้เชื่อมต่อโปรแกรมอ่านบัตร: คลิกไอคอนแม่กุญแจ/การตั้งค่าเว็บไซต์ " +
+        "แล้วอนุญาต \"เครือข่ายภายใน\" (Local network access) จากนั้นโหลดหน้าใหม่ " +
+        "หรือให้ผู้ดูแลระบบตั้งนโยบาย LocalNetworkAccessAllowedForUrls",
+      en: "The browser blocks this page from the card reader agent: open the site settings " +
+        "(padlock icon), allow \"Local network access\", then reload; or ask IT to set the " +
+        "LocalNetworkAccessAllowedForUrls policy.",
+    };
+  }
+  if (state === "prompt") {
+    return {
+      code: "permission_prompt",
+      th: "กรุณากด \"อนุญาต\" เมื่อเบราว์เซอร์ถามเรื่องการเข้าถึงอุปกรณ์ในเครือข่ายภายใน",
+      en: "Please click \"Allow\" when the browser asks about local network access.",
+    };
+  }
+  return {
+    code: "agent_not_running",
+    th: "ติดต่อโปรแกรมอ่านบัตรไม่ได้ กรุณาตรวจสอบว่าติดตั้งและเปิดโปรแกรม Thai Card Agent แล้ว",
+    en: "Cannot reach the card reader agent: check that Thai Card Agent is installed and running.",
+  };
+}
+
+export class ThaiCardAgent {
+  constructor({
+    base = DEFAULT_BASE, photo = true, types = null, readers = null,
+    reconnect = true, minDelay = 500, maxDelay = 15000, WebSocketImpl = globalThis.WebSocket,
+  } = {}) {
+    this.base = base.replace(/\/+$/, "");
+    this.filters = { photo, types, readers };
+    this.reconnect = reconnect;
+    this.minDelay = minDelay;
+    this.maxDelay = maxDelay;
+    this.WebSocketImpl = WebSocketImpl;
+    this.state = "closed";         // closed | connecting | open
+    this.readers = {};             // name -> reader info (+ card) from snapshot and events
+    this.lastSeq = 0;
+    this._handlers = new Map();
+    this._ws = null;
+    this._attempt = 0;
+    this._timer = null;
+    this._wanted = false;
+  }
+
+  // Listen to an event type ("card.read"), a prefix ("card.*"), "*" (everything),
+  // or the client's own: "state" (connecting/open/closed), "unreachable".
+  // Returns a function that removes the listener.
+  on(type, handler) {
+    if (!this._handlers.has(type)) this._handlers.set(type, new Set());
+    this._handlers.get(type).add(handler);
+    return () => this._handlers.get(type)?.delete(handler);
+  }
+
+  _emit(type, data) {
+    const call = (key) => this._handlers.get(key)?.forEach((h) => {
+      try { h(data); } catch (err) { console.error(err); }
+    });
+    call(type);
+    const dot = type.indexOf(".");
+    if (dot > 0) call(type.slice(0, dot) + ".*");
+    if (!["state", "unreachable"].includes(type)) call("*");
+  }
+
+  _setState(state) {
+    if (this.state !== state) {
+      this.state = state;
+      this._emit("state", state);
+    }
+  }
+
+  // -- HTTP --------------------------------------------------------------------------------
+  async request(path, init = {}) {
+    let resp;
+    try {
+      resp = await fetch(this.base + path, { cache: "no-store", ...init });
+    } catch (err) {
+      const why = await explainUnreachable();
+      this._emit("unreachable", why);
+      throw new AgentError(`${why.en} (${err.message})`, { code: why.code });
+    }
+    const type = resp.headers.get("Content-Type") || "";
+    const body = type.includes("json") ? await resp.json() : await resp.blob();
+    if (!resp.ok) {
+      throw new AgentError(body?.message_en || body?.message || resp.statusText,
+        { code: body?.code || "http_" + resp.status, status: resp.status, body });
+    }
+    return body;
+  }
+
+  status() { return this.request("/v1/status"); }
+
+  async listReaders() { return (await this.request("/v1/readers")).readers; }
+
+  // The card (all fields, raw and parsed). Waits for a read in progress.
+  async read({ reader = null, photo = false } = {}) {
+    const q = photo ? "?photo=1" : "";
+    const path = reader ? `/v1/readers/${encodeURIComponent(reader)}/card${q}` : `/v1/card${q}`;
+    return (await this.request(path)).card;
+  }
+
+  photoUrl(reader) { return `${this.base}/v1/readers/${encodeURIComponent(reader)}/photo`; }
+
+  // -- events --------------------------------------------------------------------------------
+  connect() {
+    this._wanted = true;
+    if (this._ws) return this;
+    this._open();
+    return this;
+  }
+
+  close() {
+    this._wanted = false;
+    clearTimeout(this._timer);
+    if (this._ws) this._ws.close(1000, "client closing");
+    this._ws = null;
+    this._setState("closed");
+  }
+
+  // Change filters on the open connection (and for later reconnects).
+  subscribe({ types, readers, photo } = {}) {
+    if (types !== undefined) this.filters.types = types;
+    if (readers !== undefined) this.filters.readers = readers;
+    if (photo !== undefined) this.filters.photo = photo;
+    this._send({ type: "subscribe", ...this._filterMessage() });
+  }
+
+  ping(id = Date.now()) { this._send({ type: "ping", id }); }
+
+  _filterMessage() {
+    const out = { photo: this.filters.photo };
+    if (this.filters.types) out.types = this.filters.types;
+    if (this.filters.readers) out.readers = this.filters.readers;
+    return out;
+  }
+
+  _send(message) {
+    if (this._ws && this._ws.readyState === 1) this._ws.send(JSON.stringify(message));
+  }
+
+  _open() {
+    const q = new URLSearchParams({ photo: this.filters.photo ? "1" : "0" });
+    if (this.filters.types) q.set("types", this.filters.types.join(","));
+    if (this.filters.readers) q.set("readers", this.filters.readers.join(","));
+    const url = this.base.replace(/^http/, "ws") + "/v1/events?" + q;
+    this._setState("connecting");
+    let ws;
+    try {
+      ws = new this.WebSocketImpl(url);
+    } catch (err) {
+      this._retry();
+      return;
+    }
+    this._ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this._attempt = 0;
+      this._setState("open");
+    };
+    ws.onmessage = (msg) => {
+      let ev;
+      try { ev = JSON.parse(msg.data); } catch (_) { return; }
+      this._track(ev);
+      this._emit(ev.type, ev);
+    };
+    ws.onclose = async () => {
+      if (this._ws !== ws) return;
+      this._ws = null;
+      this._setState("closed");
+      if (!opened) this._emit("unreachable", await explainUnreachable());
+      this._retry();
+    };
+  }
+
+  _retry() {
+    if (!this._wanted || !this.reconnect) return;
+    // Exponential backoff with jitter, so a room full of pages does not reconnect at once.
+    const delay = Math.min(this.maxDelay, this.minDelay * 2 ** this._attempt);
+    this._attempt += 1;
+    clearTimeout(this._timer);
+    this._timer = setTimeout(() => this._wanted && this._open(),
+      delay / 2 + Math.random() * delay / 2);
+  }
+
+  _track(ev) {
+    if (typeof ev.seq === "number") this.lastSeq = ev.seq;
+    if (ev.type === "snapshot") {
+      this.readers = {};
+      for (const r of ev.readers) this.readers[r.name] = r;
+      return;
+    }
+    const name = ev.reader;
+    if (!name) return;
+    const r = this.readers[name] || (this.readers[name] = { name, present: false, card: null });
+    switch (ev.type) {
+      case "reader.added": r.status = r.status || "empty"; break;
+      case "reader.removed": delete this.readers[name]; break;
+      case "card.inserted": Object.assign(r, { present: true, status: "reading", card: null }); break;
+      case "card.read": Object.assign(r, { present: true, status: "ready", card: ev.card }); break;
+      case "card.photo":
+        if (r.card && ev.photo) r.card.photo = { size: ev.size, format: ev.format, base64: ev.photo };
+        break;
+      case "card.removed": Object.assign(r, { present: false, status: "empty", card: null }); break;
+      case "card.error": Object.assign(r, { status: "error", error: ev }); break;
+      default: break;
+    }
+  }
+}
+
+export default ThaiCardAgent;

@@ -1,0 +1,105 @@
+// The agent's status page: live over the WebSocket, no card data kept after removal.
+import { ThaiCardAgent } from "/v1/client.js";
+
+const $ = (id) => document.getElementById(id);
+const agent = new ThaiCardAgent({ base: location.origin, photo: true });
+let demo = false;
+
+const STATE_TEXT = {
+  connecting: "กำลังเชื่อมต่อ · Connecting",
+  open: "เชื่อมต่อแล้ว · Connected",
+  closed: "ขาดการเชื่อมต่อ · Disconnected",
+};
+const READER_TEXT = {
+  empty: "ไม่มีบัตร · No card",
+  reading: "กำลังอ่านบัตร… · Reading…",
+  ready: "มีบัตร · Card inserted",
+  error: "อ่านบัตรไม่ได้ · Read failed",
+};
+
+export function maskCitizenId(cid) {
+  if (!cid || cid.length !== 13) return "x".repeat((cid || "").length);
+  return `${cid[0]}-${cid.slice(1, 5)}-xxxxx-xx-${cid[12]}`;
+}
+
+function beDate(date) {
+  if (!date) return "";
+  if (date.lifelong) return "ตลอดชีพ · Lifelong";
+  const raw = date.raw || "";
+  if (date.precision === "day") return `${raw.slice(6)}/${raw.slice(4, 6)}/${raw.slice(0, 4)}`;
+  if (date.precision === "month") return `${raw.slice(4, 6)}/${raw.slice(0, 4)}`;
+  if (date.precision === "year") return raw.slice(0, 4);
+  return raw;
+}
+
+function renderReader(r) {
+  const node = $("reader-template").content.firstElementChild.cloneNode(true);
+  node.dataset.reader = r.name;
+  node.querySelector(".reader-name").textContent = r.name;
+  let state = READER_TEXT[r.status] || r.status || "";
+  if (r.status === "error" && r.error) state += ` — ${r.error.message_th || ""} (${r.error.code})`;
+  node.querySelector(".reader-state").textContent = state;
+  const card = r.card;
+  if (card && r.present) {
+    node.querySelector(".card").hidden = false;
+    node.querySelector(".cid").textContent = maskCitizenId(card.citizen_id);
+    node.querySelector(".name-th").textContent = card.name_th.full;
+    node.querySelector(".name-en").textContent = card.name_en.full;
+    node.querySelector(".birth").textContent = beDate(card.birth_date);
+    node.querySelector(".expiry").textContent = beDate(card.expiry_date);
+    const img = node.querySelector(".photo");
+    if (card.photo && card.photo.base64) {
+      img.src = "data:image/jpeg;base64," + card.photo.base64;
+      img.hidden = false;
+    }
+  }
+  if (demo) {
+    const actions = node.querySelector(".demo-actions");
+    actions.hidden = false;
+    actions.querySelector(".demo-insert").onclick = () => demoCall("POST", r.name);
+    actions.querySelector(".demo-remove").onclick = () => demoCall("DELETE", r.name);
+  }
+  return node;
+}
+
+function render() {
+  const list = Object.values(agent.readers);
+  $("no-readers").hidden = list.length > 0;
+  $("readers").replaceChildren(...list.map(renderReader));
+}
+
+async function demoCall(method, reader) {
+  const init = { method, headers: { "Content-Type": "application/json" } };
+  let path = "/v1/demo/card";
+  if (method === "POST") init.body = JSON.stringify({ reader, variant: 0 });
+  else path += "?reader=" + encodeURIComponent(reader);
+  try { await agent.request(path, init); } catch (err) { console.warn(err); }
+}
+
+agent.on("state", (state) => {
+  const el = $("connection");
+  el.textContent = STATE_TEXT[state] || state;
+  el.className = "badge state-" + state;
+});
+agent.on("snapshot", (ev) => {
+  demo = ev.backend === "demo";
+  $("version").textContent = `v${ev.agent.version}`;
+  const badge = $("backend");
+  badge.hidden = !demo;
+  badge.textContent = "โหมดสาธิต · Demo mode";
+  badge.classList.toggle("demo", demo);
+  const pcsc = $("pcsc");
+  pcsc.hidden = ev.pcsc.state !== "unavailable";
+  pcsc.textContent = "บริการสมาร์ทการ์ด (PC/SC) ไม่ทำงาน · The smart card service (PC/SC) is not running";
+  render();
+});
+agent.on("pcsc.*", (ev) => { $("pcsc").hidden = ev.type !== "pcsc.unavailable"; });
+for (const type of ["reader.added", "reader.removed", "card.inserted", "card.read",
+  "card.photo", "card.removed", "card.error"]) {
+  agent.on(type, render);
+}
+agent.on("unreachable", (why) => {
+  $("connection").textContent = `${why.th} · ${why.en}`;
+});
+agent.connect();
+window.thaiCardAgent = agent;   // for support staff poking around in DevTools
