@@ -1,0 +1,164 @@
+"""``thaicard-agent token set|status|clear`` and ``thaicard-agent nhso config|show``.
+
+The token is read from a hidden prompt or from stdin (``... token set < file``), never from
+the command line, where other users could see it in the process list and shells keep it in
+their history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from typing import Any
+
+from ..errors import ERROR_TABLE
+from .settings import ZONES, SettingsError, load_settings, save_user_settings
+from .token import TokenStore, backend_name, mask
+
+# What ``nhso config`` options set: option dest -> JSON key of the settings file.
+CONFIG_OPTIONS = {
+    "hcode": "hcode", "source_id": "sourceId", "recorder_pid": "recorderPid", "zone": "zone",
+    "base_url": "baseUrl", "retention_days": "retentionDays", "due_time": "dueTime",
+    "authen_code_api": "authenCodeApi",
+}
+
+
+def add_token_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    token = subparsers.add_parser(
+        "token", help="the hospital's NHSO token in the system keyring",
+        description="Store, show (masked) or remove the NHSO token. It is kept in the "
+                    "operating system's keyring of the current user, never in a file.")
+    tsub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    p = tsub.add_parser("set", help="store the token (read from a hidden prompt or stdin)")
+    p.add_argument("--hcode", help="the 5-digit hospital code the token was issued for "
+                                   "(default: the configured hcode)")
+    p.set_defaults(func=cmd_token_set)
+    p = tsub.add_parser("status", help="show whether a token is stored (masked) and its hcode")
+    p.set_defaults(func=cmd_token_status)
+    p = tsub.add_parser("clear", help="remove the token from the keyring")
+    p.set_defaults(func=cmd_token_clear)
+
+    nhso = subparsers.add_parser("nhso", help="NHSO settings (hcode, sourceId, zone, ...)",
+                                 description="Show or change the NHSO settings of this user.")
+    nsub = nhso.add_subparsers(dest="nhso_command", metavar="ACTION", required=True)
+    p = nsub.add_parser("config", help="change settings (an empty value removes one)")
+    p.add_argument("--hcode", help="5-digit hospital code (รหัสหน่วยบริการ)")
+    p.add_argument("--source-id", help="system code assigned by NHSO")
+    p.add_argument("--recorder-pid", help="13-digit citizen id of the recording officer")
+    p.add_argument("--zone", choices=list(ZONES), help="NHSO zone")
+    p.add_argument("--base-url", help="one root URL for all NHSO services (a local test "
+                                      "server); empty to use the zone's hosts")
+    p.add_argument("--retention-days", type=int, help="days to keep sent/failed claims")
+    p.add_argument("--due-time", help="HH:MM Bangkok time after which unsent claims of the "
+                                      "day are flagged")
+    p.add_argument("--authen-code-api", choices=["on", "off"],
+                   help="let confirm-save call the (unverified) AuthenCode API")
+    p.set_defaults(func=cmd_nhso_config)
+    p = nsub.add_parser("show", help="print the settings as JSON")
+    p.set_defaults(func=cmd_nhso_show)
+
+
+def _say(th: str, en: str, *, stream: Any = None) -> None:
+    print(f"{th}\n{en}", file=stream or sys.stdout)
+
+
+def read_token_input() -> str:
+    if sys.stdin is not None and sys.stdin.isatty():
+        return getpass.getpass("NHSO token (ไม่แสดงขณะพิมพ์ / hidden): ")
+    return sys.stdin.readline() if sys.stdin is not None else ""
+
+
+def cmd_token_set(args: argparse.Namespace, store: TokenStore | None = None) -> int:
+    store = store or TokenStore()
+    settings = load_settings()
+    hcode = args.hcode or settings.hcode
+    if not hcode:
+        raise SettingsError("give --hcode (the hospital code the token was issued for)")
+    # Check before asking for the secret: no point typing it into a store that will refuse.
+    store.check_backend()
+    token = read_token_input()
+    store.set(token)
+    changes: dict[str, Any] = {"tokenHcode": hcode}
+    if not settings.hcode:
+        changes["hcode"] = hcode
+    save_user_settings(settings, changes)
+    stored = store.get() or ""
+    _say(f"บันทึก Token ในที่เก็บรหัสผ่านของระบบแล้ว (รหัสหน่วยบริการ {hcode}): {mask(stored)}",
+         f"Token stored in the system keyring for hcode {hcode}: {mask(stored)} "
+         f"[{backend_name(store.backend)}]")
+    if settings.hcode and settings.hcode != hcode:
+        _say(f"คำเตือน: รหัสหน่วยบริการที่ตั้งไว้คือ {settings.hcode} ไม่ตรงกับ Token",
+             f"Warning: the configured hcode is {settings.hcode}, not {hcode}.",
+             stream=sys.stderr)
+    return 0
+
+
+def cmd_token_status(args: argparse.Namespace, store: TokenStore | None = None) -> int:
+    store = store or TokenStore()
+    settings = load_settings()
+    token = store.get()
+    backend = backend_name(store.backend)
+    if not token:
+        _say("ยังไม่ได้ตั้งค่า Token ของ สปสช.", f"No NHSO token is stored. [{backend}]")
+        return ERROR_TABLE["nhso_token_missing"].exit_code
+    hcode = settings.token_hcode or "?"
+    _say(f"Token: {mask(token)} สำหรับรหัสหน่วยบริการ {hcode}",
+         f"Token: {mask(token)} for hcode {hcode}; zone {settings.zone} [{backend}]")
+    if settings.hcode and settings.token_hcode and settings.hcode != settings.token_hcode:
+        _say(f"คำเตือน: รหัสหน่วยบริการที่ตั้งไว้คือ {settings.hcode} ไม่ตรงกับ Token",
+             f"Warning: the configured hcode is {settings.hcode}, the token is for "
+             f"{settings.token_hcode}.", stream=sys.stderr)
+    return 0
+
+
+def cmd_token_clear(args: argparse.Namespace, store: TokenStore | None = None) -> int:
+    store = store or TokenStore()
+    removed = store.clear()
+    settings = load_settings()
+    if settings.token_hcode:
+        save_user_settings(settings, {"tokenHcode": None})
+    if removed:
+        _say("ลบ Token ออกจากที่เก็บรหัสผ่านแล้ว", "The NHSO token was removed.")
+    else:
+        _say("ไม่มี Token ให้ลบ", "There was no NHSO token to remove.")
+    return 0
+
+
+def cmd_nhso_config(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {}
+    for dest, key in CONFIG_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if dest == "authen_code_api":
+            value = value == "on"
+        changes[key] = value
+    settings = load_settings()
+    if changes:
+        settings = save_user_settings(settings, changes)
+    json.dump(settings.public_view(), sys.stdout, ensure_ascii=False, indent=2)
+    print()
+    return 0
+
+
+def cmd_nhso_show(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    out = settings.public_view()
+    out["missing"] = settings.missing_for_claims()
+    out["settingsFile"] = str(settings.settings_path)
+    out["outbox"] = str(settings.outbox_path)
+    json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
+    print()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agent.nhso.cli``: these commands alone, through the agent's error handling."""
+    from ..cli import main as agent_main
+    return agent_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

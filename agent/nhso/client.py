@@ -1,0 +1,184 @@
+"""HTTP calls to NHSO with the hospital's token.
+
+TLS is verified against the operating system's trust store (``truststore``), every call has
+a connect and a total timeout, and failures become typed errors. ``NhsoUnavailable`` carries
+``in_doubt``: True when the request may have reached NHSO (a timeout after sending, a dropped
+connection, a 5xx), which the sender resolves with Check Authen Status before sending again.
+Neither the token nor any body is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import truststore
+
+from .. import __version__
+from ..errors import NhsoRejected, NhsoTokenInvalid, NhsoUnavailable
+from .settings import NhsoSettings
+
+log = logging.getLogger(__name__)
+
+INVALID_TOKEN = "invalid token"
+TokenProvider = Callable[[], Awaitable[str]]
+
+
+def unavailable(detail: str, *, in_doubt: bool) -> NhsoUnavailable:
+    exc = NhsoUnavailable(detail)
+    exc.in_doubt = in_doubt  # type: ignore[attr-defined]
+    return exc
+
+
+def is_in_doubt(exc: BaseException) -> bool:
+    return bool(getattr(exc, "in_doubt", False))
+
+
+def nhso_message(body: Any) -> str:
+    """NHSO's own words from an error body: one of error, message, dataError, errors[]."""
+    if isinstance(body, str):
+        return body.strip()[:300]
+    if not isinstance(body, dict):
+        return ""
+    parts: list[str] = []
+    for key in ("message", "error", "dataError"):
+        value = body.get(key)
+        if isinstance(value, str) and value.strip():
+            parts.append(value.strip())
+        elif isinstance(value, (list, dict)) and value:
+            parts.append(nhso_message({"errors": value if isinstance(value, list) else [value]}))
+    errors = body.get("errors")
+    if isinstance(errors, list):
+        for item in errors[:10]:
+            if isinstance(item, str):
+                parts.append(item)
+            elif isinstance(item, dict):
+                text = (item.get("message") or item.get("defaultMessage")
+                        or item.get("error") or "")
+                where = item.get("field") or ""
+                if text:
+                    parts.append(f"{where}: {text}" if where else str(text))
+    seen: list[str] = []
+    for part in parts:
+        if part and part not in seen:
+            seen.append(part)
+    return "; ".join(seen)[:500]
+
+
+@dataclass(frozen=True)
+class ClaimAnswer:
+    authen_code: str
+    seq: str | None
+
+
+def make_ssl_context() -> ssl.SSLContext:
+    # The OS store, so a hospital's own TLS-inspecting proxy CA (installed by IT) is trusted
+    # like in the browser, and nothing is ever unverified.
+    return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+class NhsoClient:
+    def __init__(self, settings: NhsoSettings, token: TokenProvider) -> None:
+        self.settings = settings
+        self._token = token
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=make_ssl_context(),
+                                             limit=self.settings.sender_concurrency + 8)
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=True,   # hospitals often need their proxy
+                timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout,
+                                              sock_connect=self.settings.connect_timeout),
+                headers={"User-Agent": f"thaicard-agent/{__version__}",
+                         "Accept": "application/json"})
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _call(self, method: str, url: str, *, what: str,
+                    params: dict[str, str] | None = None,
+                    json_body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """Status and parsed body. Raises NhsoUnavailable / NhsoTokenInvalid."""
+        await self.start()
+        assert self._session is not None
+        token = await self._token()
+        headers = {"Authorization": f"Bearer {token}"}
+        sent = False
+        try:
+            async with self._session.request(method, url, params=params, json=json_body,
+                                             headers=headers) as resp:
+                sent = True
+                text = await resp.text(errors="replace")
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            # Nothing reached NHSO: the connection was never made.
+            raise unavailable(f"{what}: cannot connect ({type(exc).__name__})",
+                              in_doubt=False) from None
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            connect_timeout = isinstance(exc, getattr(aiohttp, "ConnectionTimeoutError", ()))
+            raise unavailable(f"{what}: {type(exc).__name__}",
+                              in_doubt=sent or not connect_timeout) from None
+        try:
+            body: Any = json.loads(text) if text.strip() else None
+        except ValueError:
+            body = text
+        message = nhso_message(body)
+        if status in (401, 403) or INVALID_TOKEN in message.lower():
+            raise NhsoTokenInvalid(message or f"HTTP {status}")
+        if status >= 500:
+            raise unavailable(f"{what}: HTTP {status}" + (f" {message}" if message else ""),
+                              in_doubt=True)
+        return status, body
+
+    async def send_claim(self, claim: dict[str, Any]) -> ClaimAnswer:
+        status, body = await self._call("POST", self.settings.urls.claim_url,
+                                        what="close claim", json_body=claim)
+        if 200 <= status < 300 and isinstance(body, dict):
+            code = body.get("authenCode")
+            if isinstance(code, str) and code.startswith("EP"):
+                seq = body.get("seq")
+                return ClaimAnswer(code, None if seq is None else str(seq))
+        message = nhso_message(body)
+        if 400 <= status < 500 or (message and status < 300):
+            raise NhsoRejected(message or f"HTTP {status}")
+        # A success status with no code: NHSO may well have recorded it.
+        raise unavailable(f"close claim: unexpected answer HTTP {status}", in_doubt=True)
+
+    async def check_authen_status(self, pid: str, service_date: str,
+                                  service_code: str | None = None) -> dict[str, Any]:
+        params = {"personalId": pid, "serviceDate": service_date}
+        if service_code:
+            params["serviceCode"] = service_code
+        status, body = await self._call("GET", self.settings.urls.authen_status_url,
+                                        what="check authen status", params=params)
+        return self._json_object(status, body, "check authen status")
+
+    async def right_search(self, pid: str, check_date: str) -> dict[str, Any]:
+        status, body = await self._call(
+            "GET", self.settings.urls.right_search_url, what="right search",
+            params={"pid": pid, "checkDate": f"{check_date}T00:00:00"})
+        return self._json_object(status, body, "right search")
+
+    async def request_authen_code(self, body: dict[str, Any]) -> dict[str, Any]:
+        status, answer = await self._call("POST", self.settings.urls.authen_code_url,
+                                          what="authen code", json_body=body)
+        return self._json_object(status, answer, "authen code")
+
+    @staticmethod
+    def _json_object(status: int, body: Any, what: str) -> dict[str, Any]:
+        if 200 <= status < 300 and isinstance(body, dict):
+            return body
+        message = nhso_message(body)
+        if 400 <= status < 500:
+            raise NhsoRejected(message or f"{what}: HTTP {status}")
+        raise unavailable(f"{what}: unexpected answer HTTP {status}", in_doubt=False)

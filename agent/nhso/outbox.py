@@ -1,0 +1,409 @@
+"""The durable claim outbox: SQLite (WAL, synchronous=FULL) in the user's data directory.
+
+A claim is committed here before the caller hears ``202``; from then on only this file says
+what happened to it, so a ``kill -9`` at any moment loses nothing. ``transactionId`` is the
+idempotency key (UNIQUE). States:
+
+    queued  -> sending -> sent        NHSO answered with an EP code
+                       -> failed      NHSO refused it (4xx); a corrected resubmission requeues it
+                       -> queued      no answer; retried later
+
+``in_doubt`` is set, and committed, before every send and cleared only when NHSO's answer
+is recorded or Check Authen Status showed the claim never arrived: a claim found in doubt
+after a crash or a lost answer is looked up at NHSO before it is ever sent again.
+
+All SQLite work runs on one dedicated thread, which also makes each method atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import ClaimConflict, OutboxUnavailable
+from .validation import BANGKOK, service_date
+
+T = TypeVar("T")
+STATUSES = ("queued", "sending", "sent", "failed")
+UNSENT = ("queued", "sending", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS claims (
+    id              TEXT PRIMARY KEY,
+    transaction_id  TEXT NOT NULL UNIQUE,
+    body            TEXT NOT NULL,      -- the exact JSON sent to NHSO
+    pid             TEXT NOT NULL,
+    hcode           TEXT NOT NULL,
+    service_code    TEXT NOT NULL,
+    service_date    TEXT NOT NULL,      -- YYYY-MM-DD, Bangkok
+    status          TEXT NOT NULL,
+    in_doubt        INTEGER NOT NULL DEFAULT 0,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    authen_code     TEXT,
+    seq             TEXT,
+    recovered       INTEGER NOT NULL DEFAULT 0,  -- the code came from Check Authen Status
+    error_code      TEXT,
+    error_message   TEXT,
+    due_flagged     INTEGER NOT NULL DEFAULT 0,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    sent_at         REAL
+);
+CREATE INDEX IF NOT EXISTS claims_next ON claims (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS claims_day ON claims (service_date, status);
+CREATE INDEX IF NOT EXISTS claims_pid ON claims (pid, service_date);
+"""
+SCHEMA_VERSION = 1
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, BANGKOK).isoformat(timespec="seconds")
+
+
+def canonical(body: dict[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    transaction_id: str
+    body: dict[str, Any]
+    pid: str
+    hcode: str
+    service_code: str
+    service_date: str
+    status: str
+    in_doubt: bool
+    attempts: int
+    next_attempt_at: float
+    authen_code: str | None
+    seq: str | None
+    recovered: bool
+    error_code: str | None
+    error_message: str | None
+    due_flagged: bool
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Claim:
+        values = dict(row)
+        values["body"] = json.loads(values["body"])
+        for flag in ("in_doubt", "recovered", "due_flagged"):
+            values[flag] = bool(values[flag])
+        return cls(**values)
+
+    def view(self) -> dict[str, Any]:
+        """The API shape: the caller's own claim plus what happened to it."""
+        return {
+            "id": self.id, "transactionId": self.transaction_id, "status": self.status,
+            "serviceDate": self.service_date, "attempts": self.attempts,
+            "authenCode": self.authen_code, "seq": self.seq,
+            "error": ({"code": self.error_code, "message": self.error_message}
+                      if self.error_code else None),
+            "due": self.due_flagged, "createdAt": _iso(self.created_at),
+            "updatedAt": _iso(self.updated_at), "sentAt": _iso(self.sent_at),
+            "claim": self.body,
+        }
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise OutboxUnavailable("the outbox is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise OutboxUnavailable(f"{type(exc).__name__}: {exc}") from None
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nhso-outbox")
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise OutboxUnavailable(f"cannot create {self.path.parent}: {exc}") from None
+        new = not self.path.exists()
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        db.row_factory = sqlite3.Row
+        if new and os.name == "posix":
+            os.chmod(self.path, 0o600)   # personal data: readable by this user only
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: the commit that precedes a 202 is on disk, not only in the OS cache.
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=10000")
+        # Purged claims are overwritten, not left readable in free pages (PDPA).
+        db.execute("PRAGMA secure_delete=ON")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise OutboxUnavailable(f"{self.path} was written by a newer agent "
+                                    f"(schema {version})")
+        db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._db = db
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None
+        return self._db
+
+    def _one(self, sql: str, *params: Any) -> Claim | None:
+        row = self.db.execute(sql, params).fetchone()
+        return Claim.from_row(row) if row else None
+
+    def _write(self, sql: str, *params: Any) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(sql, params)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- submitting ---------------------------------------------------------------------
+
+    async def submit(self, body: dict[str, Any]) -> tuple[Claim, bool]:
+        """Store a validated NHSO claim body; (claim, True) when new or requeued."""
+        return await self._run(self._submit, body)
+
+    def _submit(self, body: dict[str, Any]) -> tuple[Claim, bool]:
+        now = time.time()
+        text = canonical(body)
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT * FROM claims WHERE transaction_id = ?",
+                             (body["transactionId"],)).fetchone()
+            if row is not None:
+                existing = Claim.from_row(row)
+                if canonical(existing.body) == text:
+                    db.execute("ROLLBACK")
+                    return existing, False
+                if existing.status != "failed":
+                    db.execute("ROLLBACK")
+                    raise ClaimConflict(f"transactionId {existing.transaction_id} is "
+                                        f"{existing.status} with a different body")
+                # NHSO refused the earlier body, so it holds nothing under this id: the
+                # corrected claim takes the old one's place.
+                db.execute(
+                    """UPDATE claims SET body=?, pid=?, hcode=?, service_code=?, service_date=?,
+                       status='queued', in_doubt=0, attempts=0, next_attempt_at=?,
+                       authen_code=NULL, seq=NULL, recovered=0, error_code=NULL,
+                       error_message=NULL, due_flagged=0, updated_at=?, sent_at=NULL
+                       WHERE id=?""",
+                    (text, body["pid"], body["hcode"], body["claimServiceCode"],
+                     service_date(body["serviceDateTime"]), now, now, existing.id))
+                claim_id = existing.id
+            else:
+                claim_id = str(uuid.uuid4())
+                db.execute(
+                    """INSERT INTO claims (id, transaction_id, body, pid, hcode, service_code,
+                       service_date, status, next_attempt_at, created_at, updated_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)""",
+                    (claim_id, body["transactionId"], text, body["pid"], body["hcode"],
+                     body["claimServiceCode"], service_date(body["serviceDateTime"]),
+                     now, now, now))
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        claim = self._one("SELECT * FROM claims WHERE id = ?", claim_id)
+        assert claim is not None
+        return claim, True
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def get(self, claim_id: str) -> Claim | None:
+        return await self._run(self._one, "SELECT * FROM claims WHERE id = ?", claim_id)
+
+    async def by_transaction(self, transaction_id: str) -> Claim | None:
+        return await self._run(self._one, "SELECT * FROM claims WHERE transaction_id = ?",
+                               transaction_id)
+
+    async def list(self, *, day: str | None = None, statuses: tuple[str, ...] = (),
+                   limit: int = 1000) -> list[Claim]:
+        return await self._run(self._list, day, statuses, limit)
+
+    def _list(self, day: str | None, statuses: tuple[str, ...], limit: int) -> list[Claim]:
+        sql = "SELECT * FROM claims WHERE 1=1"
+        params: list[Any] = []
+        if day:
+            sql += " AND service_date = ?"
+            params.append(day)
+        if statuses:
+            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            params.extend(statuses)
+        sql += " ORDER BY created_at, id LIMIT ?"
+        params.append(limit)
+        return [Claim.from_row(r) for r in self.db.execute(sql, params)]
+
+    async def counts(self) -> dict[str, int]:
+        return await self._run(self._counts)
+
+    def _counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for status, n in self.db.execute("SELECT status, COUNT(*) FROM claims GROUP BY status"):
+            out[status] = n
+        return out
+
+    async def codes_in_use(self, pid: str, day: str) -> set[str]:
+        """EP codes already matched to claims of this person and day."""
+        return await self._run(self._codes_in_use, pid, day)
+
+    def _codes_in_use(self, pid: str, day: str) -> set[str]:
+        rows = self.db.execute("SELECT authen_code FROM claims WHERE pid = ? AND service_date = ?"
+                               " AND authen_code IS NOT NULL", (pid, day))
+        return {r[0] for r in rows}
+
+    # -- the sender's transitions ---------------------------------------------------------
+
+    async def recover_interrupted(self) -> int:
+        """After a crash: claims caught mid-send go back to the queue (in_doubt is kept)."""
+        return await self._run(self._recover)
+
+    def _recover(self) -> int:
+        self.db.execute("BEGIN IMMEDIATE")
+        n = self.db.execute("UPDATE claims SET status='queued', next_attempt_at=? "
+                            "WHERE status='sending'", (time.time(),)).rowcount
+        self.db.execute("COMMIT")
+        return n
+
+    async def take_due(self) -> Claim | None:
+        """The next queued claim whose time has come, now marked ``sending``."""
+        return await self._run(self._take_due)
+
+    def _take_due(self) -> Claim | None:
+        now = time.time()
+        row = self.db.execute("SELECT id FROM claims WHERE status='queued' AND next_attempt_at "
+                              "<= ? ORDER BY next_attempt_at LIMIT 1", (now,)).fetchone()
+        if row is None:
+            return None
+        self._write("UPDATE claims SET status='sending', updated_at=? WHERE id=?", now, row[0])
+        return self._one("SELECT * FROM claims WHERE id = ?", row[0])
+
+    async def next_attempt_at(self) -> float | None:
+        return await self._run(self._next_attempt_at)
+
+    def _next_attempt_at(self) -> float | None:
+        row = self.db.execute("SELECT MIN(next_attempt_at) FROM claims "
+                              "WHERE status='queued'").fetchone()
+        return row[0]
+
+    async def mark_attempt(self, claim_id: str) -> None:
+        """Committed before the request leaves: from here the claim may be at NHSO."""
+        await self._run(self._write, "UPDATE claims SET in_doubt=1, attempts=attempts+1, "
+                        "updated_at=? WHERE id=?", time.time(), claim_id)
+
+    async def mark_sent(self, claim_id: str, authen_code: str, seq: str | None, *,
+                        recovered: bool = False) -> Claim:
+        now = time.time()
+        await self._run(self._write,
+                        "UPDATE claims SET status='sent', in_doubt=0, authen_code=?, seq=?, "
+                        "recovered=?, error_code=NULL, error_message=NULL, updated_at=?, "
+                        "sent_at=? WHERE id=?", authen_code, seq, int(recovered), now, now,
+                        claim_id)
+        return await self._must_get(claim_id)
+
+    async def mark_failed(self, claim_id: str, error_code: str, message: str) -> Claim:
+        await self._run(self._write,
+                        "UPDATE claims SET status='failed', in_doubt=0, error_code=?, "
+                        "error_message=?, updated_at=? WHERE id=?", error_code, message,
+                        time.time(), claim_id)
+        return await self._must_get(claim_id)
+
+    async def reschedule(self, claim_id: str, delay: float, *, in_doubt: bool,
+                         error_code: str | None, error_message: str | None) -> Claim:
+        now = time.time()
+        await self._run(self._write,
+                        "UPDATE claims SET status='queued', in_doubt=?, next_attempt_at=?, "
+                        "error_code=?, error_message=?, updated_at=? WHERE id=?",
+                        int(in_doubt), now + delay, error_code, error_message, now, claim_id)
+        return await self._must_get(claim_id)
+
+    async def wake_all(self) -> None:
+        """Make every queued claim due now (e.g. after a new token was set)."""
+        await self._run(self._write, "UPDATE claims SET next_attempt_at=? WHERE status='queued'",
+                        time.time())
+
+    async def _must_get(self, claim_id: str) -> Claim:
+        claim = await self.get(claim_id)
+        if claim is None:
+            raise OutboxUnavailable(f"claim {claim_id} vanished")
+        return claim
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    async def flag_due(self, now: dt.datetime, due_time: str) -> list[Claim]:
+        """Unsent claims whose service day is over or nearly over, flagged once each."""
+        return await self._run(self._flag_due, now, due_time)
+
+    def _flag_due(self, now: dt.datetime, due_time: str) -> list[Claim]:
+        local = now.astimezone(BANGKOK)
+        today = local.date().isoformat()
+        hh, mm = (int(x) for x in due_time.split(":"))
+        late_today = (local.hour, local.minute) >= (hh, mm)
+        cutoff_op = "<=" if late_today else "<"
+        rows = self.db.execute(
+            f"SELECT * FROM claims WHERE due_flagged=0 AND status IN ('queued','sending',"
+            f"'failed') AND service_date {cutoff_op} ? ORDER BY service_date, created_at",
+            (today,)).fetchall()
+        claims = [Claim.from_row(r) for r in rows]
+        if claims:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("UPDATE claims SET due_flagged=1 WHERE id=?",
+                                [(c.id,) for c in claims])
+            self.db.execute("COMMIT")
+        return claims
+
+    async def purge(self, retention_days: int) -> int:
+        """Forget sent and failed claims older than the retention period (PDPA)."""
+        return await self._run(self._purge, retention_days)
+
+    def _purge(self, retention_days: int) -> int:
+        cutoff = time.time() - retention_days * 86400
+        self.db.execute("BEGIN IMMEDIATE")
+        n = self.db.execute("DELETE FROM claims WHERE status IN ('sent','failed') "
+                            "AND updated_at < ?", (cutoff,)).rowcount
+        self.db.execute("COMMIT")
+        if n:
+            # Deleted rows must not linger in the WAL file either.
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return n

@@ -1,0 +1,222 @@
+"""HTTP routes of the NHSO part, mounted on the main app by ``setup_nhso(app, config)``.
+
+Origin/Host checks, CORS, JSON-only POST and body limits are middleware of the main app;
+these handlers still validate every body strictly. ``/v1/...`` answers errors as
+``{code, message, message_th, errors?}``; the compat ``/api/nhso-service/...`` routes answer
+the Spring Boot shape the old agent's callers parse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import AgentError, ClaimNotFound
+from .outbox import STATUSES
+from .service import NhsoService, Publish, local_now
+from .settings import NhsoSettings, SettingsError, load_settings
+from .token import TokenStore
+from .validation import (SERVICE_CODES, ValidationFailed, parse_date, validate_pid_param)
+
+log = logging.getLogger(__name__)
+
+NHSO_SERVICE = web.AppKey("nhso_service", NhsoService)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_LIST = 1000
+
+
+def _bad(field: str, message: str, message_th: str) -> ValidationFailed:
+    return ValidationFailed([{"field": field, "message": message, "message_th": message_th}])
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json(loads=json.loads)
+    except (ValueError, UnicodeDecodeError):
+        raise _bad("", "the body is not valid JSON", "ข้อมูลไม่ใช่ JSON ที่ถูกต้อง") from None
+
+
+def _error(exc: AgentError) -> web.Response:
+    return web.json_response(exc.to_dict(), status=exc.info.http_status)
+
+
+def v1(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except AgentError as exc:
+            return _error(exc)
+    return wrapped
+
+
+def spring_error(request: web.Request, status: int, message: str,
+                 errors: list[dict[str, Any]] | None = None) -> web.Response:
+    body: dict[str, Any] = {
+        "timestamp": dt.datetime.now().astimezone().isoformat(timespec="milliseconds"),
+        "status": status, "error": HTTPStatus(status).phrase, "message": message,
+        "path": request.path}
+    if errors is not None:
+        body["errors"] = errors
+    return web.json_response(body, status=status)
+
+
+def compat(handler: Handler) -> Handler:
+    """The old agent's error shape: 400 for validation, 500 for every failure behind it."""
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ValidationFailed as exc:
+            return spring_error(request, 400, str(exc), [
+                {"field": e["field"], "defaultMessage": f"{e['field']} {e['message']}".strip(),
+                 "defaultMessageTh": e["message_th"]} for e in exc.errors])
+        except AgentError as exc:
+            detail = f" ({exc.detail})" if exc.detail else ""
+            return spring_error(request, 500,
+                                f"{exc.info.message_en}{detail} / {exc.info.message_th} "
+                                f"[{exc.code}]")
+    return wrapped
+
+
+def _service(request: web.Request) -> NhsoService:
+    return request.app[NHSO_SERVICE]
+
+
+# -- /v1 ---------------------------------------------------------------------------------
+
+@v1
+async def post_claim(request: web.Request) -> web.Response:
+    claim, created = await _service(request).submit_claim(await _json_body(request))
+    return web.json_response({"id": claim.id, "transactionId": claim.transaction_id,
+                              "status": claim.status, "duplicate": not created}, status=202)
+
+
+@v1
+async def get_claim(request: web.Request) -> web.Response:
+    claim = await _service(request).get_claim(request.match_info["id"])
+    if claim is None:
+        raise ClaimNotFound()
+    return web.json_response(claim.view())
+
+
+@v1
+async def list_claims(request: web.Request) -> web.Response:
+    query = request.query
+    unknown = sorted(set(query) - {"date", "status", "limit"})
+    if unknown:
+        raise _bad(unknown[0], "is not a known parameter", "ไม่รู้จักพารามิเตอร์นี้")
+    day = parse_date(query["date"]) if query.get("date") else None
+    statuses: tuple[str, ...] = ()
+    if query.get("status"):
+        statuses = tuple(s.strip() for s in query["status"].split(",") if s.strip())
+        bad = [s for s in statuses if s not in STATUSES]
+        if bad:
+            raise _bad("status", "must be one or more of " + ", ".join(STATUSES),
+                       "ต้องเป็น " + ", ".join(STATUSES))
+    limit = MAX_LIST
+    if query.get("limit"):
+        if not query["limit"].isdigit() or not 1 <= int(query["limit"]) <= MAX_LIST:
+            raise _bad("limit", f"must be 1-{MAX_LIST}", f"ต้องอยู่ระหว่าง 1-{MAX_LIST}")
+        limit = int(query["limit"])
+    claims = await _service(request).list_claims(day=day, statuses=statuses, limit=limit)
+    return web.json_response({"claims": [c.view() for c in claims], "count": len(claims)})
+
+
+@v1
+async def authen_status(request: web.Request) -> web.Response:
+    query = request.query
+    pid = validate_pid_param(query.get("pid"))
+    day = parse_date(query.get("date"))
+    code = query.get("serviceCode") or None
+    if code is not None and code not in SERVICE_CODES:
+        raise _bad("serviceCode", "must be one of " + ", ".join(SERVICE_CODES),
+                   "ต้องเป็นรหัสบริการที่ สปสช. กำหนด")
+    return web.json_response(await _service(request).authen_status(pid, day, code))
+
+
+@v1
+async def nhso_status(request: web.Request) -> web.Response:
+    return web.json_response(await _service(request).status())
+
+
+# -- compat /api/nhso-service ---------------------------------------------------------------
+
+@compat
+async def latest_authen_code(request: web.Request) -> web.Response:
+    service = _service(request)
+    pid = validate_pid_param(request.match_info["pid"])
+    ours = [i for i in await service.authen_codes(pid)
+            if str(i["hcode"]) == service.settings.hcode]
+    if ours:
+        return web.json_response(ours[0])
+    # The old agent leaves claimCode out when there is none; callers test for the key.
+    return web.json_response({"hcode": service.settings.hcode or None,
+                              "checkDate": local_now()})
+
+
+@compat
+async def latest_5_authen_codes(request: web.Request) -> web.Response:
+    pid = validate_pid_param(request.match_info["pid"])
+    return web.json_response((await _service(request).authen_codes(pid))[:5])
+
+
+@compat
+async def confirm_save(request: web.Request) -> web.Response:
+    return web.json_response(await _service(request).confirm_save(await _json_body(request)))
+
+
+def _resolve_settings(config: Any) -> tuple[NhsoSettings, str | None]:
+    """The settings, and why the configured ones could not be used (if so)."""
+    if isinstance(config, NhsoSettings):
+        return config, None
+    nested = getattr(config, "nhso", None)
+    if isinstance(nested, NhsoSettings):
+        return nested, None
+    try:
+        return load_settings(), None
+    except SettingsError as exc:
+        # Broken NHSO settings must not take the card reader down with them: NHSO calls
+        # are refused as "not configured", with the reason, until the file is fixed.
+        log.error("NHSO settings ignored: %s", exc.detail)
+        return NhsoSettings(), str(exc.detail)
+
+
+def setup_nhso(app: web.Application, config: Any = None, *, publish: Publish | None = None,
+               token_store: TokenStore | None = None) -> None:
+    """Add the NHSO routes and the app-scoped ``NhsoService`` (``app[NHSO_SERVICE]``).
+
+    ``config``: an ``NhsoSettings``, an object with an ``nhso`` attribute holding one, or None
+    (load from the settings files and environment). ``publish(type, payload)`` receives
+    ``claim.queued``, ``claim.sent``, ``claim.failed`` and ``claim.due``; more listeners can be
+    added to ``app[NHSO_SERVICE].listeners`` (available right after this call).
+    """
+    # Built here (no I/O yet) so the main app can reach it before startup; opened in
+    # the cleanup context, which also closes it.
+    settings, problem = _resolve_settings(config)
+    service = NhsoService(settings, token_store=token_store, publish=publish)
+    service.settings_error = problem
+    app[NHSO_SERVICE] = service
+
+    async def nhso_context(app: web.Application) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app.cleanup_ctx.append(nhso_context)
+    r = app.router
+    r.add_post("/v1/claims", post_claim)
+    r.add_get("/v1/claims", list_claims)
+    r.add_get("/v1/claims/{id}", get_claim)
+    r.add_get("/v1/nhso/authen-status", authen_status)
+    r.add_get("/v1/nhso/status", nhso_status)
+    r.add_get("/api/nhso-service/latest-authen-code/{pid}", latest_authen_code)
+    r.add_get("/api/nhso-service/latest-5-authen-code-all-hospital/{pid}",
+              latest_5_authen_codes)
+    r.add_post("/api/nhso-service/confirm-save", confirm_save)

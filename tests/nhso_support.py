@@ -1,0 +1,139 @@
+"""Helpers for the NHSO tests: a real Secret Service keyring, the contract server and agent
+processes, and valid claim bodies."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agent.card.demo import make_citizen_id
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "test-token-0123456789abcdef"
+HCODE = "10699"
+SOURCE_ID = "TCAGENT"
+RECORDER_PID = make_citizen_id("110170000001")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def secret_service(home: Path) -> Iterator[dict[str, str]]:
+    """A private D-Bus session (``dbus-run-session``) with an unlocked gnome-keyring.
+
+    Yields the environment for processes that should use it. The session ends when the
+    context exits (its stdin is closed, the shell exits, dbus-run-session stops the bus).
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DBUS_", "PYTHON_KEYRING", "GNOME_KEYRING"))}
+    env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"),
+               XDG_CONFIG_HOME=str(home / "config"), XDG_CACHE_HOME=str(home / "cache"))
+    script = ("printf pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null "
+              "&& echo \"$DBUS_SESSION_BUS_ADDRESS\" && exec cat >/dev/null")
+    proc = subprocess.Popen(["dbus-run-session", "--", "sh", "-c", script], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        address = proc.stdout.readline().strip()
+        if not address:
+            raise RuntimeError("dbus-run-session / gnome-keyring-daemon did not start")
+        yield {**env, "DBUS_SESSION_BUS_ADDRESS": address}
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def run_cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.nhso.cli", *args], input=stdin,
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+class Proc:
+    """A child process that prints ``READY <port>`` once it serves."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._log_file = open(log, "a", encoding="utf-8")  # noqa: SIM115
+        self.popen = subprocess.Popen([sys.executable, "-m", *args], env=env, cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=self._log_file, text=True)
+        assert self.popen.stdout is not None
+        line = self.popen.stdout.readline()
+        if not line.startswith("READY "):
+            self.kill()
+            raise RuntimeError(f"{args[0]} did not start; see {log}")
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            self.popen.wait(15)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+        self._log_file.close()
+
+
+def start_contract_server(env: dict[str, str], log: Path) -> Proc:
+    return Proc(["tests.nhso_server", "--port", "0", "--token", TOKEN, "--hcode", HCODE],
+                env, log)
+
+
+def agent_env(base: dict[str, str], tmp: Path, nhso_url: str, **settings: str) -> dict[str, str]:
+    env = dict(base)
+    env.update(THAICARD_CONFIG_DIR=str(tmp / "config"), THAICARD_DATA_DIR=str(tmp / "data"),
+               THAICARD_NHSO_BASE_URL=nhso_url, THAICARD_NHSO_HCODE=HCODE,
+               THAICARD_NHSO_SOURCE_ID=SOURCE_ID, THAICARD_NHSO_RECORDER_PID=RECORDER_PID)
+    for key, value in settings.items():
+        env[key] = value
+    return env
+
+
+def http(method: str, url: str, body: Any = None,
+         timeout: float = 10) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def patient_pid(n: int) -> str:
+    return make_citizen_id(f"3{n:011d}")
+
+
+def claim_body(n: int, *, now_ms: int | None = None, **changes: Any) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    body: dict[str, Any] = {
+        "pid": patient_pid(n), "transactionId": f"{HCODE}-VN{n:06d}",
+        "visitNumber": f"VN{n:06d}", "mainInsclCode": "UCS", "claimServiceCode": "PG0060001",
+        "serviceDateTime": now_ms - 60_000, "invoiceDateTime": now_ms - 30_000,
+        "totalAmount": 350.0, "paidAmount": 0.0, "privilegeAmount": 350.0,
+    }
+    body.update(changes)
+    return body

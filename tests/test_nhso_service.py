@@ -1,0 +1,378 @@
+"""The NHSO service in one process: agent routes + sender against the contract server app.
+
+Unit level for the sender's decisions (retry, fail, recover, flag, purge) and the compat
+routes; the multi-process proof with kill -9 is in test_nhso_outbox.py. The keyring here is
+an in-memory backend (the real Secret Service is exercised in test_nhso_token.py and
+test_nhso_outbox.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from keyring.backend import KeyringBackend
+
+from agent.errors import NhsoUnavailable
+from agent.nhso.routes import NHSO_SERVICE, setup_nhso
+from agent.nhso.settings import load_settings
+from agent.nhso.token import TokenStore
+from tests.nhso_server import STATE, make_app
+from tests.nhso_support import (HCODE, RECORDER_PID, SOURCE_ID, TOKEN, claim_body,
+                                patient_pid)
+
+
+class MemoryKeyring(KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.secrets.pop((service, username))
+
+
+async def until(predicate: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
+    """Poll until ``predicate()`` (sync or async) is truthy; fail after ``deadline`` s."""
+    end = time.monotonic() + deadline
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def nhso(aiohttp_server):
+    return await aiohttp_server(make_app({TOKEN: HCODE}))
+
+
+@pytest.fixture
+def make_agent(aiohttp_client, nhso, tmp_path):
+    async def make(token: str | None = TOKEN, **overrides: Any):
+        values: dict[str, Any] = dict(
+            base_url=str(nhso.make_url("")).rstrip("/"), hcode=HCODE, source_id=SOURCE_ID,
+            recorder_pid=RECORDER_PID, retry_base=0.01, retry_max=0.1, in_doubt_delay=0.05,
+            request_timeout=1.0, token_retry=0.3, due_check_interval=0.05)
+        values.update(overrides)
+        settings = load_settings(config_dir=tmp_path / "config", data_dir=tmp_path / "data",
+                                 env={}, site_path=tmp_path / "no-site.json", **values)
+        keyring = MemoryKeyring()
+        if token:
+            keyring.set_password("thaicard-agent", "nhso-token", token)
+        events: list[tuple[str, dict[str, Any]]] = []
+        app = web.Application()
+        setup_nhso(app, settings, publish=lambda t, p: events.append((t, p)),
+                   token_store=TokenStore(keyring))
+        client = await aiohttp_client(app)
+        client.events = events
+        client.keyring = keyring
+        client.service = app[NHSO_SERVICE]
+        return client
+    return make
+
+
+def server_state(nhso):
+    return nhso.app[STATE]
+
+
+async def claim_status(client, claim_id: str) -> dict[str, Any]:
+    resp = await client.get(f"/v1/claims/{claim_id}")
+    assert resp.status == 200
+    return await resp.json()
+
+
+async def submit(client, body: dict[str, Any]) -> dict[str, Any]:
+    resp = await client.post("/v1/claims", json=body)
+    assert resp.status == 202, await resp.text()
+    return await resp.json()
+
+
+async def wait_status(client, claim_id: str, status: str) -> dict[str, Any]:
+    async def check():
+        view = await claim_status(client, claim_id)
+        return view if view["status"] == status else None
+    return await until(check, f"claim {claim_id} {status}")
+
+
+async def test_claim_is_sent_once_with_events(make_agent, nhso):
+    client = await make_agent()
+    body = claim_body(1)
+    first = await submit(client, body)
+    again = await submit(client, body)
+    assert again["id"] == first["id"] and again["duplicate"] is True
+    view = await wait_status(client, first["id"], "sent")
+    assert view["authenCode"].startswith("EP")
+    assert server_state(nhso).claim_counts == {body["transactionId"]: 1}
+    assert view["claim"]["hcode"] == HCODE and view["claim"]["sourceId"] == SOURCE_ID
+    assert view["claim"]["recorderPid"] == RECORDER_PID
+    types = [t for t, _ in client.events]
+    assert types == ["claim.queued", "claim.sent"]
+    sent = client.events[1][1]
+    assert sent["authenCode"] == view["authenCode"] and sent["id"] == first["id"]
+    assert "pid" not in sent   # events carry no personal data
+
+
+async def test_same_transaction_other_body_conflicts(make_agent):
+    client = await make_agent()
+    body = claim_body(2)
+    await submit(client, body)
+    resp = await client.post("/v1/claims", json={**body, "totalAmount": 999.0,
+                                                 "privilegeAmount": 999.0})
+    assert resp.status == 409
+    assert (await resp.json())["code"] == "claim_conflict"
+
+
+async def test_rejected_claim_fails_without_retry_and_can_be_corrected(make_agent, nhso):
+    client = await make_agent()
+    body = claim_body(3)
+    server_state(nhso).reject.add(body["transactionId"])
+    claim = await submit(client, body)
+    view = await wait_status(client, claim["id"], "failed")
+    assert view["error"]["code"] == "nhso_rejected"
+    assert "rejected by test rule" in view["error"]["message"]
+    failed = [p for t, p in client.events if t == "claim.failed"]
+    assert failed and "rejected by test rule" in failed[0]["message"]
+    await asyncio.sleep(0.3)   # several retry periods: a 4xx must not be retried
+    assert server_state(nhso).requests["claim"] == 1
+    assert (await claim_status(client, claim["id"]))["attempts"] == 1
+    # The HIS corrects the claim and sends it again under the same transactionId.
+    server_state(nhso).reject.clear()
+    again = await submit(client, {**body, "mainInsclCode": "OFC"})
+    assert again["id"] == claim["id"] and again["duplicate"] is False
+    view = await wait_status(client, claim["id"], "sent")
+    assert view["claim"]["mainInsclCode"] == "OFC"
+    assert server_state(nhso).claim_counts[body["transactionId"]] == 1
+
+
+async def test_5xx_and_drops_are_retried_and_recovered_without_resending(make_agent, nhso):
+    client = await make_agent()
+    state = server_state(nhso)
+    # First attempts: 503 (not processed), then processed-but-connection-dropped, then
+    # processed-but-answer-too-late: the last two are found by Check Authen Status.
+    from tests.nhso_server import Rule
+    state.rules = [Rule("claim", ["error"], count=1),
+                   Rule("claim", ["drop_after"], count=1),
+                   Rule("claim", ["hang_after"], count=1, delay=1.5)]
+    ids = []
+    for n in range(10, 13):
+        ids.append((await submit(client, claim_body(n)))["id"])
+    views = [await wait_status(client, i, "sent") for i in ids]
+    assert all(c == 1 for c in state.claim_counts.values()) and len(state.claim_counts) == 3
+    assert sum(v["attempts"] for v in views) == 4   # 503 + retry, two recovered
+    recovered = [p for t, p in client.events if t == "claim.sent" and p["recovered"]]
+    assert len(recovered) == 2
+    issued = {i["transactionId"]: i["authenCode"] for i in state.issued}
+    for v in views:
+        assert v["authenCode"] == issued[v["transactionId"]]
+
+
+async def test_status_check_failure_never_leads_to_resend(make_agent, nhso):
+    client = await make_agent()
+    state = server_state(nhso)
+    from tests.nhso_server import Rule
+    state.rules = [Rule("claim", ["drop_after"], count=1), Rule("status", ["error"], count=3)]
+    claim = await submit(client, claim_body(20))
+    view = await wait_status(client, claim["id"], "sent")
+    assert state.claim_counts == {view["transactionId"]: 1}
+    assert state.requests["status"] == 4 and state.requests["claim"] == 1
+
+
+async def test_invalid_token_keeps_claim_queued_until_a_good_token(make_agent, nhso):
+    client = await make_agent(token="wrong-token-000000000")
+    claim = await submit(client, claim_body(30))
+
+    async def token_error():
+        view = await claim_status(client, claim["id"])
+        return view["error"] and view["error"]["code"] == "nhso_token_invalid"
+    await until(token_error, "token error recorded")
+    view = await claim_status(client, claim["id"])
+    assert view["status"] in ("queued", "sending") and "Invalid token." in view["error"]["message"]
+    assert not server_state(nhso).claim_counts
+    client.keyring.set_password("thaicard-agent", "nhso-token", TOKEN)
+    client.service.forget_token()
+    await wait_status(client, claim["id"], "sent")
+
+
+async def test_no_token_refuses_claims(make_agent):
+    client = await make_agent(token=None)
+    resp = await client.post("/v1/claims", json=claim_body(40))
+    assert resp.status == 503
+    assert (await resp.json())["code"] == "nhso_token_missing"
+    assert await client.service.coverage_for(patient_pid(40)) is None
+
+
+async def test_missing_settings_refuse_claims(make_agent):
+    client = await make_agent(source_id="")
+    resp = await client.post("/v1/claims", json=claim_body(41))
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["code"] == "nhso_not_configured" and "sourceId" in body["detail"]
+
+
+async def test_unsent_claims_are_flagged_due(make_agent, nhso):
+    from tests.nhso_server import Rule
+    server_state(nhso).rules = [Rule("claim", ["error"], rate=1.0)]
+    yesterday = int((time.time() - 86400) * 1000)
+    client = await make_agent(due_time="23:59")
+    old = await submit(client, claim_body(50, serviceDateTime=yesterday,
+                                          invoiceDateTime=yesterday))
+    today = await submit(client, claim_body(51))
+    await until(lambda: any(t == "claim.due" for t, _ in client.events), "claim.due")
+    await asyncio.sleep(0.2)
+    due = [p for t, p in client.events if t == "claim.due"]
+    assert [d["id"] for d in due] == [old["id"]]       # once, and only the past day's
+    assert (await claim_status(client, old["id"]))["due"] is True
+    assert (await claim_status(client, today["id"]))["due"] is False
+
+
+async def test_retention_purges_sent_claims(make_agent, tmp_path):
+    client = await make_agent(retention_days=1)
+    claim = await submit(client, claim_body(60))
+    await wait_status(client, claim["id"], "sent")
+    outbox = client.service.outbox
+    await outbox._run(outbox.db.execute, "UPDATE claims SET updated_at = updated_at - 2 * 86400")
+    assert await outbox.purge(1) == 1
+    resp = await client.get(f"/v1/claims/{claim['id']}")
+    assert resp.status == 404 and (await resp.json())["code"] == "claim_not_found"
+
+
+async def test_interrupted_send_is_checked_at_nhso_after_restart(make_agent, nhso, tmp_path):
+    """A claim left 'sending' with in_doubt (a crash after the request left) that NHSO
+    did record is completed from Check Authen Status, not sent again."""
+    from tests.nhso_server import Rule
+    client = await make_agent()
+    state = server_state(nhso)
+    state.rules = [Rule("claim", ["hang_after"], count=1, delay=30)]
+    claim = await submit(client, claim_body(70))
+    await until(lambda: state.claim_counts, "NHSO recorded the claim")
+    await client.close()    # the agent stops while NHSO still holds the answer
+    db = sqlite3.connect(tmp_path / "data" / "nhso-outbox.sqlite3")
+    row = db.execute("SELECT status, in_doubt FROM claims").fetchone()
+    db.close()
+    assert row == ("queued", 1)
+    again = await make_agent()
+    view = await wait_status(again, claim["id"], "sent")
+    assert state.claim_counts == {view["transactionId"]: 1}
+    assert view["authenCode"] == state.issued[0]["authenCode"]
+
+
+async def test_coverage_lookup_fields_and_cache(make_agent, nhso):
+    client = await make_agent()
+    pid = patient_pid(80)
+    server_state(nhso).people[pid] = {"funds": [{
+        "mainInscl": {"id": "OFC", "name": "สิทธิข้าราชการ"},
+        "subInscl": {"id": "O1", "name": "ข้าราชการ"},
+        "hospMain": {"hcode": "10699", "hname": "รพ.ทดสอบ"}, "hospSub": None,
+        "paidModel": 3, "startDateTime": "2024-01-01T00:00:00",
+        "expireDateTime": "2030-01-01T00:00:00"}]}
+    fields = await client.service.coverage_for(pid)
+    assert fields["mainInscl"] == "(OFC) สิทธิข้าราชการ"
+    assert fields["subInscl"] == "(O1) ข้าราชการ"
+    assert fields["hospMain"] == {"hcode": "10699", "hname": "รพ.ทดสอบ"}
+    assert fields["hospSub"] is None and fields["paidModel"] == "3"
+    assert fields["claimTypes"][0]["claimType"] == "PG0060001"
+    assert await client.service.coverage_for(pid) == fields
+    assert server_state(nhso).requests["rights"] == 1     # the second came from the cache
+    client.service.forget_coverage(pid)
+    await client.service.coverage_for(pid)
+    assert server_state(nhso).requests["rights"] == 2
+
+
+async def test_coverage_lookup_failure_is_typed(make_agent, nhso):
+    from tests.nhso_server import Rule
+    client = await make_agent()
+    server_state(nhso).rules = [Rule("rights", ["error"], count=1)]
+    with pytest.raises(NhsoUnavailable):
+        await client.service.coverage_for(patient_pid(81))
+
+
+async def test_authen_status_and_compat_latest_codes(make_agent, nhso):
+    client = await make_agent()
+    pid = patient_pid(90)
+    now_ms = int(time.time() * 1000)
+    claim = await submit(client, claim_body(90, serviceDateTime=now_ms - 1000,
+                                            invoiceDateTime=now_ms - 1000))
+    view = await wait_status(client, claim["id"], "sent")
+    resp = await client.get("/v1/nhso/authen-status",
+                            params={"pid": pid, "date": view["serviceDate"]})
+    assert resp.status == 200
+    status = await resp.json()
+    assert [h["claimCode"] for h in status["serviceHistories"]] == [view["authenCode"]]
+    bkk_today = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).date().isoformat()
+    resp = await client.get(f"/api/nhso-service/latest-authen-code/{pid}")
+    latest = await resp.json()
+    if view["serviceDate"] == bkk_today:     # the compat routes look at today only
+        assert latest["claimCode"] == view["authenCode"] and latest["hcode"] == HCODE
+        assert latest["claimType"] == "PG0060001"
+        resp = await client.get(f"/api/nhso-service/latest-5-authen-code-all-hospital/{pid}")
+        assert [i["claimCode"] for i in await resp.json()] == [view["authenCode"]]
+    other = patient_pid(91)
+    resp = await client.get(f"/api/nhso-service/latest-authen-code/{other}")
+    assert resp.status == 200 and "claimCode" not in await resp.json()
+    resp = await client.get("/api/nhso-service/latest-authen-code/1234567890123")
+    body = await resp.json()
+    assert resp.status == 400 and body["status"] == 400 and body["path"].endswith("1234567890123")
+    assert "check digit" in body["errors"][0]["defaultMessage"]
+    resp = await client.get("/v1/nhso/authen-status", params={"pid": pid, "date": "2025-13-01"})
+    assert resp.status == 400 and (await resp.json())["errors"][0]["field"] == "date"
+
+
+async def test_compat_confirm_save(make_agent, nhso):
+    client = await make_agent()
+    body = {"pid": patient_pid(100), "claimType": "PG0060001", "mobile": "0812345678",
+            "correlationId": "5b7c8a4e-0000-4000-8000-000000000001", "hn": "HN001"}
+    resp = await client.post("/api/nhso-service/confirm-save", json=body)
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer["claimCode"].startswith("PP") and len(answer["claimCode"]) == 12
+    assert {k: answer[k] for k in body} == body and answer["hcode"] == HCODE
+    # A retry of the same confirmation gets the same code; it is not requested again.
+    resp = await client.post("/api/nhso-service/confirm-save", json=body)
+    assert (await resp.json())["claimCode"] == answer["claimCode"]
+    assert server_state(nhso).requests["authen"] == 1
+    resp = await client.post("/api/nhso-service/confirm-save",
+                             json={**body, "claimType": "PG0130001"})
+    assert resp.status == 500 and "already confirmed" in (await resp.json())["message"]
+    resp = await client.post("/api/nhso-service/confirm-save", json={**body, "pid": "1"})
+    err = await resp.json()
+    assert resp.status == 400 and err["errors"][0]["field"] == "pid"
+    assert err["errors"][0]["defaultMessage"]
+
+
+async def test_compat_confirm_save_upstream_failure_says_unverified(make_agent, nhso):
+    from tests.nhso_server import Rule
+    client = await make_agent()
+    server_state(nhso).rules = [Rule("authen", ["error"], count=1, status=404)]
+    resp = await client.post("/api/nhso-service/confirm-save", json={
+        "pid": patient_pid(101), "claimType": "PG0060001", "mobile": "",
+        "correlationId": "abc-1"})
+    body = await resp.json()
+    assert resp.status == 500 and "nhso_unverified" in body["message"]
+    assert "unverified" in body["message"] and "claimCode" not in body
+
+
+async def test_status_route_never_shows_the_token(make_agent):
+    client = await make_agent()
+    resp = await client.get("/v1/nhso/status")
+    text = await resp.text()
+    assert resp.status == 200 and TOKEN not in text
+    body = await resp.json()
+    assert body["tokenConfigured"] is True and body["missing"] == []
