@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from keyring.backend import KeyringBackend
+from keyring.errors import PasswordDeleteError
+
 from agent.card.demo import make_citizen_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,3 +140,23 @@ def claim_body(n: int, *, now_ms: int | None = None, **changes: Any) -> dict[str
     }
     body.update(changes)
     return body
+
+
+class MemoryKeyring(KeyringBackend):
+    """An in-process keyring for tests of one layer (the real one: test_nhso_token.py)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.secrets.pop((service, username), None) is None:
+            raise PasswordDeleteError("no such password")

@@ -17,32 +17,14 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from keyring.backend import KeyringBackend
 
 from agent.errors import NhsoUnavailable
 from agent.nhso.routes import NHSO_SERVICE, setup_nhso
 from agent.nhso.settings import load_settings
 from agent.nhso.token import TokenStore
 from tests.nhso_server import STATE, make_app
-from tests.nhso_support import (HCODE, RECORDER_PID, SOURCE_ID, TOKEN, claim_body,
-                                patient_pid)
-
-
-class MemoryKeyring(KeyringBackend):
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.secrets.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.secrets[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.secrets.pop((service, username))
+from tests.nhso_support import (HCODE, RECORDER_PID, SOURCE_ID, TOKEN, MemoryKeyring,
+                                claim_body, patient_pid)
 
 
 async def until(predicate: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
