@@ -73,6 +73,15 @@ def helper_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "tray.popup", *args]
 
 
+XORG_BACKGROUND = (216, 216, 216, 255)
+
+
+def _backend_name() -> str:
+    import pystray
+
+    return type.__getattribute__(pystray.Icon, "__module__")
+
+
 class TrayApp:
     """State, icon and menu actions. ``agent`` is the embedded agent, if this process runs one."""
 
@@ -125,14 +134,30 @@ class TrayApp:
     def items(self) -> tuple[Item, ...]:
         return self._items
 
+    def title_for(self, icon: Any) -> str:
+        """The tooltip; plain X11 keeps it as a Latin-1 window name, so English there."""
+        backend = type(icon).__module__ if icon is not None else _backend_name()
+        if backend.endswith("_xorg"):
+            plain = tooltip(self.state, "en").replace("—", "-").replace("…", "...")
+            return plain.encode("latin-1", "replace").decode("latin-1")
+        return tooltip(self.state, self.lang)
+
+    def image_for(self, icon: Any, image: Image.Image) -> Image.Image:
+        """Plain X11 draws the icon without transparency: put it on a panel-like grey."""
+        backend = type(icon).__module__ if icon is not None else _backend_name()
+        if not backend.endswith("_xorg"):
+            return image
+        background = Image.new("RGBA", image.size, XORG_BACKGROUND)
+        return Image.alpha_composite(background, image)
+
     def refresh(self) -> None:
-        image, title, items = self.render()
+        image, _title, items = self.render()
         icon = self.icon
         if icon is None:
             return
         try:
-            icon.icon = image
-            icon.title = title
+            icon.icon = self.image_for(icon, image)
+            icon.title = self.title_for(icon)
             if getattr(icon, "HAS_MENU", True):
                 icon.menu = to_pystray(items)
         except Exception:  # noqa: BLE001 - a tray host that went away must not stop the agent

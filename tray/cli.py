@@ -67,7 +67,17 @@ def tray_host_problem() -> str | None:
 def make_icon(image: Any, title: str) -> Any:
     import pystray
 
-    return pystray.Icon("thaicard-agent", image, title)
+    icon = pystray.Icon("thaicard-agent", image, title)
+    window = getattr(icon, "_window", None)
+    if type(icon).__module__.endswith("_xorg") and window is not None:
+        # pystray 0.19.5 creates the X11 icon window without ButtonPressMask, so clicks
+        # never reach it; ask for them, or the popup menu could never be opened.
+        import Xlib.X
+
+        window.change_attributes(event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask
+                                 | Xlib.X.ButtonPressMask)
+        icon._display.flush()
+    return icon
 
 
 def cmd_tray(args: argparse.Namespace) -> int:
@@ -140,8 +150,8 @@ def cmd_tray(args: argparse.Namespace) -> int:
     icon = None
     if problem is None:
         try:
-            image, title, _ = app.render()
-            icon = make_icon(image, title)
+            image, _, _ = app.render()
+            icon = make_icon(app.image_for(None, image), app.title_for(None))
         except Exception as exc:  # noqa: BLE001 - Xlib raises its own errors, not ImportError
             problem = f"the tray icon cannot be created: {type(exc).__name__}: {exc}"
     if problem is None:
@@ -151,8 +161,8 @@ def cmd_tray(args: argparse.Namespace) -> int:
     _install_signal_handlers(app)
     try:
         if icon is None:
-            log.warning("%s — %s (%s)", text("msg.headless", "en"), problem, base_url)
-            print(f"{text('msg.headless', lang)} ({problem})", file=sys.stderr)
+            log.warning("%s: %s (%s)", text("msg.headless", "en"), problem, base_url)
+            print(f"{text('msg.headless', lang)}: {problem}", file=sys.stderr)
             app.wait_headless()
         else:
             app.run_icon(icon)

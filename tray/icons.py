@@ -164,3 +164,39 @@ def render(status: Status, claims: Claims = Claims.NONE, size: int = SIZE) -> Im
         _triangle_badge(d, RED)
     _claims_badge(d, claims)
     return img.resize((size, size), Image.LANCZOS)
+
+
+def legend(path: str, lang: str = "en") -> None:
+    """A picture of every icon with its meaning (docs/images/tray.png)."""
+    from PIL import ImageFont
+
+    from .i18n import text
+
+    rows = [(s, Claims.NONE, text("state." + s.value, lang)) for s in Status]
+    rows += [(Status.IDLE, Claims.PENDING, text("claims.pending", lang, n="n")),
+             (Status.IDLE, Claims.FAILED, text("claims.failed", lang, n="n"))]
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont
+    for candidate in ("/usr/share/fonts/truetype/tlwg/Loma.ttf",
+                      "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+        try:
+            font = ImageFont.truetype(candidate, 18)
+            break
+        except OSError:
+            continue
+    else:
+        font = ImageFont.load_default()
+    sheet = Image.new("RGBA", (460, 12 + 44 * len(rows)), (245, 245, 245, 255))
+    d = ImageDraw.Draw(sheet)
+    for i, (status, claims, label) in enumerate(rows):
+        y = 8 + 44 * i
+        sheet.alpha_composite(render(status, claims, 40), (10, y))
+        sheet.alpha_composite(render(status, claims, 40).convert("LA").convert("RGBA"), (56, y))
+        d.text((108, y + 10), label, fill=(20, 20, 20, 255), font=font)
+    sheet.save(path)
+
+
+if __name__ == "__main__":
+    import sys
+
+    legend(sys.argv[1] if len(sys.argv) > 1 else "tray.png",
+           sys.argv[2] if len(sys.argv) > 2 else "en")

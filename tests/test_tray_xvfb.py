@@ -1,0 +1,249 @@
+"""A real tray icon under Xvfb with trayer as the tray host, the agent on its demo reader.
+
+The card goes in and out through the tray's own menu (clicked with xdotool), and the
+icon's pixels on screen must change with it. Screenshots are kept in
+``test-output/tray/`` as CI artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "test-output" / "tray"
+TOOLS = ("Xvfb", "trayer", "xdotool", "import", "xdpyinfo")
+
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in TOOLS),
+    reason=f"needs {', '.join(TOOLS)} (scripts/setup.sh test installs them)")
+
+PANEL_GREY = "0xd8d8d8"          # the tray's background, as tray.app.XORG_BACKGROUND
+
+
+def wait_for(check: Callable[[], object], what: str, limit: float = 30.0) -> object:
+    """Poll until ``check`` returns something true; the limit only ends a hung test."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.1)
+
+
+def free_display() -> int:
+    for n in range(90, 200):
+        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
+            return n
+    raise RuntimeError("no free X display number")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Desktop:
+    def __init__(self, display: str, home: Path) -> None:
+        self.display = display
+        self.home = home
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("THAICARD_", "LC_"))}
+        self.env.update(DISPLAY=display, PYSTRAY_BACKEND="xorg", HOME=str(home),
+                        XDG_CONFIG_HOME=str(home / "config"), XDG_STATE_HOME=str(home / "state"),
+                        XDG_CACHE_HOME=str(home / "cache"), XDG_RUNTIME_DIR=str(home / "run"),
+                        THAICARD_CONFIG_DIR=str(home / "agent-config"), LANG="en_US.UTF-8")
+        self.env.pop("WAYLAND_DISPLAY", None)
+        (home / "run").mkdir(parents=True, exist_ok=True)
+
+    def x(self, *args: str) -> str:
+        return subprocess.run(args, env=self.env, capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+
+    def screenshot(self, name: str) -> Image.Image:
+        OUT.mkdir(parents=True, exist_ok=True)
+        path = OUT / f"{name}.png"
+        subprocess.run(["import", "-window", "root", str(path)], env=self.env, check=True,
+                       timeout=30)
+        return Image.open(path).convert("RGB")
+
+    def icon_window(self) -> str:
+        found = self.x("xdotool", "search", "--classname", "^thaicard-agentSystemTrayIcon$")
+        return found.splitlines()[0] if found else ""
+
+    def geometry(self, window: str) -> tuple[int, int, int, int]:
+        values = dict(line.split("=", 1) for line in
+                      self.x("xdotool", "getwindowgeometry", "--shell", window).splitlines())
+        return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
+
+    def title(self, window: str) -> str:
+        return self.x("xdotool", "getwindowname", window)
+
+    def menu_open(self) -> bool:
+        return bool(self.x("xdotool", "search", "--onlyvisible", "--class", "^Menu$"))
+
+
+@pytest.fixture
+def desktop(tmp_path: Path) -> Iterator[Desktop]:
+    n = free_display()
+    display = f":{n}"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    desk = Desktop(display, tmp_path)
+    trayer = None
+    try:
+        wait_for(lambda: subprocess.run(["xdpyinfo"], env=desk.env, capture_output=True)
+                 .returncode == 0, "Xvfb up")
+        trayer = subprocess.Popen(
+            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+             "--height", "34", "--transparent", "false", "--tint", PANEL_GREY,
+             "--SetDockType", "true"], env=desk.env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        wait_for(lambda: "panel" in desk.x("xwininfo", "-root", "-tree"), "trayer up")
+        yield desk
+    finally:
+        for proc in (trayer, xvfb):
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def start(desk: Desktop, *args: str, lang: str = "en_US.UTF-8") -> subprocess.Popen[str]:
+    env = dict(desk.env, LANG=lang)
+    log = open(desk.home / f"{args[0]}.log", "a")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "agent", *args], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def icon_crop(desk: Desktop, shot: Image.Image, window: str) -> Image.Image:
+    x, y, w, h = desk.geometry(window)
+    return shot.crop((x, y, x + w, y + h))
+
+
+def colourful(img: Image.Image) -> float:
+    """Share of pixels that are clearly coloured (not the grey panel, not black/white)."""
+    hsv = img.convert("HSV")
+    sat = hsv.getchannel("S").point(lambda s: 255 if s > 80 else 0)
+    return sat.histogram()[255] / (img.width * img.height)
+
+
+def centre_is_panel(img: Image.Image) -> bool:
+    r, g, b = img.getpixel((img.width // 2, img.height * 45 // 100))
+    return abs(r - 0xD8) < 20 and abs(g - 0xD8) < 20 and abs(b - 0xD8) < 20
+
+
+def open_menu(desk: Desktop, window: str) -> None:
+    x, y, w, h = desk.geometry(window)
+    desk.x("xdotool", "mousemove", str(x + w // 2), str(y + h // 2), "click", "1")
+    wait_for(desk.menu_open, "popup menu shown")
+    time.sleep(0.3)          # let Tk finish drawing before the screenshot
+
+
+def choose_from_bottom(desk: Desktop, steps: int) -> None:
+    """Walk up from the menu's last item with the keyboard (Tk menus wrap around)."""
+    desk.x("xdotool", "key", *(["Up"] * steps), "Return")
+    wait_for(lambda: not desk.menu_open(), "popup menu closed")
+
+
+def steps_to(key: str) -> int:
+    """How many Up presses from the bottom reach ``key`` in the top-level menu."""
+    from tray.menu import MenuView, build_menu
+    from tray.state import TrayState
+
+    class Nothing:
+        def __getattr__(self, name: str) -> object:
+            return lambda *a: None
+
+    items = build_menu(TrayState(), MenuView(lang="en", autostart=False, demo_card_in=True),
+                       Nothing())  # type: ignore[arg-type]
+    keys = [i.key for i in items if not i.is_separator]
+    return len(keys) - keys.index(key)
+
+
+def test_icon_follows_a_demo_card_in_and_out(desktop: Desktop) -> None:
+    port = free_port()
+    tray = start(desktop, "tray", "--demo", "--port", str(port))
+    try:
+        window = str(wait_for(desktop.icon_window, "icon docked in the tray"))
+        wait_for(lambda: "Card in the reader" in desktop.title(window), "card shown")
+        time.sleep(0.5)
+        card_in = icon_crop(desktop, desktop.screenshot("1-card-in"), window)
+        assert not centre_is_panel(card_in)                  # a solid card
+        assert colourful(card_in) > 0.3
+
+        open_menu(desktop, window)
+        desktop.screenshot("2-menu")
+        choose_from_bottom(desktop, steps_to("demo"))        # "Demo: remove the card"
+        wait_for(lambda: "Ready" in desktop.title(window), "idle shown")
+        time.sleep(0.5)
+        card_out = icon_crop(desktop, desktop.screenshot("3-card-out"), window)
+        assert centre_is_panel(card_out)                      # an empty slot
+        diff = ImageChops.difference(card_in, card_out).convert("L").point(
+            lambda p: 255 if p > 48 else 0)
+        assert diff.histogram()[255] > card_in.width * card_in.height // 5
+
+        open_menu(desktop, window)
+        choose_from_bottom(desktop, steps_to("demo"))        # "Demo: insert a card"
+        wait_for(lambda: "Card in the reader" in desktop.title(window), "card back")
+        time.sleep(0.5)
+        again = icon_crop(desktop, desktop.screenshot("4-card-in-again"), window)
+        assert not centre_is_panel(again)
+    finally:
+        code = stop(tray)
+    assert code == 0, (desktop.home / "tray.log").read_text()
+    log = (desktop.home / "tray.log").read_text()
+    assert "1999900000005" not in log and "Cardreader" not in log
+
+
+def test_tray_for_a_separate_agent_in_thai_goes_offline_with_it(desktop: Desktop) -> None:
+    port = free_port()
+    agent = start(desktop, "serve", "--demo", "--port", str(port))
+    tray = None
+    try:
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, "agent up")
+        tray = start(desktop, "tray", "--connect", f"http://127.0.0.1:{port}",
+                     lang="th_TH.UTF-8")
+        window = str(wait_for(desktop.icon_window, "icon docked in the tray"))
+        wait_for(lambda: "Card in the reader" in desktop.title(window), "card shown")
+        time.sleep(0.5)
+        online = icon_crop(desktop, desktop.screenshot("5-connected"), window)
+        open_menu(desktop, window)
+        desktop.screenshot("6-menu-thai")
+        desktop.x("xdotool", "key", "Escape")
+        wait_for(lambda: not desktop.menu_open(), "menu closed")
+
+        assert stop(agent) == 0
+        wait_for(lambda: "not reachable" in desktop.title(window), "offline shown")
+        time.sleep(0.5)
+        offline = icon_crop(desktop, desktop.screenshot("7-agent-gone"), window)
+        assert colourful(online) > 0.3 and colourful(offline) < 0.05     # grey sign
+        assert tray.poll() is None                 # the tray waits for the agent to return
+    finally:
+        if agent.poll() is None:
+            stop(agent)
+        if tray is not None:
+            assert stop(tray) == 0
