@@ -346,7 +346,7 @@ class ClaimsServer:
                                              "policyKeys": ["allowedOrigins"]}})
 
     async def claims(self, request: web.Request) -> web.Response:
-        n = self.failed if request.query.get("status") == "failed" else 1
+        n = {"failed": self.failed, "queued,sending": 1}[request.query["status"]]
         return web.json_response({"claims": [{}] * n})
 
     async def retry(self, request: web.Request) -> web.Response:

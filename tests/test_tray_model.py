@@ -110,10 +110,11 @@ def test_claims_counts_from_events_and_failure_notice() -> None:
     st.apply(ev("claim.queued", None))
     assert (st.claims, st.claims_pending) == (Claims.PENDING, 2)
     st.apply(ev("claim.sent", None))
-    notices = st.apply(ev("claim.failed", None, code="nhso_unavailable"))
+    notices = st.apply(ev("claim.failed", None, status="failed",
+                          error={"code": "nhso_rejected", "message": "x"}))
     assert (st.claims, st.claims_pending, st.claims_failed) == (Claims.FAILED, 0, 1)
     assert notices[0].key == "notify.claim_failed"
-    assert notices[0].kwargs() == {"code": "nhso_unavailable"}
+    assert notices[0].kwargs() == {"code": "nhso_rejected"}
     # Counts sent by the agent win over the running tally.
     st.apply(ev("claim.sent", None, counts={"pending": 5, "failed": 0}))
     assert (st.claims_pending, st.claims_failed) == (5, 0)

@@ -184,3 +184,28 @@ def test_second_start_says_it_is_already_running(tmp_path: Path) -> None:
         first.terminate()
         first.wait(30)
     assert first.returncode == 0
+
+
+def test_without_a_display_the_agent_still_serves(tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = tray_env(tmp_path, THAICARD_CONFIG_DIR=str(tmp_path / "agent-config"))
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "tray", "--demo", "--port", str(port),
+                             "--lock-file", str(tmp_path / "tray.lock")], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "without a tray icon" not in line and proc.poll() is None:
+            line = proc.stderr.readline() if proc.stderr else ""
+        assert "no display" in line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=10) as resp:
+            status = json.loads(resp.read())
+        assert status["backend"] == "demo"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert proc.returncode == 0

@@ -191,7 +191,9 @@ class TrayApp:
             if "tokenConfigured" in nhso:
                 self.state.token_set = bool(nhso["tokenConfigured"])
         if self.nhso:
-            self.state.set_claims(self._claim_count("pending"), self._claim_count("failed"))
+            # The outbox's own statuses: queued and sending wait, failed was refused.
+            self.state.set_claims(self._claim_count("queued,sending"),
+                                  self._claim_count("failed"))
         self.refresh()
 
     def _claim_count(self, status: str) -> int | None:

@@ -219,8 +219,9 @@ class TrayState:
                 self.claims_pending = max(0, self.claims_pending - 1)
                 self.claims_failed += 1
         if ev.get("type") == "claim.failed":
-            return [Notice("notify.claim_failed",
-                           (("code", str(ev.get("code") or "nhso_rejected")),))]
+            error = ev.get("error")
+            code = error.get("code") if isinstance(error, dict) else ev.get("code")
+            return [Notice("notify.claim_failed", (("code", str(code or "nhso_rejected")),))]
         return []
 
     def set_claims(self, pending: object, failed: object) -> None:
