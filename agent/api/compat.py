@@ -185,12 +185,12 @@ async def _read(request: web.Request, *, coverage: bool) -> web.Response:
     terminal = request.query.get("terminal") or None
     try:
         _slot, card = await service.get_card(terminal, photo=want_image)
+        out = card_fields(card, image=want_image, now=dt.datetime.now().astimezone())
+        headers = {}
+        if coverage:
+            headers["X-Coverage"] = await add_coverage(request.app, out)
     except AgentError as exc:
         return error_response(exc, request, status=compat_status(exc))
-    out = card_fields(card, image=want_image, now=dt.datetime.now().astimezone())
-    headers = {}
-    if coverage:
-        headers["X-Coverage"] = await add_coverage(request.app, out)
     return json_response(out, headers=headers)
 
 

@@ -1,0 +1,115 @@
+"""Helpers for the API tests: the real app over the demo reader, on a real loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from agent.api import create_app
+from agent.api.keys import CARD_SERVICE, COVERAGE
+from agent.config import Config
+from agent.core import CardService
+from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
+
+ALLOWED = "https://his.example.test"
+FOREIGN = "https://evil.example.test"
+SECOND = "Demo Reader 1"
+
+
+@dataclass
+class Agent:
+    client: TestClient
+    app: web.Application
+    backend: DemoBackend
+
+    @property
+    def service(self) -> CardService:
+        return self.app[CARD_SERVICE]
+
+    @property
+    def port(self) -> int:
+        return self.client.port
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def get_json(self, path: str, status: int = 200, **kw: Any) -> Any:
+        resp = await self.client.get(path, **kw)
+        body = await resp.json()
+        assert resp.status == status, (resp.status, body)
+        return body
+
+    async def ready(self, reader: str = DEMO_READER) -> None:
+        """Wait until the card in ``reader`` is read, photo included."""
+        await self.service.get_card(reader, photo=True)
+
+    async def _change(self, action: Any, type_: str, reader: str) -> None:
+        sub = self.service.events.subscribe()
+        try:
+            action()
+
+            async def wait() -> None:
+                while True:
+                    ev = await sub.get()
+                    assert ev is not None, "dropped"
+                    if ev.type == type_ and ev.reader == reader:
+                        return
+            await asyncio.wait_for(wait(), 10)
+        finally:
+            self.service.events.unsubscribe(sub)
+
+    async def insert(self, variant: int = 0, reader: str = DEMO_READER,
+                     wait_for: str = "card.read") -> None:
+        """Insert a demo card and wait until the agent has seen it (``wait_for`` event)."""
+        await self._change(lambda: self.backend.insert(reader, demo_card(variant)),
+                           wait_for, reader)
+
+    async def remove(self, reader: str = DEMO_READER) -> None:
+        await self._change(lambda: self.backend.remove(reader), "card.removed", reader)
+
+    def ws_url(self, query: str = "") -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/events" + (f"?{query}" if query else "")
+
+
+async def start_agent(aiohttp_client: Any, *, readers: tuple[str, ...] = (DEMO_READER,),
+                      apdu_delay: float = 0.0, insert: bool = True,
+                      coverage: Any = None, **config: Any) -> Agent:
+    backend = DemoBackend(readers, apdu_delay=apdu_delay, insert_demo_card=insert)
+    config.setdefault("backend", "demo")
+    config.setdefault("allowed_origins", (ALLOWED,))
+    app = create_app(Config(**config), backend=backend, extensions=False)
+    if coverage is not None:
+        app[COVERAGE] = coverage
+    client = await aiohttp_client(app)
+    return Agent(client, app, backend)
+
+
+async def next_message(ws: Any, type_: str, *, reader: str | None = None,
+                       timeout: float = 10.0) -> dict[str, Any]:
+    """The next envelope of ``type_`` on a ``websockets`` client (others are skipped)."""
+    async def find() -> dict[str, Any]:
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg["type"] == type_ and (reader is None or msg["reader"] == reader):
+                return msg
+    return await asyncio.wait_for(find(), timeout)
+
+
+async def collect(ws: Any, until: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every envelope up to and including the first of type ``until``."""
+    out: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        while True:
+            msg = json.loads(await ws.recv())
+            out.append(msg)
+            if msg["type"] == until:
+                return
+    await asyncio.wait_for(run(), timeout)
+    return out
