@@ -1,0 +1,143 @@
+"""``/v1/openapi.json``: a valid OpenAPI 3.1 document that matches the real responses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import jsonschema
+import pytest
+import websockets
+from openapi_spec_validator import validate as validate_spec
+
+from agent.readers.demo import DEMO_READER
+from tests.api_support import FOREIGN, start_agent
+
+READER = quote(DEMO_READER)
+
+
+def schema_validator(doc: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Validator:
+    # "#/components/..." references resolve against a root that carries the components.
+    root = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": doc["components"], **schema}
+    return jsonschema.Draft202012Validator(root, format_checker=jsonschema.FormatChecker())
+
+
+async def check(agent, doc, method: str, template: str, url: str, status: int,
+                checked: set, **kw: Any) -> Any:
+    resp = await agent.client.request(method, url, **kw)
+    assert resp.status == status, (method, url, resp.status, await resp.text())
+    op = doc["paths"][template][method.lower()]
+    documented = op["responses"].get(str(status))
+    assert documented is not None, f"{method} {template} {status} is not documented"
+    content_type = resp.content_type
+    assert content_type in documented["content"], (template, status, content_type)
+    for name, header in documented.get("headers", {}).items():
+        schema_validator(doc, header["schema"]).validate(resp.headers[name])
+    if content_type == "application/json":
+        body = await resp.json()
+        schema_validator(doc, documented["content"][content_type]["schema"]).validate(body)
+    else:
+        body = await resp.read()
+        assert body
+    checked.add((template, method.lower(), str(status)))
+    return body
+
+
+@pytest.fixture
+async def doc_and_agent(aiohttp_client):
+    agent = await start_agent(aiohttp_client)
+    await agent.ready()
+    doc = await agent.get_json("/v1/openapi.json")
+    return doc, agent
+
+
+async def test_document_is_valid_openapi_31(doc_and_agent):
+    doc, _ = doc_and_agent
+    assert doc["openapi"].startswith("3.1")
+    validate_spec(doc)
+
+
+async def test_every_route_is_documented_and_every_path_exists(doc_and_agent):
+    doc, agent = doc_and_agent
+    routes = set()
+    for route in agent.app.router.routes():
+        if route.method in ("HEAD", "*"):
+            continue
+        info = route.resource.get_info()
+        path = info.get("path") or info.get("formatter")
+        routes.add((path, route.method.lower()))
+    documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
+    assert routes == documented
+
+
+async def test_success_responses_match_the_schemas(doc_and_agent):
+    doc, agent = doc_and_agent
+    checked: set = set()
+    for template, url in [
+        ("/", "/"), ("/static/{file}", "/static/status.js"),
+        ("/api/smartcard/terminals", "/api/smartcard/terminals"),
+        ("/api/smartcard/read", "/api/smartcard/read?readImageFlag=true"),
+        ("/api/smartcard/read-card-only", "/api/smartcard/read-card-only?readImageFlag=false"),
+        ("/api/preference", "/api/preference"), ("/api/api/preference", "/api/api/preference"),
+        ("/v1/status", "/v1/status"), ("/v1/readers", "/v1/readers"),
+        ("/v1/card", "/v1/card?photo=1"),
+        ("/v1/readers/{name}/card", f"/v1/readers/{READER}/card"),
+        ("/v1/readers/{name}/photo", f"/v1/readers/{READER}/photo"),
+        ("/v1/openapi.json", "/v1/openapi.json"), ("/v1/client.js", "/v1/client.js"),
+    ]:
+        await check(agent, doc, "GET", template, url, 200, checked)
+    await check(agent, doc, "DELETE", "/v1/demo/card", "/v1/demo/card", 202, checked)
+    await check(agent, doc, "POST", "/v1/demo/card", "/v1/demo/card", 202, checked,
+                json={"variant": 1})
+    # Every documented success answer was seen for real (the WebSocket's 101 below).
+    documented = {(p, m, s) for p, ops in doc["paths"].items() for m, op in ops.items()
+                  for s in op["responses"] if s.startswith("2")}
+    assert documented == checked
+
+
+async def test_error_responses_match_the_schemas(aiohttp_client):
+    checked: set = set()
+    agent = await start_agent(aiohttp_client, insert=False)
+    doc = await agent.get_json("/v1/openapi.json")
+    await check(agent, doc, "GET", "/api/smartcard/read", "/api/smartcard/read", 500, checked)
+    await check(agent, doc, "GET", "/v1/card", "/v1/card", 500, checked)
+    await check(agent, doc, "GET", "/v1/readers/{name}/card", "/v1/readers/Nope/card", 404,
+                checked)
+    await check(agent, doc, "GET", "/api/smartcard/read", "/api/smartcard/read?terminal=Nope",
+                404, checked)
+    await check(agent, doc, "GET", "/v1/status", "/v1/status", 403, checked,
+                headers={"Origin": FOREIGN})
+    await check(agent, doc, "GET", "/v1/status", "/v1/status", 421, checked,
+                headers={"Host": "evil.example"})
+    await check(agent, doc, "POST", "/v1/demo/card", "/v1/demo/card", 415, checked, data="x")
+    await check(agent, doc, "POST", "/v1/demo/card", "/v1/demo/card", 400, checked,
+                data="{", headers={"Content-Type": "application/json"})
+    await check(agent, doc, "POST", "/v1/demo/card", "/v1/demo/card", 413, checked,
+                data="[" + " " * 70_000 + "]", headers={"Content-Type": "application/json"})
+    await check(agent, doc, "GET", "/static/{file}", "/static/nope.js", 404, checked)
+    await check(agent, doc, "GET", "/v1/events", "/v1/events", 400, checked)
+
+    empty = await start_agent(aiohttp_client, readers=())
+    await check(empty, doc, "GET", "/api/smartcard/read-card-only",
+                "/api/smartcard/read-card-only", 418, checked)
+    await check(empty, doc, "GET", "/v1/readers/{name}/photo", "/v1/readers/x/photo", 418,
+                checked)
+
+    slow = await start_agent(aiohttp_client, insert=False, apdu_delay=0.2, read_timeout=1)
+    await slow.insert(0, wait_for="card.inserted")
+    await check(slow, doc, "GET", "/v1/card", "/v1/card?photo=1", 504, checked)
+    slow.backend.remove(DEMO_READER)
+
+
+async def test_event_envelopes_match_the_schema(doc_and_agent):
+    doc, agent = doc_and_agent
+    validator = schema_validator(doc, {"$ref": "#/components/schemas/EventEnvelope"})
+    async with websockets.connect(f"ws://127.0.0.1:{agent.port}/v1/events") as ws:
+        snapshot = json.loads(await ws.recv())
+        validator.validate(snapshot)
+        await agent.remove()
+        await agent.insert(1, wait_for="card.photo")
+        for _ in range(4):                          # removed, inserted, read, photo
+            validator.validate(json.loads(await ws.recv()))
