@@ -94,6 +94,8 @@ def env_name(name: str) -> str:
 def normalize_origin(value: str) -> str:
     """``scheme://host[:port]`` exactly as a browser sends it in ``Origin``; else ConfigInvalid."""
     text = str(value).strip()
+    if "*" in text:
+        raise ConfigInvalid(f"origin {text!r}: wildcards are not allowed, list each origin")
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -103,8 +105,6 @@ def normalize_origin(value: str) -> str:
         raise ConfigInvalid(f"origin {text!r} must be http(s)://host[:port]")
     if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
         raise ConfigInvalid(f"origin {text!r} must have no path, query or user")
-    if "*" in text:
-        raise ConfigInvalid(f"origin {text!r}: wildcards are not allowed, list each origin")
     host = parts.hostname.lower()
     if ":" in host:
         host = f"[{host}]"
