@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from .errors import AgentError, PcscUnavailable
@@ -18,6 +19,7 @@ from .readers.base import ReaderBackend, ReaderEvent, ReaderState, diff_states
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[ReaderEvent], None]
+_CANCEL_REPEAT_S = 0.1
 
 
 class ReaderMonitor:
@@ -37,12 +39,21 @@ class ReaderMonitor:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        try:
-            self.backend.cancel()
-        except Exception:  # noqa: BLE001 - cancel on a dead service is not an error
-            log.debug("cancel failed", exc_info=True)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            # A cancel that lands just before the thread enters its blocking wait is lost
+            # (SCardCancel only wakes a wait in progress), so it is repeated until the
+            # thread has gone.
+            try:
+                self.backend.cancel()
+            except Exception:  # noqa: BLE001 - cancel on a dead service is not an error
+                log.debug("cancel failed", exc_info=True)
+            remaining = deadline - time.monotonic()
+            if self._thread is None or remaining <= 0:
+                break
+            self._thread.join(min(_CANCEL_REPEAT_S, remaining))
+            if not self._thread.is_alive():
+                break
 
     @property
     def alive(self) -> bool:

@@ -1,0 +1,454 @@
+"""The real PC/SC backend: the only module that imports pyscard.
+
+It uses the low-level ``smartcard.scard`` API because the monitor needs what the
+high-level one hides: one ``SCardGetStatusChange`` over every reader plus the
+``\\\\?PnP?\\Notification`` pseudo-reader (reader arrival/departure) that blocks until
+something happens, ``SCardCancel`` to wake it, and the event counter in the high word of
+each reader's state (it changes with every insertion and removal).
+
+pcsc-lite serialises the calls made on one context, so the context blocked in
+``SCardGetStatusChange`` belongs to the monitor thread alone; every card connection gets
+its own short-lived context, which also lets two readers be read at the same time.
+
+Field rules (shared/docs/thai-id-card.md): readers are addressed by name; the ATR comes
+from the reader state (no connect just to look); connect SHARED with T0|T1 and disconnect
+with LEAVE so another program's session is never reset; retry a connect once when a
+freshly inserted card reports removed/unpowered; retry a command once (after a
+reconnect) on a communication error; a card pulled mid-read ends the read with
+``CardRemoved``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from smartcard import scard
+
+from ..errors import (AgentError, CardRemoved, NoCard, PcscUnavailable, ReaderBusy,
+                      ReaderError, ReaderNotFound, ReadTimeout)
+from .base import CardChannel, ReaderBackend, ReaderState
+
+log = logging.getLogger(__name__)
+
+PNP_READER = "\\\\?PnP?\\Notification"
+
+# Windows' code for a broken link to the card; pcsc-lite names the same value
+# SCARD_E_COMM_DATA_LOST and pyscard exports neither name.
+SCARD_E_COMM_ERROR = 0x8010002F
+
+# The service is gone (stopped, restarted, or on Windows: the last reader was unplugged).
+_SERVICE_GONE = {scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED}
+# The context no longer means anything to the service (it was restarted under us).
+_CONTEXT_DEAD = _SERVICE_GONE | {scard.SCARD_E_INVALID_HANDLE, scard.SCARD_F_COMM_ERROR}
+_CARD_GONE = {scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD}
+_READER_GONE = {scard.SCARD_E_UNKNOWN_READER, scard.SCARD_E_READER_UNAVAILABLE}
+# A card that was inserted a moment ago may not be powered yet: one more try after settling.
+_NOT_SETTLED = {scard.SCARD_W_REMOVED_CARD, scard.SCARD_W_UNPOWERED_CARD}
+# Transient link failures that deserve one reconnect and one more try of the command.
+_RETRYABLE = {SCARD_E_COMM_ERROR, scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_F_COMM_ERROR,
+              scard.SCARD_F_UNKNOWN_ERROR}
+
+_PROTOCOLS = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+_EVENT_COUNT_SHIFT = 16
+_NO_PNP_RELIST_S = 2.0      # only where the PnP pseudo-reader is unsupported (old macOS)
+
+_NAMES = {getattr(scard, n) & 0xFFFFFFFF: n for n in dir(scard)
+          if n.startswith(("SCARD_E_", "SCARD_W_", "SCARD_F_", "SCARD_P_"))}
+_NAMES[SCARD_E_COMM_ERROR] = "SCARD_E_COMM_ERROR"
+
+
+def _code(hresult: int) -> int:
+    return hresult & 0xFFFFFFFF
+
+
+def scard_error_name(hresult: int) -> str:
+    code = _code(hresult)
+    return f"{_NAMES.get(code, 'SCARD error')} ({code:#010x})"
+
+
+def error_for(hresult: int, what: str) -> AgentError:
+    """The agent's typed error for a PC/SC result code."""
+    code = _code(hresult)
+    detail = f"{what}: {scard_error_name(code)}"
+    if code in _SERVICE_GONE:
+        return PcscUnavailable(detail)
+    if code == scard.SCARD_W_REMOVED_CARD:
+        return CardRemoved(detail)
+    if code == scard.SCARD_E_NO_SMARTCARD:
+        return NoCard(detail)
+    if code in _READER_GONE or code == scard.SCARD_E_NO_READERS_AVAILABLE:
+        return ReaderNotFound(detail)
+    if code == scard.SCARD_E_SHARING_VIOLATION:
+        return ReaderBusy(detail)
+    if code == scard.SCARD_E_TIMEOUT:
+        return ReadTimeout(detail)
+    return ReaderError(detail)
+
+
+def _establish() -> int:
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    code = _code(hresult)
+    if code in _CONTEXT_DEAD:
+        raise PcscUnavailable(f"SCardEstablishContext: {scard_error_name(code)}")
+    if code != scard.SCARD_S_SUCCESS:
+        raise error_for(code, "SCardEstablishContext")
+    return context
+
+
+def _release(context: int | None) -> None:
+    if context is None:
+        return
+    try:
+        scard.SCardReleaseContext(context)
+    except Exception:  # noqa: BLE001 - releasing a context of a dead service may fail
+        log.debug("SCardReleaseContext failed", exc_info=True)
+
+
+def _reader_state(name: str, event_state: int, atr: list[int] | bytes) -> ReaderState:
+    present = bool(event_state & scard.SCARD_STATE_PRESENT)
+    return ReaderState(
+        name=name,
+        present=present,
+        atr=bytes(atr) if present and atr else None,
+        mute=present and bool(event_state & scard.SCARD_STATE_MUTE),
+        insertion=(event_state >> _EVENT_COUNT_SHIFT) & 0xFFFF,
+    )
+
+
+def _gone(event_state: int) -> bool:
+    return bool(event_state & (scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_IGNORE))
+
+
+class PcscBackend(ReaderBackend):
+    """Readers and cards through the platform's PC/SC service.
+
+    ``snapshot`` and ``wait_for_change`` run on the monitor thread (they own the monitor
+    context); ``connect`` may be called from any thread; ``cancel`` from any thread.
+    ``settle`` is the pause before the one retry of a connect that found a freshly
+    inserted card not ready; ``removal_grace`` is how long a failed command waits for
+    the reader to report the removal that most likely caused it.
+    """
+
+    kind = "pcsc"
+
+    def __init__(self, *, settle: float = 0.2, removal_grace: float = 1.0) -> None:
+        self.settle = settle
+        self.removal_grace = removal_grace
+        self._lock = threading.Lock()
+        self._context: int | None = None
+        self._waiting = False
+        self._cancelled = threading.Event()
+        self._event_states: dict[str, int] = {}
+        self._pnp_state = scard.SCARD_STATE_UNAWARE
+        self._pnp_supported = True
+
+    # -- the monitor context -----------------------------------------------------------------
+    def _monitor_context(self) -> int:
+        with self._lock:
+            if self._context is None:
+                self._context = _establish()
+                self._pnp_state = scard.SCARD_STATE_UNAWARE
+                self._event_states.clear()
+            return self._context
+
+    def _drop_context(self) -> None:
+        with self._lock:
+            context, self._context = self._context, None
+        _release(context)
+
+    def _read_states(self, context: int) -> tuple[list[ReaderState], dict[str, int]]:
+        """Every reader with its state now (no waiting)."""
+        hresult, names = scard.SCardListReaders(context, [])
+        code = _code(hresult)
+        if code == scard.SCARD_E_NO_READERS_AVAILABLE or (code == 0 and not names):
+            return [], {}
+        if code != scard.SCARD_S_SUCCESS:
+            raise _ContextFailure(hresult, "SCardListReaders")
+        hresult, states = scard.SCardGetStatusChange(
+            context, 0, [(name, scard.SCARD_STATE_UNAWARE) for name in names])
+        if _code(hresult) not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_TIMEOUT):
+            raise _ContextFailure(hresult, "SCardGetStatusChange")
+        readers, events = [], {}
+        for name, event_state, atr in states:
+            if _gone(event_state):          # unplugged between the list and the status
+                continue
+            readers.append(_reader_state(name, event_state, atr))
+            events[name] = event_state & ~scard.SCARD_STATE_CHANGED
+        return readers, events
+
+    def _with_context(self, action: str) -> list[ReaderState]:
+        """Read the states on the monitor context, re-establishing it once if it died."""
+        for attempt in (1, 2):
+            context = self._monitor_context()
+            try:
+                readers, events = self._read_states(context)
+            except _ContextFailure as failure:
+                if failure.code not in _CONTEXT_DEAD:
+                    raise failure.error() from None
+                log.info("PC/SC context lost during %s (%s); re-establishing",
+                         action, scard_error_name(failure.code))
+                self._drop_context()
+                if attempt == 2:
+                    raise PcscUnavailable(str(failure)) from None
+                continue
+            with self._lock:
+                self._event_states = events
+            return readers
+        raise AssertionError("unreachable")
+
+    # -- ReaderBackend ---------------------------------------------------------------------
+    def snapshot(self) -> list[ReaderState]:
+        with self._lock:
+            busy = self._waiting
+        if busy:
+            # The monitor context is blocked in SCardGetStatusChange and pcsc-lite would
+            # queue us behind it: answer from a context of our own.
+            context = _establish()
+            try:
+                return self._read_states(context)[0]
+            except _ContextFailure as failure:
+                raise failure.error() from None
+            finally:
+                _release(context)
+        return self._with_context("snapshot")
+
+    def wait_for_change(self, known: list[ReaderState],
+                        timeout: float | None = None) -> list[ReaderState]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        context = self._monitor_context()
+        while True:
+            if self._cancelled.is_set():
+                self._cancelled.clear()
+                return self._with_context("cancel")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return self._with_context("timeout")
+            with self._lock:
+                watch = [(r.name, self._event_states.get(r.name, scard.SCARD_STATE_UNAWARE))
+                         for r in known]
+                pnp_state = self._pnp_state
+            if self._pnp_supported:
+                watch.insert(0, (PNP_READER, pnp_state))
+            wait_s = remaining
+            if not self._pnp_supported:
+                wait_s = _NO_PNP_RELIST_S if remaining is None else min(remaining,
+                                                                         _NO_PNP_RELIST_S)
+            if not watch:                   # nothing to watch and no PnP: just pace re-lists
+                self._cancelled.wait(wait_s)
+                now = self._with_context("re-list")
+                if now != known:
+                    return now
+                continue
+            timeout_ms = scard.INFINITE if wait_s is None else max(0, int(wait_s * 1000))
+            with self._lock:
+                self._waiting = True
+            try:
+                hresult, states = scard.SCardGetStatusChange(context, timeout_ms, watch)
+            finally:
+                with self._lock:
+                    self._waiting = False
+            code = _code(hresult)
+            if code == scard.SCARD_E_UNKNOWN_READER and self._pnp_supported:
+                log.info("PC/SC has no PnP notification here; re-listing readers every %.0f s",
+                         _NO_PNP_RELIST_S)
+                self._pnp_supported = False
+                continue
+            if code in _CONTEXT_DEAD:
+                self._drop_context()
+                raise PcscUnavailable(f"SCardGetStatusChange: {scard_error_name(code)}")
+            if code not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_TIMEOUT,
+                            scard.SCARD_E_CANCELLED):
+                raise error_for(code, "SCardGetStatusChange")
+            if code == scard.SCARD_S_SUCCESS and self._pnp_supported and states:
+                with self._lock:
+                    self._pnp_state = states[0][1] & ~scard.SCARD_STATE_CHANGED
+            # Whatever woke us (a card, a reader, a connect that set INUSE), the states are
+            # read afresh: cheap, and the reader list may have changed with them.
+            now = self._with_context("status change")
+            if code == scard.SCARD_E_CANCELLED:
+                self._cancelled.clear()
+                return now
+            if now != known:
+                return now
+            context = self._monitor_context()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        with self._lock:
+            context = self._context
+        if context is not None:
+            scard.SCardCancel(context)
+
+    def connect(self, reader: str) -> CardChannel:
+        context = _establish()
+        try:
+            return _PcscChannel(self, context, reader)
+        except BaseException:
+            _release(context)
+            raise
+
+    def close(self) -> None:
+        self._drop_context()
+
+
+class _ContextFailure(Exception):
+    def __init__(self, hresult: int, what: str) -> None:
+        self.code = _code(hresult)
+        self.what = what
+        super().__init__(f"{what}: {scard_error_name(hresult)}")
+
+    def error(self) -> AgentError:
+        if self.code in _CONTEXT_DEAD:
+            return PcscUnavailable(str(self))
+        return error_for(self.code, self.what)
+
+
+class _PcscChannel(CardChannel):
+    """One SHARED connection on its own context; ``close`` leaves the card powered."""
+
+    def __init__(self, backend: PcscBackend, context: int, reader: str) -> None:
+        self._backend = backend
+        self._context = context
+        self._handle: int | None = None
+        self.reader = reader
+        self._events_at_connect = self._reader_event_state()
+        self._handle, self._protocol = self._connect()
+        self.atr = self._status_atr()
+
+    # -- connecting ----------------------------------------------------------------------------
+    def _connect(self) -> tuple[int, int]:
+        hresult = 0
+        for attempt in (1, 2):
+            hresult, handle, protocol = scard.SCardConnect(
+                self._context, self.reader, scard.SCARD_SHARE_SHARED, _PROTOCOLS)
+            code = _code(hresult)
+            if code == scard.SCARD_S_SUCCESS:
+                return handle, protocol
+            if code in _NOT_SETTLED and attempt == 1:
+                log.info("connect to %r: %s right after insertion; retrying in %.2f s",
+                         self.reader, scard_error_name(code), self._backend.settle)
+                time.sleep(self._backend.settle)
+                self._events_at_connect = self._reader_event_state()
+                continue
+            break
+        raise error_for(hresult, f"SCardConnect {self.reader!r}")
+
+    def _reconnect(self) -> None:
+        hresult, protocol = scard.SCardReconnect(self._handle, scard.SCARD_SHARE_SHARED,
+                                                 _PROTOCOLS, scard.SCARD_LEAVE_CARD)
+        if _code(hresult) != scard.SCARD_S_SUCCESS:
+            self._raise_for(hresult, "SCardReconnect")
+            raise error_for(hresult, f"SCardReconnect {self.reader!r}")
+        self._protocol = protocol
+
+    def _status_atr(self) -> bytes:
+        result = scard.SCardStatus(self._handle)
+        if _code(result[0]) != scard.SCARD_S_SUCCESS:
+            raise error_for(result[0], f"SCardStatus {self.reader!r}")
+        return bytes(result[4])
+
+    def _reader_event_state(self) -> int | None:
+        hresult, states = scard.SCardGetStatusChange(
+            self._context, 0, [(self.reader, scard.SCARD_STATE_UNAWARE)])
+        code = _code(hresult)
+        if code in _CONTEXT_DEAD:
+            raise PcscUnavailable(f"SCardGetStatusChange: {scard_error_name(code)}")
+        if code != scard.SCARD_S_SUCCESS or not states:
+            return None
+        event_state = states[0][1]
+        if _gone(event_state):
+            raise ReaderNotFound(self.reader)
+        return event_state
+
+    # -- talking to the card ------------------------------------------------------------------
+    def _send(self, apdu: bytes) -> tuple[int, bytes]:
+        hresult, response = scard.SCardTransmit(self._handle, self._protocol, list(apdu))
+        return _code(hresult), bytes(response)
+
+    def transmit(self, apdu: bytes) -> bytes:
+        if self._handle is None:
+            raise ReaderError("transmit on a closed channel")
+        code, response = self._send(apdu)
+        if code == scard.SCARD_S_SUCCESS and len(response) >= 2:
+            return response
+        # A failed command (or an answer without a status word, which is how some
+        # drivers report a card that vanished mid-command) gets one reconnect and retry.
+        self._raise_for(code, "SCardTransmit")
+        log.info("command failed on %r (%s); reconnecting and retrying once", self.reader,
+                 scard_error_name(code) if code else "answer without status word")
+        if code not in _RETRYABLE and code != scard.SCARD_S_SUCCESS:
+            raise error_for(code, f"SCardTransmit {self.reader!r}")
+        self._reconnect()
+        code, response = self._send(apdu)
+        if code == scard.SCARD_S_SUCCESS and len(response) >= 2:
+            return response
+        self._raise_for(code, "SCardTransmit")
+        if self._removal_follows():
+            raise CardRemoved(f"{self.reader}: card left during a command")
+        raise ReaderError(f"SCardTransmit {self.reader!r}: "
+                          + (scard_error_name(code) if code else "answer without status word"))
+
+    def _raise_for(self, hresult: int, what: str) -> None:
+        """Raise when a failure says the card, the reader or the service is gone."""
+        code = _code(hresult)
+        if code in _SERVICE_GONE:
+            raise PcscUnavailable(f"{what}: {scard_error_name(code)}")
+        if code in _CARD_GONE or code in _READER_GONE:
+            raise CardRemoved(f"{self.reader}: {what}: {scard_error_name(code)}")
+        status_code = _code(scard.SCardStatus(self._handle)[0])
+        if status_code in _CONTEXT_DEAD:
+            raise PcscUnavailable(f"{what}: {scard_error_name(status_code)}")
+        if status_code in _CARD_GONE or status_code in _READER_GONE:
+            raise CardRemoved(f"{self.reader}: {what}: {scard_error_name(status_code)}")
+        try:
+            event_state = self._reader_event_state()
+        except ReaderNotFound:
+            raise CardRemoved(f"{self.reader}: {what}: reader unplugged") from None
+        if event_state is not None and self._card_changed(event_state):
+            raise CardRemoved(f"{self.reader}: {what}: card left")
+
+    def _card_changed(self, event_state: int) -> bool:
+        """The card seen at connect is no longer there (removed, or swapped for another)."""
+        start = self._events_at_connect
+        return (_gone(event_state) or not event_state & scard.SCARD_STATE_PRESENT
+                or (start is not None and (event_state >> _EVENT_COUNT_SHIFT)
+                    != (start >> _EVENT_COUNT_SHIFT)))
+
+    def _removal_follows(self) -> bool:
+        """Wait up to ``removal_grace`` for the reader to report the card gone or swapped.
+
+        A reader polls its slot: a card pulled mid-command fails the command at once but
+        is reported a few hundred milliseconds later.
+        """
+        start = self._events_at_connect
+        if start is None:
+            return False
+        deadline = time.monotonic() + self._backend.removal_grace
+        current = start & ~scard.SCARD_STATE_CHANGED
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            hresult, states = scard.SCardGetStatusChange(
+                self._context, int(remaining * 1000), [(self.reader, current)])
+            code = _code(hresult)
+            if code == scard.SCARD_E_TIMEOUT:
+                return False
+            if code != scard.SCARD_S_SUCCESS or not states:
+                return code in _READER_GONE
+            event_state = states[0][1]
+            if self._card_changed(event_state):
+                return True
+            current = event_state & ~scard.SCARD_STATE_CHANGED
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+            except Exception:  # noqa: BLE001 - the card or the service may be gone already
+                log.debug("SCardDisconnect failed", exc_info=True)
+        context, self._context = self._context, None
+        _release(context)  # type: ignore[arg-type]

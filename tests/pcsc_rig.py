@@ -1,0 +1,323 @@
+"""The real PC/SC test rig: one pcscd per test session, virtual cards, event capture.
+
+pcscd's socket path is compiled in, so only one daemon can run on a machine: the session
+owns it (started with ``--foreground``, its log under test-output/), and the recovery
+tests kill and restart it through ``PcscDaemon``. Readers are the two slots of the
+vsmartcard-vpcd driver; cards are ``tests.vpcd_card.VirtualCard``s.
+
+Outside CI a machine without the packages skips these tests with a loud reason; in CI
+(``CI=true``) a missing package is a failure, since a skipped rig proves nothing.
+The bench script reuses this module, so it does not depend on pytest at import time.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from agent.readers.base import ReaderEvent, ReaderState
+
+from .vpcd_card import READER_NAMES, VirtualCard
+
+REPO = Path(__file__).resolve().parent.parent
+OUTPUT = REPO / "test-output"
+PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+VPCD_CONFIG = Path("/etc/reader.conf.d/vpcd")
+SETUP_HINT = "run `scripts/setup.sh test` (apt: pcscd vsmartcard-vpcd libpcsclite-dev swig; pip: pyscard)"
+
+
+def missing_requirements() -> list[str]:
+    missing = []
+    if shutil.which("pcscd") is None:
+        missing.append("pcscd (apt package pcscd)")
+    if not VPCD_DRIVER.exists() or not VPCD_CONFIG.exists():
+        missing.append("the vpcd virtual reader (apt package vsmartcard-vpcd)")
+    if importlib.util.find_spec("smartcard") is None:
+        missing.append("pyscard (pip)")
+    return missing
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def socket_answers(path: Path = PCSCD_SOCKET) -> bool:
+    """Whether a pcscd listens on the socket (a stale file after kill -9 does not count)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+class PcscDaemon:
+    """The session's pcscd, or an already running one we must not touch (``owned=False``)."""
+
+    def __init__(self, log_path: Path = OUTPUT / "pcscd.log", *, debug: bool = True) -> None:
+        self.log_path = log_path
+        self.debug = debug
+        self.process: subprocess.Popen[bytes] | None = None
+        self.owned = False
+        self.starts = 0
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self.running:
+            return
+        if socket_answers():
+            if self.owned:
+                raise RuntimeError("our pcscd is gone but another one answers on its socket")
+            return                          # someone else's daemon: use it, never kill it
+        PCSCD_SOCKET.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        args = ["pcscd", "--foreground"] + (["--debug"] if self.debug else [])
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n=== pcscd start #{self.starts + 1} ===\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
+        self.owned = True
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while not socket_answers():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pcscd exited with {self.process.returncode}; "
+                                   f"see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pcscd socket did not appear in {timeout} s")
+            time.sleep(0.02)                # waiting for a file: there is no event to block on
+
+    def stop(self, *, kill: bool = False, timeout: float = 10.0) -> None:
+        """SIGTERM (clean exit) or SIGKILL (a crash); waits until the process is reaped."""
+        if not self.owned or self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        if kill:
+            # A killed pcscd leaves its socket and pid file; the next start must not trip.
+            for leftover in (PCSCD_SOCKET, PCSCD_SOCKET.with_name("pcscd.pid")):
+                try:
+                    leftover.unlink()
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT:
+                        raise
+        self.process = None
+
+    def restart(self, *, kill: bool = False) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+
+_shared: PcscDaemon | None = None
+_users = 0
+_shared_lock = threading.Lock()
+
+
+def acquire_daemon() -> PcscDaemon:
+    """The one daemon of this process, started on first use (several fixtures share it)."""
+    global _shared, _users
+    with _shared_lock:
+        if _shared is None:
+            _shared = PcscDaemon()
+        _shared.start()
+        _users += 1
+        return _shared
+
+
+def release_daemon() -> None:
+    global _shared, _users
+    with _shared_lock:
+        _users -= 1
+        if _users == 0 and _shared is not None:
+            _shared.stop()
+            _shared = None
+
+
+class EventLog:
+    """A monitor event sink that tests wait on, in order, with a timeout.
+
+    Each reader has its own cursor (and so does "any reader"), so two threads that each
+    follow one reader never consume each other's events.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.events: list[ReaderEvent] = []
+        self.times: list[float] = []          # perf_counter() at arrival, for the bench
+        self._cursors: dict[str | None, int] = {}
+        self._floor = 0
+
+    def __call__(self, event: ReaderEvent) -> None:
+        with self._cond:
+            self.events.append(event)
+            self.times.append(time.perf_counter())
+            self._cond.notify_all()
+
+    def skip_all(self) -> None:
+        """Forget what came so far: the next waits only see new events."""
+        with self._cond:
+            self._cursors = {key: len(self.events) for key in [*self._cursors, None]}
+            self._floor = len(self.events)
+
+    def wait_for(self, kind: str, reader: str | None = None,
+                 timeout: float = 10.0) -> ReaderEvent:
+        """The next event of ``kind`` (for ``reader``); the ones passed on the way are dropped."""
+        return self.wait_until(lambda e: e.kind == kind, reader, timeout, kind)
+
+    def wait_until(self, match: Callable[[ReaderEvent], bool], reader: str | None = None,
+                   timeout: float = 10.0, what: str = "event") -> ReaderEvent:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                at = self._cursors.get(reader, self._floor)
+                while at < len(self.events):
+                    event = self.events[at]
+                    at += 1
+                    if reader is None or event.reader == reader:
+                        if match(event):
+                            self._cursors[reader] = at
+                            return event
+                self._cursors[reader] = at
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = [(e.kind, e.reader, e.error) for e in self.events[-12:]]
+                    raise AssertionError(f"no {what} {reader or ''} within {timeout} s; "
+                                         f"last events: {seen}")
+                self._cond.wait(remaining)
+
+    def kinds(self, reader: str | None = None) -> list[str]:
+        with self._cond:
+            return [e.kind for e in self.events if reader is None or e.reader == reader]
+
+
+def wait_states(backend: object, until: Callable[[list[ReaderState]], bool],
+                timeout: float = 10.0) -> list[ReaderState]:
+    """Block on the backend's own status-change wait until ``until(states)`` holds."""
+    deadline = time.monotonic() + timeout
+    states = backend.snapshot()  # type: ignore[attr-defined]
+    while not until(states):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"reader states did not settle in {timeout} s: {states}")
+        states = backend.wait_for_change(states, remaining)  # type: ignore[attr-defined]
+    return states
+
+
+def slots_empty(states: list[ReaderState]) -> bool:
+    by_name = {s.name: s for s in states}
+    return all(name in by_name and not by_name[name].present for name in READER_NAMES)
+
+
+def card_present(reader: str) -> Callable[[list[ReaderState]], bool]:
+    return lambda states: any(s.name == reader and s.present for s in states)
+
+
+class CardSlots:
+    """Inserts virtual cards for one test and pulls every one of them out afterwards."""
+
+    def __init__(self) -> None:
+        self.cards: list[VirtualCard] = []
+
+    def insert(self, card: VirtualCard, slot: int = 0) -> VirtualCard:
+        self.cards.append(card)
+        return card.insert(slot)
+
+    def remove_all(self) -> None:
+        for card in self.cards:
+            card.remove()
+        self.cards.clear()
+
+
+class MonitorRig:
+    """A started ``ReaderMonitor`` over a ``PcscBackend`` with its events captured."""
+
+    def __init__(self, *, backoff: tuple[float, float] = (0.1, 1.0)) -> None:
+        from agent.monitor import ReaderMonitor
+        from agent.readers.pcsc import PcscBackend
+
+        self.backend = PcscBackend()
+        self.events = EventLog()
+        self.monitor = ReaderMonitor(self.backend, self.events, backoff=backoff)
+
+    def start(self, timeout: float = 10.0) -> MonitorRig:
+        self.monitor.start()
+        for name in READER_NAMES:
+            self.events.wait_for("reader_added", name, timeout)
+        return self
+
+    def stop(self) -> None:
+        self.monitor.stop()
+        self.backend.close()
+
+
+def settle_empty(timeout: float = 10.0) -> None:
+    """Wait until pcscd reports both vpcd slots empty (so the next test starts clean)."""
+    from agent.readers.pcsc import PcscBackend
+
+    backend = PcscBackend()
+    try:
+        wait_states(backend, slots_empty, timeout)
+    finally:
+        backend.close()
+
+
+# -- pytest fixtures (imported by the tests/test_pcsc_*.py modules) ---------------------------
+try:
+    import pytest
+except ImportError:                          # the bench script runs without pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def pcscd() -> Iterator[PcscDaemon]:
+        missing = missing_requirements()
+        if missing:
+            message = ("REAL PC/SC TESTS NOT RUN: missing " + ", ".join(missing)
+                       + "; " + SETUP_HINT)
+            if in_ci():
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
+        daemon = acquire_daemon()
+        try:
+            yield daemon
+        finally:
+            release_daemon()
+
+    @pytest.fixture
+    def pcsc_monitor(pcscd: PcscDaemon) -> Iterator[MonitorRig]:
+        rig = MonitorRig()
+        try:
+            yield rig.start()
+        finally:
+            rig.stop()
+
+    @pytest.fixture
+    def slots(pcscd: PcscDaemon) -> Iterator[CardSlots]:
+        slots = CardSlots()
+        try:
+            yield slots
+        finally:
+            slots.remove_all()
+            if pcscd.owned and not pcscd.running:
+                pcscd.start()             # a failed recovery test must not sink the next one
+            settle_empty()

@@ -1,0 +1,189 @@
+"""A virtual Thai ID card that plugs into pcscd through the vsmartcard-vpcd reader driver.
+
+The card is the TCP client of vpcd: connecting to 127.0.0.1:35963 (slot 0) or 35964
+(slot 1) inserts it, closing the connection pulls it out. vpcd speaks first; every
+message is a 2-byte big-endian length and a payload: one control byte (00 power off,
+01 power on, 02 reset, 04 get ATR) or a command APDU. The card logic is the project's
+``SimulatedCard``; this module only adds the wire protocol and the field failures the
+tests need (per-APDU delay, a card pulled at a chosen APDU or after some seconds).
+
+Latency: vpcd writes the length and the payload separately, so with delayed ACKs every
+APDU would stall ~40 ms. ``TCP_NODELAY`` plus ``TCP_QUICKACK`` before every recv (Linux
+clears it again) and one ``sendall`` per reply keep a full read in milliseconds.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+from agent.card.demo import demo_profile
+from agent.card.encode import encode_card
+from agent.card.simulator import ATR_3B79, SimulatedCard
+from agent.card.values import CardProfile
+
+VPCD_HOST = "127.0.0.1"          # vpcd listens on every interface: only ever use loopback
+VPCD_PORTS = (35963, 35964)
+READER_NAMES = ("Virtual PCD 00 00", "Virtual PCD 00 01")
+
+CTRL_POWER_OFF, CTRL_POWER_ON, CTRL_RESET, CTRL_GET_ATR = 0, 1, 2, 4
+
+
+class VirtualCard:
+    """One card; ``insert(slot)`` puts it in a vpcd slot, ``remove()`` pulls it out.
+
+    ``pull_at_apdu=n`` pulls the card when its n-th command APDU (1-based) arrives,
+    without answering it: pcscd sees the card vanish in the middle of a command.
+    ``pull_after`` pulls it that many seconds after insertion. ``glitch_at_apdu=n``
+    answers the n-th command once with a garbled one-byte frame (a link glitch) and
+    then carries on as if it never arrived. ``apdu_delay`` is slept
+    before every answer (real cards need tens of milliseconds per command).
+    """
+
+    def __init__(self, card: SimulatedCard, *, apdu_delay: float = 0.0,
+                 pull_at_apdu: int | None = None, pull_after: float | None = None,
+                 glitch_at_apdu: int | None = None) -> None:
+        self.card = card
+        self.glitch_at_apdu = glitch_at_apdu
+        self.apdu_delay = apdu_delay
+        self.pull_at_apdu = pull_at_apdu
+        self.pull_after = pull_after
+        self.apdus = 0                  # command APDUs answered since insertion
+        self.slot: int | None = None
+        self.error: BaseException | None = None
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_profile(cls, profile: CardProfile, *, atr: bytes = ATR_3B79,
+                     strict_p2: bool = True, **options: object) -> VirtualCard:
+        return cls(SimulatedCard(encode_card(profile), atr=atr, strict_p2=strict_p2),
+                   **options)  # type: ignore[arg-type]
+
+    @classmethod
+    def demo(cls, variant: int = 0, **options: object) -> VirtualCard:
+        return cls.from_profile(demo_profile(variant), **options)  # type: ignore[arg-type]
+
+    @property
+    def reader(self) -> str:
+        assert self.slot is not None, "not inserted"
+        return READER_NAMES[self.slot]
+
+    @property
+    def inserted(self) -> bool:
+        return self._thread is not None and not self._closed.is_set()
+
+    def insert(self, slot: int = 0, timeout: float = 5.0) -> VirtualCard:
+        """Connect to vpcd. pcscd notices the card on its next poll (~0.4 s), not now."""
+        if self.inserted:
+            raise RuntimeError("card already inserted")
+        sock = socket.create_connection((VPCD_HOST, VPCD_PORTS[slot]), timeout=timeout)
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.slot, self._sock, self.apdus, self.error = slot, sock, 0, None
+        self.card.reset()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(sock, self._closed),
+                                        name=f"vpcd-card-{slot}", daemon=True)
+        self._thread.start()
+        if self.pull_after is not None:
+            timer = threading.Timer(self.pull_after, self._pull_if_current, args=(sock,))
+            timer.daemon = True
+            timer.start()
+        return self
+
+    def remove(self, timeout: float = 5.0) -> None:
+        """Pull the card out (close the connection) and wait for the serving thread."""
+        with self._lock:
+            sock = self._sock
+        if sock is not None:
+            self._shutdown(sock)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait_pulled(self, timeout: float) -> bool:
+        """Wait until the card left by itself (``pull_at_apdu`` / ``pull_after``)."""
+        return self._closed.wait(timeout)
+
+    # -- the vpcd conversation -------------------------------------------------------------
+    def _pull_if_current(self, sock: socket.socket) -> None:
+        with self._lock:
+            current = self._sock is sock
+        if current:
+            self._shutdown(sock)
+
+    def _shutdown(self, sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass                          # already gone
+
+    def _serve(self, sock: socket.socket, closed: threading.Event) -> None:
+        try:
+            while True:
+                payload = _recv_frame(sock)
+                if payload is None:
+                    return
+                reply = self._answer(payload)
+                if reply is _PULL:
+                    return
+                if reply is not None:
+                    sock.sendall(struct.pack(">H", len(reply)) + reply)
+        except OSError as exc:
+            # A reset from vpcd after our own shutdown is the normal end of a removal.
+            if not closed.is_set():
+                self.error = exc
+        finally:
+            with self._lock:
+                if self._sock is sock:
+                    self._sock = None
+            closed.set()
+            sock.close()
+
+    def _answer(self, payload: bytes) -> bytes | object | None:
+        if len(payload) == 1:
+            control = payload[0]
+            if control in (CTRL_POWER_OFF, CTRL_POWER_ON, CTRL_RESET):
+                self.card.reset()       # a real card loses its selected applet
+                return None
+            if control == CTRL_GET_ATR:
+                return self.card.atr
+            raise ValueError(f"unknown vpcd control byte {control:#x}")
+        if self.pull_at_apdu is not None and self.apdus + 1 >= self.pull_at_apdu:
+            return _PULL
+        if self.glitch_at_apdu is not None and self.apdus + 1 == self.glitch_at_apdu:
+            self.glitch_at_apdu = None
+            return b"\x6f"              # one byte, no status word: a garbled answer
+        if self.apdu_delay:
+            time.sleep(self.apdu_delay)
+        response = self.card.process(payload)
+        self.apdus += 1
+        return response
+
+
+_PULL = object()
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        # Delayed ACK would hold vpcd's second write ~40 ms; QUICKACK is cleared by the
+        # kernel after use, so it is set again before every read.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _recv_frame(sock: socket.socket) -> bytes | None:
+    header = _recv_exact(sock, 2)
+    if header is None:
+        return None
+    (size,) = struct.unpack(">H", header)
+    return _recv_exact(sock, size)
