@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +27,7 @@ from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
 ALLOWED = "https://his.example.test"
 FOREIGN = "https://evil.example.test"
 SECOND = "Demo Reader 1"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -113,3 +122,42 @@ async def collect(ws: Any, until: str, *, timeout: float = 10.0) -> list[dict[st
                 return
     await asyncio.wait_for(run(), timeout)
     return out
+
+
+# -- the agent as a real process (``thaicard-agent serve``) ----------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_cmd(port: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "agent", "serve", "--demo", "--port", str(port), *extra]
+
+
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THAICARD_")}
+    env["THAICARD_CONFIG_DIR"] = str(tmp_path / "config")
+    env["THAICARD_DATA_DIR"] = str(tmp_path / "data")
+    return env
+
+
+def wait_until_up(port: int, proc: subprocess.Popen, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited with {proc.returncode}: {proc.stderr.read()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=2) as r:
+                return json.loads(r.read())
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("agent did not come up")
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -19,46 +15,7 @@ import websockets
 
 from agent.card.demo import demo_profile
 from agent.readers.demo import DEMO_READER
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve_cmd(port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "agent", "serve", "--demo", "--port", str(port), *extra]
-
-
-def clean_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THAICARD_")}
-    env["THAICARD_CONFIG_DIR"] = str(tmp_path / "config")
-    env["THAICARD_DATA_DIR"] = str(tmp_path / "data")
-    return env
-
-
-def wait_until_up(port: int, proc: subprocess.Popen, timeout: float = 20) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"agent exited with {proc.returncode}: {proc.stderr.read()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=2) as r:
-                return json.loads(r.read())
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("agent did not come up")
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
+from tests.api_support import ROOT, clean_env, free_port, get, serve_cmd, wait_until_up
 
 
 @pytest.fixture
