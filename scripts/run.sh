@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh run
-exec .venv/bin/thaicard-agent read --backend auto "$@"
+exec .venv/bin/thaicard-agent serve --backend auto "$@"
