@@ -1,0 +1,106 @@
+"""Shared by the installer tests: the frozen bundle (built once per test run) and a way to
+run an agent binary and ask it for ``/v1/status``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "test-output" / "installer"
+BUILD_TIMEOUT = 900        # a first PyInstaller build on a busy 2-core machine
+
+
+def package_version() -> str:
+    sys.path.insert(0, str(ROOT))
+    from agent import __version__
+
+    return __version__
+
+
+def frozen_bundle() -> Path:
+    """``dist/thaicard-agent`` built by installer/build_binary.sh from this checkout, once per
+    process (the binary, MSI and deb tests all use it). PyInstaller's work folder is kept
+    under test-output/ so that a second local run reuses its analysis cache."""
+    result = _build_once()
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+@functools.cache
+def _build_once() -> Path | Exception:      # a failed build is not retried by every test
+    dist = OUT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    env = {**os.environ, "PYTHON": sys.executable}
+    result = subprocess.run(["bash", str(ROOT / "installer" / "build_binary.sh"), str(dist),
+                             str(OUT / "pyinstaller-work")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "build_binary.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    if result.returncode != 0:
+        return RuntimeError(f"build_binary.sh failed:\n{result.stdout}\n{result.stderr}")
+    return dist / "thaicard-agent"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    """An environment whose config, data and logs live under ``home`` (no user settings)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THAICARD_")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / "config"),
+               XDG_DATA_HOME=str(home / "data"), XDG_STATE_HOME=str(home / "state"),
+               XDG_CACHE_HOME=str(home / "cache"), PYSTRAY_BACKEND="dummy")
+    return env
+
+
+def get_status(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=5) as resp:
+        assert resp.status == 200
+        return json.loads(resp.read())
+
+
+def serve_and_get_status(command: list[str], home: Path, *extra: str) -> dict[str, Any]:
+    """Run ``command serve --demo`` on a free port until it answers, return /v1/status."""
+    port = free_port()
+    proc = subprocess.Popen([*command, "serve", "--demo", "--port", str(port), *extra],
+                            env=isolated_env(home), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60          # a wait for start-up, not a measurement
+        while True:
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(f"serve exited with {proc.returncode}:\n{out}\n{err}")
+            try:
+                return get_status(port)
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    kw.setdefault("timeout", 120)
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)

@@ -1,0 +1,70 @@
+"""The PyInstaller bundle: it starts, serves, and carries what the installers promise.
+
+Built once per run from installer/thaicard-agent.spec (tests/installer_support.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.installer_support import frozen_bundle, package_version, run, serve_and_get_status
+
+pytestmark = pytest.mark.timeout(900)     # the first test pays for the PyInstaller build
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    return frozen_bundle()
+
+
+def pyz_modules(executable: Path) -> set[str]:
+    """Module names frozen into an executable's PYZ archive."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    archive = CArchiveReader(str(executable))
+    return set(archive.open_embedded_archive("PYZ.pyz").toc)
+
+
+def test_version_is_the_package_version(bundle):
+    for name in ("thaicard-agent", "thaicard-agent-tray"):
+        out = run([str(bundle / name), "--version"])
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"thaicard-agent {package_version()}"
+
+
+def test_demo_read_prints_the_card(bundle):
+    out = run([str(bundle / "thaicard-agent"), "read", "--demo", "--no-photo"])
+    assert out.returncode == 0, out.stderr
+    card = json.loads(out.stdout)
+    assert card["citizen_id_valid"] is True and len(card["citizen_id"]) == 13
+
+
+def test_serve_answers_status(bundle, tmp_path):
+    status = serve_and_get_status([str(bundle / "thaicard-agent")], tmp_path)
+    assert status["name"] == "thaicard-agent"
+    assert status["version"] == package_version()
+    assert status["backend"] == "demo"
+    assert status["config"]["port"] > 0
+
+
+def test_bundle_has_the_backends_loaded_by_name(bundle):
+    """pystray, keyring and the CLI import these by name, which PyInstaller cannot see."""
+    modules = pyz_modules(bundle / "thaicard-agent")
+    for name in ("pystray._xorg", "pystray._gtk", "pystray._appindicator", "pystray._dummy",
+                 "keyring.backends.SecretService", "keyring.backends.libsecret",
+                 "keyring.backends.chainer", "agent.server_cli", "agent.api.server",
+                 "agent.nhso.cli", "tray.cli", "aiohttp.web", "smartcard.scard"):
+        assert name in modules, f"{name} is not in the bundle"
+    # keyring finds its backends through entry points: the metadata must travel too.
+    assert list((bundle / "_internal").glob("keyring-*.dist-info/entry_points.txt"))
+
+
+def test_bundle_never_ships_keyrings_alt(bundle):
+    """keyrings.alt would silently become the token store and keep it base64-encoded."""
+    modules = pyz_modules(bundle / "thaicard-agent")
+    assert not {m for m in modules if m == "keyrings" or m.startswith("keyrings.")}
+    internal = bundle / "_internal"
+    assert not list(internal.glob("keyrings*")) and not list(internal.glob("keyrings.alt*"))
