@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -13,7 +14,7 @@ from ..core import CardService
 from ..readers.base import ReaderBackend
 from ..readers.factory import make_backend
 from .compat import setup_compat
-from .keys import CARD_SERVICE, CONFIG, WEBSOCKETS
+from .keys import CARD_SERVICE, CONFIG, COVERAGE, WEBSOCKETS
 from .openapi import setup_openapi
 from .pages import setup_pages
 from .security import MAX_BODY, guard
@@ -35,13 +36,20 @@ async def _card_service_ctx(app: web.Application) -> AsyncIterator[None]:
 def _setup_extensions(app: web.Application, config: Config) -> None:
     """The NHSO routes (claims, nhso-service compat, coverage) when ``agent.nhso`` has them."""
     try:
-        from ..nhso.routes import setup_nhso
+        from ..nhso.routes import NHSO_SERVICE, setup_nhso
     except ModuleNotFoundError as exc:
         if exc.name in ("agent.nhso", "agent.nhso.routes"):
             log.info("NHSO functions not installed: coverage unavailable")
             return
         raise
-    setup_nhso(app, config)
+    events = app[CARD_SERVICE].events
+
+    def publish(type_: str, payload: dict[str, Any]) -> None:
+        # Claim events (claim.queued/sent/failed/due) reach /v1/events clients and the tray.
+        events.publish(type_, None, **payload)
+
+    setup_nhso(app, None, publish=publish)    # NHSO settings have their own file (nhso.json)
+    app[COVERAGE] = app[NHSO_SERVICE]
 
 
 def create_app(config: Config | None = None, *, backend: ReaderBackend | None = None,
