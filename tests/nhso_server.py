@@ -14,13 +14,14 @@ per ``transactionId`` so tests can prove the agent sent each one exactly once.
 Control API (tests only), JSON:
     POST /_control/faults   {"seed": 1, "rules": [{"endpoint": "claim"|"status"|"rights"|
                             "authen", "modes": [...], "rate": 0.3 | "count": 2,
-                            "delay": 2.0, "status": 503}]}
+                            "delay": 2.0, "status": 503, "key": "<transactionId>"}]}
         modes: error (answer ``status`` without processing), drop (close the connection
-        without processing), drop_after (process, then close without answering),
-        hang_after (process, then answer after ``delay`` s), slow (wait ``delay`` s, then
-        process and answer), late (wait ``delay`` s, then process: the answer comes after
-        the client gave up)
-    POST /_control/reject   {"transactionIds": [...]}  -> 400 with a dataError
+        without processing), drop_after (process, then close without answering), slow
+        (process, then answer after ``delay`` s: beyond the client's timeout the answer is
+        lost), late (wait ``delay`` s, then process and answer: NHSO taking its time
+        before it records anything). ``delay`` is seconds or [min, max] for a random one.
+    POST /_control/reject   {"transactionIds": [...]}  -> 400 with a dataError (never
+                            subject to faults: the refusal always reaches the agent)
     POST /_control/tokens   {"<token>": "<hcode>", ...}
     POST /_control/people   {"<pid>": {"funds": [...], "firstName": ..., ...}}
     POST /_control/latency  {"seconds": 0.05}   added to every answer
@@ -38,6 +39,7 @@ import math
 import random
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +56,7 @@ SERVICE_NAMES = {
     "PG0140001": "Homeward",
     "PG0180001": "บริการตรวจสุขภาพที่จำเป็นตามกลุ่มวัย (เฉพาะเขต กทม)",
 }
-MODES = ("error", "drop", "drop_after", "hang_after", "slow", "late")
+MODES = ("error", "drop", "drop_after", "slow", "late")
 ENDPOINTS = ("claim", "status", "rights", "authen")
 
 
@@ -71,8 +73,14 @@ class Rule:
     modes: list[str]
     rate: float = 0.0
     count: int | None = None
-    delay: float = 2.0
+    delay: float | tuple[float, float] = 2.0
     status: int = 503
+    key: str | None = None       # only requests for this transactionId / personalId
+
+    def pick_delay(self, rng: random.Random) -> float:
+        if isinstance(self.delay, tuple):
+            return rng.uniform(*self.delay)
+        return self.delay
 
 
 @dataclass
@@ -84,10 +92,13 @@ class State:
     reject: set[str] = field(default_factory=set)
     people: dict[str, dict[str, Any]] = field(default_factory=dict)
     claim_counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    rejected_counts: collections.Counter[str] = field(default_factory=collections.Counter)
     issued: list[dict[str, Any]] = field(default_factory=list)
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # pid -> entries
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
+    log: list[list[Any]] = field(default_factory=list)   # [time, endpoint, mode, key]
+    tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     inflight: int = 0
     seq: int = 0
 
@@ -100,9 +111,9 @@ class State:
         self.seq += 1
         return f"{prefix}{self.rng.randrange(10**9, 10**10)}"
 
-    def pick_fault(self, endpoint: str) -> tuple[str, Rule] | None:
+    def pick_fault(self, endpoint: str, key: str) -> tuple[str, Rule] | None:
         for rule in self.rules:
-            if rule.endpoint != endpoint:
+            if rule.endpoint != endpoint or (rule.key is not None and rule.key != key):
                 continue
             if rule.count is not None:
                 if rule.count > 0:
@@ -129,8 +140,13 @@ def _authorized(request: web.Request) -> str | None:
     return request.app[STATE].tokens.get(header[7:].strip())
 
 
-async def _with_faults(request: web.Request, endpoint: str, process: Any) -> web.StreamResponse:
-    """Run ``process`` (which records and builds the answer) under the fault rules."""
+async def _with_faults(request: web.Request, endpoint: str, process: Any, *, key: str = "",
+                       no_faults: bool = False) -> web.StreamResponse:
+    """Run ``process`` (which records and builds the answer) under the fault rules.
+
+    What NHSO does with a request does not depend on the client still waiting: the work
+    is shielded from the handler's cancellation when the client goes away.
+    """
     state = request.app[STATE]
     state.requests[endpoint] += 1
     if state.latency:
@@ -138,28 +154,37 @@ async def _with_faults(request: web.Request, endpoint: str, process: Any) -> web
     hcode = _authorized(request)
     if hcode is None:
         return nhso_error(401, error="Unauthorized", message="Invalid token.")
-    picked = state.pick_fault(endpoint)
+    picked = None if no_faults else state.pick_fault(endpoint, key)
     mode, rule = picked if picked else ("", None)
     if mode:
         state.faults[mode] += 1
+    state.log.append([round(time.time(), 3), endpoint, mode or "ok", key])
     if mode == "error":
         return nhso_error(rule.status, error="Server Error",
                           message="Service temporarily unavailable")
     if mode == "drop":
         request.transport.close()  # type: ignore[union-attr]
         return web.Response(status=204)
-    if mode in ("slow", "late"):
-        await asyncio.sleep(rule.delay)
-    state.inflight += 1
-    try:
-        response = await process(hcode)
-        if mode == "drop_after":
-            request.transport.close()  # type: ignore[union-attr]
-        elif mode == "hang_after":
-            await asyncio.sleep(rule.delay)
-    finally:
-        state.inflight -= 1
-    return response
+    delay = rule.pick_delay(state.rng) if rule else 0.0
+
+    async def work() -> web.Response:
+        if mode == "late":
+            await asyncio.sleep(delay)
+        state.inflight += 1
+        try:
+            response = await process(hcode)
+            if mode == "drop_after":
+                request.transport.close()  # type: ignore[union-attr]
+            elif mode == "slow":
+                await asyncio.sleep(delay)
+        finally:
+            state.inflight -= 1
+        return response
+
+    task = asyncio.ensure_future(work())
+    state.tasks.add(task)
+    task.add_done_callback(state.tasks.discard)
+    return await asyncio.shield(task)
 
 
 def _epoch_ms_ok(value: Any) -> bool:
@@ -221,12 +246,14 @@ async def claim_detail(request: web.Request) -> web.StreamResponse:
         body = await request.json()
     except ValueError:
         body = None
+    key = str(body.get("transactionId", "")) if isinstance(body, dict) else ""
 
     async def process(hcode: str) -> web.Response:
         errors = validate_claim(body, hcode)
         if errors:
             return nhso_error(400, message="Bad Request", errors=errors)
         if body["transactionId"] in state.reject:
+            state.rejected_counts[body["transactionId"]] += 1
             return nhso_error(400, dataError=f"transactionId {body['transactionId']}: "
                                              "ข้อมูลไม่ผ่านการตรวจสอบ (rejected by test rule)")
         code = state.next_code("EP")
@@ -238,7 +265,9 @@ async def claim_detail(request: web.Request) -> web.StreamResponse:
             body["sourceId"]))
         return web.json_response({"seq": state.seq, "authenCode": code})
 
-    return await _with_faults(request, "claim", process)
+    # A refusal always reaches the agent, so a test can tell that it is never retried.
+    return await _with_faults(request, "claim", process, key=key,
+                              no_faults=key in state.reject)
 
 
 async def authen_code(request: web.Request) -> web.StreamResponse:
@@ -316,7 +345,7 @@ async def check_authen_status(request: web.Request) -> web.StreamResponse:
             "mainInscl": fund.get("mainInscl"), "subInscl": fund.get("subInscl"),
             "serviceHistories": entries})
 
-    return await _with_faults(request, "status", process)
+    return await _with_faults(request, "status", process, key=pid)
 
 
 async def right_search(request: web.Request) -> web.StreamResponse:
@@ -343,9 +372,11 @@ async def control_faults(request: web.Request) -> web.Response:
         modes = item.get("modes") or [item.get("mode")]
         if item.get("endpoint") not in ENDPOINTS or any(m not in MODES for m in modes):
             raise web.HTTPBadRequest(text=f"bad rule {item}")
+        delay = item.get("delay", 2.0)
+        delay = (float(delay[0]), float(delay[1])) if isinstance(delay, list) else float(delay)
         rules.append(Rule(item["endpoint"], modes, float(item.get("rate", 0.0)),
-                          item.get("count"), float(item.get("delay", 2.0)),
-                          int(item.get("status", 503))))
+                          item.get("count"), delay, int(item.get("status", 503)),
+                          item.get("key")))
     state.rules = rules
     if "seed" in data:
         state.rng = random.Random(data["seed"])
@@ -382,8 +413,9 @@ async def control_state(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return web.json_response({
         "claimCounts": dict(state.claim_counts), "issued": state.issued,
+        "rejectedCounts": dict(state.rejected_counts),
         "requests": dict(state.requests), "faults": dict(state.faults),
-        "inflight": state.inflight})
+        "inflight": state.inflight, "log": state.log})
 
 
 def make_app(tokens: dict[str, str] | None = None) -> web.Application:

@@ -152,7 +152,7 @@ async def test_5xx_and_drops_are_retried_and_recovered_without_resending(make_ag
     from tests.nhso_server import Rule
     state.rules = [Rule("claim", ["error"], count=1),
                    Rule("claim", ["drop_after"], count=1),
-                   Rule("claim", ["hang_after"], count=1, delay=1.5)]
+                   Rule("claim", ["slow"], count=1, delay=1.5)]
     ids = []
     for n in range(10, 13):
         ids.append((await submit(client, claim_body(n)))["id"])
@@ -242,7 +242,7 @@ async def test_interrupted_send_is_checked_at_nhso_after_restart(make_agent, nhs
     from tests.nhso_server import Rule
     client = await make_agent()
     state = server_state(nhso)
-    state.rules = [Rule("claim", ["hang_after"], count=1, delay=30)]
+    state.rules = [Rule("claim", ["slow"], count=1, delay=30)]
     claim = await submit(client, claim_body(70))
     await until(lambda: state.claim_counts, "NHSO recorded the claim")
     await client.close()    # the agent stops while NHSO still holds the answer
@@ -358,3 +358,17 @@ async def test_status_route_never_shows_the_token(make_agent):
     assert resp.status == 200 and TOKEN not in text
     body = await resp.json()
     assert body["tokenConfigured"] is True and body["missing"] == []
+
+
+async def test_late_processing_is_found_after_the_in_doubt_delay(make_agent, nhso):
+    """NHSO records a request only after the agent gave up waiting: the agent waits
+    ``in_doubt_delay`` before asking, finds it, and does not send it again. (The guarantee
+    holds while NHSO records within that delay; docs/nhso.md.)"""
+    from tests.nhso_server import Rule
+    client = await make_agent(request_timeout=0.5, in_doubt_delay=3.0)
+    state = server_state(nhso)
+    state.rules = [Rule("claim", ["late"], count=1, delay=1.0)]
+    claim = await submit(client, claim_body(110))
+    view = await wait_status(client, claim["id"], "sent")
+    assert view["recovered"] is True and view["attempts"] == 1
+    assert state.claim_counts == {view["transactionId"]: 1}

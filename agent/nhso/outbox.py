@@ -113,7 +113,7 @@ class Claim:
         return {
             "id": self.id, "transactionId": self.transaction_id, "status": self.status,
             "serviceDate": self.service_date, "attempts": self.attempts,
-            "authenCode": self.authen_code, "seq": self.seq,
+            "authenCode": self.authen_code, "seq": self.seq, "recovered": self.recovered,
             "error": ({"code": self.error_code, "message": self.error_message}
                       if self.error_code else None),
             "due": self.due_flagged, "createdAt": _iso(self.created_at),
@@ -295,14 +295,20 @@ class Outbox:
 
     # -- the sender's transitions ---------------------------------------------------------
 
-    async def recover_interrupted(self) -> int:
-        """After a crash: claims caught mid-send go back to the queue (in_doubt is kept)."""
-        return await self._run(self._recover)
+    async def recover_interrupted(self, in_doubt_delay: float) -> int:
+        """After a crash: claims caught mid-send go back to the queue (in_doubt is kept).
 
-    def _recover(self) -> int:
+        Those that may be at NHSO wait ``in_doubt_delay`` first, so a request NHSO was
+        still working on when the agent died is recorded before we ask about it.
+        """
+        return await self._run(self._recover, in_doubt_delay)
+
+    def _recover(self, in_doubt_delay: float) -> int:
+        now = time.time()
         self.db.execute("BEGIN IMMEDIATE")
-        n = self.db.execute("UPDATE claims SET status='queued', next_attempt_at=? "
-                            "WHERE status='sending'", (time.time(),)).rowcount
+        n = self.db.execute("UPDATE claims SET status='queued', next_attempt_at=CASE in_doubt "
+                            "WHEN 1 THEN ? ELSE ? END WHERE status='sending'",
+                            (now + in_doubt_delay, now)).rowcount
         self.db.execute("COMMIT")
         return n
 

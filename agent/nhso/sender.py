@@ -101,7 +101,7 @@ class ClaimSender:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        interrupted = await self.outbox.recover_interrupted()
+        interrupted = await self.outbox.recover_interrupted(self.settings.in_doubt_delay)
         if interrupted:
             log.warning("%d claim(s) were being sent when the agent stopped; they will be "
                         "checked at NHSO before any resend", interrupted)
@@ -116,7 +116,7 @@ class ClaimSender:
         self._tasks.clear()
         # A send cut short stays in doubt on disk; put it back in the queue for next time.
         with contextlib.suppress(AgentError):
-            await self.outbox.recover_interrupted()
+            await self.outbox.recover_interrupted(self.settings.in_doubt_delay)
 
     def wake(self) -> None:
         self._wake.set()
@@ -177,6 +177,7 @@ class ClaimSender:
                 except AgentError as exc:
                     await self._retry(claim, exc, in_doubt=True)
                     return
+                log.debug("claim %s: in doubt, NHSO has %s", claim.id, code or "nothing")
                 if code is not None:
                     done = await self.outbox.mark_sent(claim.id, code, None, recovered=True)
                     self.recovered += 1
@@ -186,6 +187,7 @@ class ClaimSender:
                     return
                 in_doubt = False
             await self.outbox.mark_attempt(claim.id)
+            log.debug("claim %s: attempt %d", claim.id, claim.attempts + 1)
             try:
                 answer = await self.client.send_claim(claim.body)
             except NhsoRejected as exc:
