@@ -1,0 +1,145 @@
+"""The .deb: built from the bundle, installed with dpkg on this machine, run, and removed.
+
+Installing needs root (CI runs as root) and changes the machine, so the install test
+removes the package again even when it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.installer_support import OUT, ROOT, frozen_bundle, package_version, run, \
+    serve_and_get_status
+
+pytestmark = [
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian)"),
+]
+BUILD_DEB = ROOT / "installer" / "linux" / "build_deb.sh"
+NHSO = "https://authenservice.nhso.go.th"
+BROWSER_POLICY_FILES = ("/etc/chromium/policies/managed/thaicard-agent.json",
+                        "/etc/opt/chrome/policies/managed/thaicard-agent.json",
+                        "/etc/opt/edge/policies/managed/thaicard-agent.json")
+
+
+def build_deb(out: Path, **env: str) -> Path:
+    shutil.rmtree(out, ignore_errors=True)
+    result = run(["bash", str(BUILD_DEB), str(frozen_bundle()), str(out)], timeout=300,
+                 env={**os.environ, "DEB_COMPRESSION": "zstd", **env})
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def deb() -> Path:
+    return build_deb(OUT / "deb")
+
+
+def deb_files(deb: Path) -> dict[str, str]:
+    """Path -> ``ls -l`` style line, for every entry of the data archive."""
+    listing = run(["dpkg-deb", "--contents", str(deb)]).stdout
+    files = {}
+    for line in listing.splitlines():
+        path = line.split(None, 5)[5].split(" -> ")[0]
+        files[path.removeprefix(".")] = line
+    return files
+
+
+def test_control_fields(deb):
+    fields = {name: run(["dpkg-deb", "--field", str(deb), name]).stdout.strip()
+              for name in ("Package", "Version", "Depends", "Architecture")}
+    assert fields["Package"] == "thaicard-agent"
+    assert fields["Version"] == package_version()
+    assert {d.strip() for d in fields["Depends"].split(",")} == {"pcscd", "libpcsclite1"}
+    assert fields["Architecture"] == run(["dpkg", "--print-architecture"]).stdout.strip()
+
+
+def test_layout(deb):
+    files = deb_files(deb)
+    for path in ("/opt/thaicard-agent/thaicard-agent", "/opt/thaicard-agent/thaicard-agent-tray",
+                 "/etc/xdg/autostart/thaicard-agent.desktop",
+                 "/usr/share/applications/thaicard-agent.desktop",
+                 "/usr/lib/systemd/user/thaicard-agent.service",
+                 "/usr/share/icons/hicolor/256x256/apps/thaicard-agent.png",
+                 *BROWSER_POLICY_FILES):
+        assert path in files, path
+    assert "-> /opt/thaicard-agent/thaicard-agent" in files["/usr/bin/thaicard-agent"]
+    assert files["/opt/thaicard-agent/thaicard-agent"].startswith("-rwxr-xr-x root/root")
+    # No admin policy unless the builder asked for one: it would override user settings.
+    assert "/etc/thaicard-agent/policy.json" not in files
+
+
+def test_site_build_writes_the_origins_everywhere(tmp_path):
+    origins = ["https://his.example.go.th", "https://lab.example.go.th:8443"]
+    deb = build_deb(tmp_path / "out", ALLOWED_ORIGINS=" ".join(origins))
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    for path in BROWSER_POLICY_FILES:
+        policy = json.loads((root / path.lstrip("/")).read_text(encoding="utf-8"))
+        assert policy == {"LocalNetworkAccessAllowedForUrls": origins,
+                          "LoopbackNetworkAllowedForUrls": origins}
+    # The agent's own loader accepts the policy file the package ships.
+    from agent.config import load_config, read_json_file
+
+    policy_file = root / "etc/thaicard-agent/policy.json"
+    config = load_config(env={"THAICARD_CONFIG": str(tmp_path / "none.json")},
+                         site_path=tmp_path / "none-site.json",
+                         policy=lambda: (read_json_file(policy_file), str(policy_file)))
+    assert config.allowed_origins == tuple(origins) and config.policy_keys == ["allowed_origins"]
+
+
+def test_bad_origin_is_refused(tmp_path):
+    result = run(["bash", str(BUILD_DEB), str(frozen_bundle()), str(tmp_path)],
+                 env={**os.environ, "ALLOWED_ORIGINS": "https://his.example.go.th/path"})
+    assert result.returncode == 1 and "is not an origin" in result.stderr
+    assert not list(tmp_path.glob("*.deb"))
+
+
+def _installed() -> bool:
+    out = run(["dpkg-query", "-W", "-f=${Status}", "thaicard-agent"])
+    return out.returncode == 0 and "installed" in out.stdout and "not-installed" not in out.stdout
+
+
+@pytest.fixture
+def installed_package(deb):
+    if os.geteuid() != 0:
+        pytest.skip("installing a .deb needs root (CI runs as root)")
+    subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True)   # leftovers
+    existed = {p for p in deb_files(deb) if os.path.lexists(p)}
+    result = run(["dpkg", "-i", str(deb)], timeout=300)
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield existed
+    finally:
+        subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True, timeout=300)
+
+
+def test_install_run_remove(deb, installed_package, tmp_path):
+    shipped = [p for p in deb_files(deb) if p not in installed_package]
+    # Installed and runnable from PATH.
+    out = run(["/usr/bin/thaicard-agent", "--version"])
+    assert out.returncode == 0 and out.stdout.strip() == f"thaicard-agent {package_version()}"
+    status = serve_and_get_status(["/usr/bin/thaicard-agent"], tmp_path)
+    assert status["version"] == package_version() and status["backend"] == "demo"
+    assert NHSO in status["config"]["allowedOrigins"]
+    for path in BROWSER_POLICY_FILES:
+        with open(path, encoding="utf-8") as fh:
+            policy = json.load(fh)
+        assert policy["LocalNetworkAccessAllowedForUrls"] == [NHSO]
+        assert policy["LoopbackNetworkAllowedForUrls"] == [NHSO]
+    desktop = Path("/etc/xdg/autostart/thaicard-agent.desktop").read_text(encoding="utf-8")
+    assert "Exec=/usr/bin/thaicard-agent tray" in desktop
+
+    # dpkg -r leaves nothing of ours behind: no conffiles, no generated files.
+    result = run(["dpkg", "-r", "thaicard-agent"], timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not _installed()
+    assert [p for p in shipped if os.path.lexists(p)] == []      # files and the folders we made
+    status_line = run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", "thaicard-agent"]).stdout
+    assert not status_line.startswith("rc"), "config files were left behind"

@@ -1,0 +1,139 @@
+"""The Windows MSI, built here with wixl from a staged payload and read back with msitools.
+
+The payload is the Linux bundle under the Windows file names (PyInstaller cannot build the
+Windows one here): the MSI's logic and tables do not depend on what the files contain.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.installer_support import OUT, ROOT, frozen_bundle, package_version, run
+
+sys.path.insert(0, str(ROOT / "installer" / "windows"))
+import build_msi  # noqa: E402
+import check_msi  # noqa: E402
+
+pytestmark = [
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not all(shutil.which(t) for t in ("wixl", "wixl-heat", "msiinfo",
+                                                         "msibuild", "msiextract")),
+                       reason="needs wixl and msitools (scripts/setup.sh test)"),
+]
+
+
+@pytest.fixture(scope="module")
+def payload() -> Path:
+    staged = OUT / "msi-payload"
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(frozen_bundle(), staged, symlinks=True)
+    for name in ("thaicard-agent", "thaicard-agent-tray"):
+        (staged / name).rename(staged / f"{name}.exe")
+    return staged
+
+
+@pytest.fixture(scope="module")
+def msi(payload) -> Path:
+    return build_msi.build_msi(payload, OUT / "thaicard-agent.msi", work=OUT / "msi-work")
+
+
+def table(msi: Path, name: str) -> check_msi.Table:
+    return check_msi.read_table(msi, name)
+
+
+def test_tables_keep_every_promise(msi):
+    assert check_msi.check_msi(msi, build_msi.msi_version(package_version())) == []
+
+
+def test_checker_catches_broken_packages(msi, tmp_path):
+    """The checker itself can fail: remove a browser policy and the auto-start condition."""
+    broken = tmp_path / "broken.msi"
+    shutil.copyfile(msi, broken)
+    for query in ("DELETE FROM `Registry` WHERE `Name` = '8189002' AND "
+                  "`Key` = 'Software\\Policies\\Microsoft\\Edge\\LoopbackNetworkAllowedForUrls'",
+                  "UPDATE `Component` SET `Condition` = '' WHERE `Component` = 'C.Autostart'",
+                  "UPDATE `Component` SET `Attributes` = 272 WHERE `Component` = 'C.InstallInfo'"):
+        subprocess.run(["msibuild", str(broken), "-q", query], check=True)
+    problems = "\n".join(check_msi.check_msi(broken))
+    assert "Edge\\LoopbackNetworkAllowedForUrls\\8189002" in problems
+    assert "Run value not conditioned on AUTOSTART" in problems
+    assert "component C.InstallInfo is permanent" in problems
+
+
+def test_payload_lands_in_program_files(msi, payload, tmp_path):
+    out = run(["msiextract", "-C", str(tmp_path), str(msi)])
+    assert out.returncode == 0, out.stderr
+    installed = next(tmp_path.rglob("thaicard-agent-tray.exe")).parent
+    assert installed.relative_to(tmp_path).parts[-1] == "Thai Card Agent"
+    staged = sorted(p.relative_to(payload) for p in payload.rglob("*") if p.is_file())
+    extracted = sorted(p.relative_to(installed) for p in installed.rglob("*") if p.is_file())
+    assert extracted == staged
+    for exe in ("thaicard-agent.exe", "thaicard-agent-tray.exe"):
+        assert (installed / exe).read_bytes() == (payload / exe).read_bytes()
+
+
+def test_wxs_stays_wix3_source():
+    """wixl's gaps are bridged at build time; the source keeps the WiX 3 elements."""
+    source = build_msi.WXS.read_text(encoding="utf-8")
+    stripped = build_msi.wixl_source(source)
+    assert stripped.conditions["C.Browser.3"] == 'BROWSER_POLICIES = "1" AND ORIGIN3'
+    assert len(stripped.conditions) == 9
+    assert {"PORT", "ORIGIN1", "BROWSER_POLICIES", "AUTOSTART"} <= set(stripped.secure)
+    tree = ET.fromstring(stripped.xml)
+    ns = {"w": build_msi.NS}
+    assert not tree.findall(".//w:Component/w:Condition", ns)
+    assert len(tree.findall("./w:Product/w:Condition", ns)) == 9     # launch conditions stay
+    assert "Secure=" not in stripped.xml and 'Platform="x64"' in source
+
+
+def _formatted(value: str, props: dict[str, str]) -> str | int:
+    """What Windows Installer writes for a Registry.Value: [PROP] expanded, #n a DWORD."""
+    text = re.sub(r"\[([A-Z0-9_]+)\]", lambda m: props.get(m.group(1), ""), value)
+    return int(text[1:]) if text.startswith("#") else text
+
+
+def _policy_after_install(msi: Path, **command_line: str) -> dict[str, str | int]:
+    """The HKLM policy values an install with these properties would write."""
+    props = {r["Property"]: r["Value"] for r in table(msi, "Property").rows}
+    props.update(command_line)
+    if props.get("ALLOWED_ORIGINS"):                 # the OriginFromAllowedOrigins action
+        props["ORIGIN1"] = props["ALLOWED_ORIGINS"]
+    components = {r["Component"]: r for r in table(msi, "Component").rows}
+    values: dict[str, str | int] = {}
+    for row in table(msi, "Registry").where(Key=check_msi.POLICY_KEY):
+        condition = components[row["Component_"]]["Condition"]
+        if condition and not props.get(condition):   # these conditions name one property
+            continue
+        values[row["Name"]] = _formatted(row["Value"], props)
+    return values
+
+
+@pytest.mark.parametrize("command_line, expected", [
+    ({}, {"port": 8189, "allowed_origins": ("https://authenservice.nhso.go.th",)}),
+    ({"PORT": "8190", "ORIGIN2": "https://his.example.go.th", "BACKEND": "auto"},
+     {"port": 8190, "backend": "auto",
+      "allowed_origins": ("https://authenservice.nhso.go.th", "https://his.example.go.th")}),
+    ({"ALLOWED_ORIGINS": "https://his.example.go.th:8443", "DEFAULT_TERMINAL": "ACS ACR39U 00"},
+     {"allowed_origins": ("https://his.example.go.th:8443",),
+      "default_terminal": "ACS ACR39U 00"}),
+])
+def test_agent_reads_what_the_msi_writes(msi, tmp_path, command_line, expected):
+    """The registry values of an install, fed to the agent's own policy loader."""
+    from agent.config import load_config
+
+    policy = _policy_after_install(msi, **command_line)
+    config = load_config(env={"THAICARD_CONFIG": str(tmp_path / "none.json")},
+                         site_path=tmp_path / "none-site.json",
+                         policy=lambda: (policy, "HKLM\\" + check_msi.POLICY_KEY))
+    for name, value in expected.items():
+        assert getattr(config, name) == value
+    assert set(config.policy_keys) == {
+        {"Port": "port", "AllowedOrigins": "allowed_origins", "Backend": "backend",
+         "DefaultTerminal": "default_terminal", "LogLevel": "log_level"}[k] for k in policy}
