@@ -88,11 +88,12 @@ class Agent:
 
 async def start_agent(aiohttp_client: Any, *, readers: tuple[str, ...] = (DEMO_READER,),
                       apdu_delay: float = 0.0, insert: bool = True,
-                      coverage: Any = None, **config: Any) -> Agent:
+                      coverage: Any = None, extensions: bool = False,
+                      **config: Any) -> Agent:
     backend = DemoBackend(readers, apdu_delay=apdu_delay, insert_demo_card=insert)
     config.setdefault("backend", "demo")
     config.setdefault("allowed_origins", (ALLOWED,))
-    app = create_app(Config(**config), backend=backend, extensions=False)
+    app = create_app(Config(**config), backend=backend, extensions=extensions)
     if coverage is not None:
         app[COVERAGE] = coverage
     client = await aiohttp_client(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -141,3 +142,49 @@ async def test_event_envelopes_match_the_schema(doc_and_agent):
         await agent.insert(1, wait_for="card.photo")
         for _ in range(4):                          # removed, inserted, read, photo
             validator.validate(json.loads(await ws.recv()))
+
+
+@pytest.fixture
+async def full_agent(aiohttp_client, tmp_path, monkeypatch):
+    """The app as ``serve`` builds it, NHSO routes included (no keyring: no token)."""
+    monkeypatch.setenv("THAICARD_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("THAICARD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    for name in [n for n in os.environ if n.startswith("THAICARD_NHSO_")]:
+        monkeypatch.delenv(name)
+    agent = await start_agent(aiohttp_client, extensions=True)
+    return await agent.get_json("/v1/openapi.json"), agent
+
+
+async def test_with_nhso_routes_every_route_is_documented(full_agent):
+    doc, agent = full_agent
+    validate_spec(doc)
+    routes = {(r.resource.get_info().get("path") or r.resource.get_info().get("formatter"),
+               r.method.lower()) for r in agent.app.router.routes()
+              if r.method not in ("HEAD", "*")}
+    assert any(path.startswith("/api/nhso-service/") for path, _ in routes)
+    assert routes == {(path, m) for path, ops in doc["paths"].items() for m in ops}
+
+
+async def test_nhso_routes_answer_as_documented(full_agent):
+    doc, agent = full_agent
+    checked: set = set()
+    pid = "1999900000005"
+    await check(agent, doc, "GET", "/v1/nhso/status", "/v1/nhso/status", 200, checked)
+    await check(agent, doc, "GET", "/v1/claims", "/v1/claims", 200, checked)
+    await check(agent, doc, "GET", "/v1/claims", "/v1/claims?limit=0", 400, checked)
+    await check(agent, doc, "GET", "/v1/claims/{id}", "/v1/claims/nope", 404, checked)
+    await check(agent, doc, "POST", "/v1/claims", "/v1/claims", 400, checked, json={})
+    await check(agent, doc, "POST", "/v1/claims", "/v1/claims", 415, checked, data="x")
+    await check(agent, doc, "GET", "/api/nhso-service/latest-authen-code/{pid}",
+                "/api/nhso-service/latest-authen-code/123", 400, checked)
+    await check(agent, doc, "GET", "/api/nhso-service/latest-authen-code/{pid}",
+                f"/api/nhso-service/latest-authen-code/{pid}", 500, checked)
+    await check(agent, doc, "GET", "/api/nhso-service/latest-5-authen-code-all-hospital/{pid}",
+                f"/api/nhso-service/latest-5-authen-code-all-hospital/{pid}", 500, checked)
+    await check(agent, doc, "POST", "/api/nhso-service/confirm-save",
+                "/api/nhso-service/confirm-save", 400, checked, json={})
+    # Without a token the card read still answers, and says coverage is unavailable.
+    body = await check(agent, doc, "GET", "/api/smartcard/read", "/api/smartcard/read", 200,
+                       checked)
+    assert body["coverageStatus"] == "unavailable"

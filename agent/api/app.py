@@ -15,7 +15,7 @@ from ..readers.base import ReaderBackend
 from ..readers.factory import make_backend
 from .compat import setup_compat
 from .keys import CARD_SERVICE, CONFIG, COVERAGE, WEBSOCKETS
-from .openapi import setup_openapi
+from .openapi import document_nhso, setup_openapi
 from .pages import setup_pages
 from .security import MAX_BODY, guard
 from .v1 import setup_v1
@@ -50,6 +50,7 @@ def _setup_extensions(app: web.Application, config: Config) -> None:
 
     setup_nhso(app, None, publish=publish)    # NHSO settings have their own file (nhso.json)
     app[COVERAGE] = app[NHSO_SERVICE]
+    document_nhso(app)
 
 
 def create_app(config: Config | None = None, *, backend: ReaderBackend | None = None,

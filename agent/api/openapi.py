@@ -40,6 +40,7 @@ I = {"type": "integer"}
 N = {"type": "number"}
 S_NULL = {"type": ["string", "null"]}
 I_NULL = {"type": ["integer", "null"]}
+OBJ_NULL = {"type": ["object", "null"]}
 
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -78,10 +79,10 @@ SCHEMAS: dict[str, Any] = {
         "coverageStatus": {"type": "string", "enum": ["ok", "unavailable"],
                            "description": "/read only: unavailable = no NHSO token "
                                           "configured, card fields only (never made up)"},
-        "mainInscl": {**S, "description": "(CODE) name, from the NHSO lookup"},
-        "subInscl": S, "hospMain": {"type": "object"}, "hospSub": {"type": "object"},
-        "hospMainOp": {"type": "object"}, "paidModel": S, "startDateTime": S,
-        "expireDateTime": S, "claimTypes": {"type": "array", "items": {"type": "object"}},
+        "mainInscl": {**S_NULL, "description": "(CODE) name, from the NHSO lookup"},
+        "subInscl": S_NULL, "hospMain": OBJ_NULL, "hospSub": OBJ_NULL, "hospMainOp": OBJ_NULL,
+        "paidModel": S_NULL, "startDateTime": S_NULL, "expireDateTime": S_NULL,
+        "claimTypes": {"type": "array", "items": {"type": "object"}},
     }, ["pid", "titleName", "titleNameText", "fname", "lname", "nation", "birthDate", "sex",
         "age", "transDate", "checkDate", "correlationId"], extra=True),
     "Preference": obj({
@@ -292,6 +293,85 @@ def base_paths() -> dict[str, Any]:
                                       "text/javascript": {"schema": S}}},
                                       **_error_responses(*_GUARD)}}},
     }
+
+
+# The NHSO routes (agent.nhso), documented here from what their handlers answer, unless the
+# extension registers its own description. Their bodies are NHSO's: left open.
+NHSO_SCHEMAS: dict[str, Any] = {
+    "NhsoError": obj({"code": S, "message": S, "message_th": S, "detail": S,
+                      "errors": {"type": "array", "items": {"type": "object"}}},
+                     ["code", "message", "message_th"], extra=True),
+    "SpringError": obj({"timestamp": S, "status": I, "error": S, "message": S, "path": S,
+                        "errors": {"type": "array", "items": {"type": "object"}}},
+                       ["timestamp", "status", "error", "message", "path"], extra=True,
+                       description="The NHSO agent's error shape on /api/nhso-service"),
+    "Claim": {"type": "object", "required": ["id", "transactionId", "status"],
+              "properties": {"id": S, "transactionId": S, "status": S}},
+}
+
+
+def _nhso_op(summary: str, ok: dict[str, Any], *, error: str, statuses: tuple[int, ...],
+             tags: list[str], params: list[dict[str, Any]] | None = None,
+             body: bool = False) -> dict[str, Any]:
+    responses = {**ok, **{str(s): {"description": _STATUS_TEXT.get(s, "Error"), "content": {
+        JSON: {"schema": ref(error)}}} for s in statuses}, **_error_responses(*_GUARD)}
+    op: dict[str, Any] = {"summary": summary, "tags": tags, "responses": responses}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": {
+            "type": "object"}}}}
+    return op
+
+
+def nhso_paths() -> dict[str, Any]:
+    v1, compat = ["NHSO"], ["NHSO-compatible"]
+    pid = {"name": "pid", "in": "path", "required": True,
+           "schema": {**S, "pattern": "^[0-9]{13}$"}}
+    any_json = {"type": ["object", "array"]}
+    v1_errors = (400, 404, 409, 415, 502, 503)
+    return {
+        "/v1/claims": {
+            "post": _nhso_op("Queue a close-claim for NHSO (sent by the outbox, never twice)",
+                             _json_ok(ref("Claim"), "Queued", status="202"), error="NhsoError",
+                             statuses=v1_errors, tags=v1, body=True),
+            "get": _nhso_op("Claims in the outbox", _json_ok(obj({
+                "claims": {"type": "array", "items": ref("Claim")}, "count": I})),
+                error="NhsoError", statuses=(400, 503), tags=v1,
+                params=[_query("date", S, "YYYY-MM-DD"),
+                        _query("status", S, "comma-separated statuses"),
+                        _query("limit", I, "1-1000")]),
+        },
+        "/v1/claims/{id}": {"get": _nhso_op(
+            "One claim and what happened to it", _json_ok(ref("Claim")), error="NhsoError",
+            statuses=(404, 503), tags=v1,
+            params=[{"name": "id", "in": "path", "required": True, "schema": S}])},
+        "/v1/nhso/authen-status": {"get": _nhso_op(
+            "NHSO Check Authen Status for a person and day", _json_ok({"type": "object"}),
+            error="NhsoError", statuses=(400, 502, 503), tags=v1,
+            params=[_query("pid", S, "citizen id"), _query("date", S, "YYYY-MM-DD"),
+                    _query("serviceCode", S, "PG... service code")])},
+        "/v1/nhso/status": {"get": _nhso_op(
+            "NHSO settings (no secrets), token set or not, outbox counts",
+            _json_ok({"type": "object"}), error="NhsoError", statuses=(503,), tags=v1)},
+        "/api/nhso-service/latest-authen-code/{pid}": {"get": _nhso_op(
+            "Today's latest authen code of this hospital (no claimCode key when none)",
+            _json_ok({"type": "object"}), error="SpringError", statuses=(400, 500),
+            tags=compat, params=[pid])},
+        "/api/nhso-service/latest-5-authen-code-all-hospital/{pid}": {"get": _nhso_op(
+            "Up to 5 of today's authen codes, any hospital", _json_ok(any_json),
+            error="SpringError", statuses=(400, 500), tags=compat, params=[pid])},
+        "/api/nhso-service/confirm-save": {"post": _nhso_op(
+            "Confirm the service and get an Authen Code (PP...)", _json_ok({"type": "object"}),
+            error="SpringError", statuses=(400, 500), tags=compat, body=True)},
+    }
+
+
+def document_nhso(app: web.Application) -> None:
+    """Describe the mounted NHSO routes that the extension did not describe itself."""
+    extra = app.setdefault(OPENAPI_EXTRA, {"paths": {}, "schemas": {}})
+    register_openapi(app, {p: v for p, v in nhso_paths().items() if p not in extra["paths"]},
+                     {k: v for k, v in NHSO_SCHEMAS.items() if k not in extra["schemas"]})
 
 
 def build_document(app: web.Application) -> dict[str, Any]:
