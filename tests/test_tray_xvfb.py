@@ -7,6 +7,7 @@ icon's pixels on screen must change with it. Screenshots are kept in
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -247,3 +248,28 @@ def test_tray_for_a_separate_agent_in_thai_goes_offline_with_it(desktop: Desktop
             stop(agent)
         if tray is not None:
             assert stop(tray) == 0
+
+
+def test_settings_dialog_as_a_person_uses_it(desktop: Desktop) -> None:
+    """The Tk settings window: type a port, press Enter; the change comes back as JSON."""
+    env = dict(desktop.env)
+    config = desktop.home / "agent-config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.json").write_text('{"allowedOrigins": ["https://his.example.go.th"]}')
+    proc = subprocess.Popen([sys.executable, "-m", "tray.popup", "settings", "--lang", "en"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        window = str(wait_for(lambda: desktop.x("xdotool", "search", "--name", "^Settings"),
+                              "settings window")).splitlines()[0]
+        desktop.x("xdotool", "windowfocus", window)
+        time.sleep(0.5)
+        desktop.x("xdotool", "type", "--delay", "30", "8190")
+        desktop.screenshot("8-settings")
+        desktop.x("xdotool", "key", "Return")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out) == {"port": 8190}         # the origins were left as they were

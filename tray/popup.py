@@ -170,8 +170,13 @@ def settings_dialog(lang: str, locked: list[str]) -> dict[str, Any] | None:
     tkinter.Button(buttons, text=text("dialog.cancel", lang), command=root.quit).pack(
         side="right", padx=(6, 0))
     tkinter.Button(buttons, text=text("dialog.ok", lang), command=ok).pack(side="right")
+    port.bind("<Return>", lambda _e: ok())
+    root.bind("<Escape>", lambda _e: root.quit())
     root.protocol("WM_DELETE_WINDOW", root.quit)
     root.deiconify()
+    if "port" not in locked:
+        # Typing replaces the port at once, like a selected field in any dialog.
+        root.after(50, lambda: (port.focus_force(), port.select_range(0, "end")))
     root.mainloop()
     root.destroy()
     return result[0] if result else None
