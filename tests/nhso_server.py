@@ -22,7 +22,7 @@ Control API (tests only), JSON:
         before it records anything). ``delay`` is seconds or [min, max] for a random one.
     POST /_control/reject   {"transactionIds": [...]}  -> 400 with a dataError (never
                             subject to faults: the refusal always reaches the agent)
-    POST /_control/tokens   {"<token>": "<hcode>", ...}
+    POST /_control/tokens   {"<token>": "<hcode>" or null to revoke, ...}
     POST /_control/people   {"<pid>": {"funds": [...], "firstName": ..., ...}}
     POST /_control/latency  {"seconds": 0.05}   added to every answer
     POST /_control/reset
@@ -390,7 +390,11 @@ async def control_reject(request: web.Request) -> web.Response:
 
 
 async def control_tokens(request: web.Request) -> web.Response:
-    request.app[STATE].tokens.update(await request.json())
+    for token, hcode in (await request.json()).items():
+        if hcode is None:
+            request.app[STATE].tokens.pop(token, None)   # NHSO revoked it
+        else:
+            request.app[STATE].tokens[token] = hcode
     return web.json_response({"tokens": len(request.app[STATE].tokens)})
 
 

@@ -63,6 +63,7 @@ def make_agent(aiohttp_client, nhso, tmp_path):
         app = web.Application()
         setup_nhso(app, settings, publish=lambda t, p: events.append((t, p)),
                    token_store=TokenStore(keyring))
+        app[NHSO_SERVICE].token_check_interval = 0.05
         client = await aiohttp_client(app)
         client.events = events
         client.keyring = keyring
@@ -178,7 +179,8 @@ async def test_status_check_failure_never_leads_to_resend(make_agent, nhso):
 
 
 async def test_invalid_token_keeps_claim_queued_until_a_good_token(make_agent, nhso):
-    client = await make_agent(token="wrong-token-000000000")
+    # tokenRetry is long: it is the new token that wakes the claim up.
+    client = await make_agent(token="wrong-token-000000000", token_retry=300)
     claim = await submit(client, claim_body(30))
 
     async def token_error():
@@ -188,8 +190,7 @@ async def test_invalid_token_keeps_claim_queued_until_a_good_token(make_agent, n
     view = await claim_status(client, claim["id"])
     assert view["status"] in ("queued", "sending") and "Invalid token." in view["error"]["message"]
     assert not server_state(nhso).claim_counts
-    client.keyring.set_password("thaicard-agent", "nhso-token", TOKEN)
-    client.service.forget_token()
+    client.keyring.set_password("thaicard-agent", "nhso-token", TOKEN)   # token set
     await wait_status(client, claim["id"], "sent")
 
 

@@ -8,6 +8,7 @@ callbacks (the main app connects its WebSocket event bus).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -81,7 +82,8 @@ def local_now() -> str:
 
 class NhsoService:
     def __init__(self, settings: NhsoSettings, *, token_store: TokenStore | None = None,
-                 publish: Publish | None = None) -> None:
+                 publish: Publish | None = None,
+                 token_check_interval: float = TOKEN_CACHE_SECONDS) -> None:
         self.settings = settings
         self.token_store = token_store or TokenStore()
         self.listeners: list[Publish] = [publish] if publish else []
@@ -91,6 +93,9 @@ class NhsoService:
                                   on_token_invalid=self.forget_token)
         self.settings_error: str | None = None   # why the settings files were not usable
         self._token: tuple[float, str | None] | None = None
+        self._token_seen: str | None = None
+        self.token_check_interval = token_check_interval
+        self._watch: asyncio.Task[None] | None = None
         self._coverage: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
         self._confirmed: OrderedDict[str, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
 
@@ -98,8 +103,13 @@ class NhsoService:
         await self.outbox.open()
         await self.client.start()
         await self.sender.start()
+        self._watch = asyncio.create_task(self._watch_token(), name="nhso-token-watch")
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         await self.sender.stop()
         await self.client.close()
         await self.outbox.close()
@@ -120,7 +130,23 @@ class NhsoService:
         if self._token is None or self._token[0] < now:
             value = await asyncio.to_thread(self.token_store.get)
             self._token = (now + TOKEN_CACHE_SECONDS, value)
+            if value and value != self._token_seen and self._token_seen is not None:
+                # A new token (``token set`` in another process): claims that waited for
+                # one are tried now rather than after ``tokenRetry``.
+                log.info("NHSO token changed; retrying queued claims")
+                await self.outbox.wake_all()
+                self.sender.wake()
+            self._token_seen = value or ""
         return self._token[1]
+
+    async def _watch_token(self) -> None:
+        while True:
+            await asyncio.sleep(self.token_check_interval)
+            self._token = None
+            try:
+                await self.stored_token()
+            except AgentError as exc:
+                log.debug("token check: %s", exc.code)
 
     async def token(self) -> str:
         value = await self.stored_token()
