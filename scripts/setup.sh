@@ -11,7 +11,7 @@ profile="${1:-run}"
 RUN_PACKAGES=(pcscd libpcsclite1 libpcsclite-dev swig build-essential python3-venv python3-dev)
 TEST_PACKAGES=(vsmartcard-vpcd pcsc-tools chromium libnss3-tools dbus dbus-x11 gnome-keyring
                xvfb trayer xdotool imagemagick x11-utils wixl msitools shellcheck
-               fonts-tlwg-loma-ttf)
+               fonts-tlwg-loma-ttf openssl)
 
 packages=("${RUN_PACKAGES[@]}")
 [ "$profile" = test ] && packages+=("${TEST_PACKAGES[@]}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
+import ssl
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -210,20 +212,51 @@ async def test_missing_settings_refuse_claims(make_agent):
     assert body["code"] == "nhso_not_configured" and "sourceId" in body["detail"]
 
 
-async def test_unsent_claims_are_flagged_due(make_agent, nhso):
+async def test_unsent_claims_are_flagged_due_once(make_agent, nhso):
     from tests.nhso_server import Rule
     server_state(nhso).rules = [Rule("claim", ["error"], rate=1.0)]
     yesterday = int((time.time() - 86400) * 1000)
-    client = await make_agent(due_time="23:59")
+    client = await make_agent()
     old = await submit(client, claim_body(50, serviceDateTime=yesterday,
                                           invoiceDateTime=yesterday))
-    today = await submit(client, claim_body(51))
     await until(lambda: any(t == "claim.due" for t, _ in client.events), "claim.due")
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)    # several more checks: the flag is raised once
     due = [p for t, p in client.events if t == "claim.due"]
-    assert [d["id"] for d in due] == [old["id"]]       # once, and only the past day's
+    assert [d["id"] for d in due] == [old["id"]]
+    assert due[0]["serviceDate"] and due[0]["error"]["code"] == "nhso_unavailable"
     assert (await claim_status(client, old["id"]))["due"] is True
-    assert (await claim_status(client, today["id"]))["due"] is False
+
+
+async def test_due_flag_follows_the_bangkok_service_day(tmp_path):
+    from agent.nhso.outbox import Outbox
+    from agent.nhso.settings import NhsoSettings
+    from agent.nhso.validation import validate_claim
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    await outbox.open()
+    bkk = dt.timezone(dt.timedelta(hours=7))
+    ms = int(dt.datetime(2026, 3, 10, 9, 0, tzinfo=bkk).timestamp() * 1000)
+    settings = NhsoSettings(hcode=HCODE, source_id=SOURCE_ID, recorder_pid=RECORDER_PID)
+
+    async def add(n: int):
+        claim, _ = await outbox.submit(validate_claim(claim_body(n, now_ms=ms), settings,
+                                                      now_ms=ms))
+        assert claim.service_date == "2026-03-10"
+        return claim
+    queued = await add(1)
+    sent = await add(2)
+    await outbox.mark_sent(sent.id, "EP0000000001", "1")
+    failed = await add(3)
+    await outbox.mark_failed(failed.id, "nhso_rejected", "no")
+    # 19:59 Bangkok (12:59 UTC) on the service day: not yet.
+    assert await outbox.flag_due(dt.datetime(2026, 3, 10, 12, 59, tzinfo=dt.timezone.utc),
+                                 "20:00") == []
+    flagged = await outbox.flag_due(dt.datetime(2026, 3, 10, 20, 0, tzinfo=bkk), "20:00")
+    assert {c.id for c in flagged} == {queued.id, failed.id}
+    assert await outbox.flag_due(dt.datetime(2026, 3, 11, 9, 0, tzinfo=bkk), "20:00") == []
+    late = await add(4)
+    assert [c.id for c in await outbox.flag_due(dt.datetime(2026, 3, 11, 0, 1, tzinfo=bkk),
+                                                "23:00")] == [late.id]
+    await outbox.close()
 
 
 async def test_retention_purges_sent_claims(make_agent, tmp_path):
@@ -373,3 +406,36 @@ async def test_late_processing_is_found_after_the_in_doubt_delay(make_agent, nhs
     view = await wait_status(client, claim["id"], "sent")
     assert view["recovered"] is True and view["attempts"] == 1
     assert state.claim_counts == {view["transactionId"]: 1}
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+async def test_tls_is_verified_against_the_system_store(aiohttp_server, make_agent, tmp_path,
+                                                        monkeypatch):
+    cert, key = _self_signed(tmp_path)
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ssl.load_cert_chain(cert, key)
+    https = await aiohttp_server(make_app({TOKEN: HCODE}), ssl=server_ssl)
+    base = str(https.make_url("")).rstrip("/")
+    assert base.startswith("https://")
+    pid = patient_pid(120)
+    # A certificate nobody installed is refused: nothing is sent, the token included.
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    client = await make_agent(base_url=base)
+    resp = await client.get("/v1/nhso/authen-status", params={"pid": pid})
+    body = await resp.json()
+    assert resp.status == 503 and body["code"] == "nhso_unavailable"
+    assert "Certificate" in body["detail"]
+    assert https.app[STATE].requests["status"] == 0
+    # Trusted once it is in the store the system uses (as IT installs a proxy CA).
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    client = await make_agent(base_url=base)
+    resp = await client.get("/v1/nhso/authen-status", params={"pid": pid})
+    assert resp.status == 200 and https.app[STATE].requests["status"] == 1
