@@ -13,12 +13,14 @@ The bench script reuses this module, so it does not depend on pytest at import t
 from __future__ import annotations
 
 import errno
+import fcntl
 import importlib.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,12 +35,21 @@ OUTPUT = REPO / "test-output"
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 VPCD_CONFIG = Path("/etc/reader.conf.d/vpcd")
+# pcscd and the two vpcd slots are machine-wide: concurrent test runs (or the bench) on one
+# machine take turns through this lock instead of inserting cards under each other.
+RIG_LOCK = Path(tempfile.gettempdir()) / "thaicard-agent-pcsc-rig.lock"
+RIG_LOCK_WAIT_S = 100.0
 SETUP_HINT = "run `scripts/setup.sh test` (apt: pcscd vsmartcard-vpcd libpcsclite-dev swig; pip: pyscard)"
+
+
+def pcscd_binary() -> str | None:
+    # Root shells usually have /usr/sbin on PATH, CI runners and sudo-less shells may not.
+    return shutil.which("pcscd") or shutil.which("pcscd", path="/usr/sbin:/sbin")
 
 
 def missing_requirements() -> list[str]:
     missing = []
-    if shutil.which("pcscd") is None:
+    if pcscd_binary() is None:
         missing.append("pcscd (apt package pcscd)")
     if not VPCD_DRIVER.exists() or not VPCD_CONFIG.exists():
         missing.append("the vpcd virtual reader (apt package vsmartcard-vpcd)")
@@ -84,7 +95,7 @@ class PcscDaemon:
             return                          # someone else's daemon: use it, never kill it
         PCSCD_SOCKET.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        args = ["pcscd", "--foreground"] + (["--debug"] if self.debug else [])
+        args = [pcscd_binary() or "pcscd", "--foreground"] + (["--debug"] if self.debug else [])
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== pcscd start #{self.starts + 1} ===\n".encode())
             log.flush()
@@ -127,29 +138,69 @@ class PcscDaemon:
         self.start()
 
 
+class RigBusy(RuntimeError):
+    """Another process holds the PC/SC rig for longer than we are willing to wait."""
+
+
+def lock_rig(wait: float = RIG_LOCK_WAIT_S) -> int:
+    """Take the machine-wide rig lock (released when the fd closes or the process ends)."""
+    fd = os.open(RIG_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise RigBusy(f"another process (pid {holder}) has used the PC/SC rig "
+                              f"for over {wait:.0f} s ({RIG_LOCK})") from None
+            time.sleep(0.2)             # flock has no timeout: the other run ends on its own
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 _shared: PcscDaemon | None = None
 _users = 0
+_lock_fd: int | None = None
 _shared_lock = threading.Lock()
 
 
 def acquire_daemon() -> PcscDaemon:
     """The one daemon of this process, started on first use (several fixtures share it)."""
-    global _shared, _users
+    global _shared, _users, _lock_fd
     with _shared_lock:
+        if _lock_fd is None:
+            _lock_fd = lock_rig()
         if _shared is None:
             _shared = PcscDaemon()
-        _shared.start()
+        try:
+            _shared.start()
+        except BaseException:
+            if _users == 0:
+                os.close(_lock_fd)
+                _lock_fd = None
+            raise
         _users += 1
         return _shared
 
 
 def release_daemon() -> None:
-    global _shared, _users
+    global _shared, _users, _lock_fd
     with _shared_lock:
         _users -= 1
-        if _users == 0 and _shared is not None:
-            _shared.stop()
+        if _users > 0:
+            return
+        try:
+            if _shared is not None:
+                _shared.stop()
+        finally:
             _shared = None
+            if _lock_fd is not None:
+                os.close(_lock_fd)
+                _lock_fd = None
 
 
 class EventLog:
@@ -203,6 +254,14 @@ class EventLog:
                     raise AssertionError(f"no {what} {reader or ''} within {timeout} s; "
                                          f"last events: {seen}")
                 self._cond.wait(remaining)
+
+    def arrival(self, event: ReaderEvent) -> float:
+        """When ``event`` (this very object) reached the sink, in ``perf_counter`` time."""
+        with self._cond:
+            for i in range(len(self.events) - 1, -1, -1):
+                if self.events[i] is event:
+                    return self.times[i]
+        raise KeyError(event)
 
     def kinds(self, reader: str | None = None) -> list[str]:
         with self._cond:
@@ -297,7 +356,13 @@ if pytest is not None:
             if in_ci():
                 pytest.fail(message, pytrace=False)
             pytest.skip(message)
-        daemon = acquire_daemon()
+        try:
+            daemon = acquire_daemon()
+        except RigBusy as busy:
+            message = f"REAL PC/SC TESTS NOT RUN: {busy}"
+            if in_ci():
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
         try:
             yield daemon
         finally:

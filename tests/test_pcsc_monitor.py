@@ -9,6 +9,7 @@ import pytest
 from agent.card.session import read_card
 from agent.card.simulator import ATR_3B67, ATR_3B68, ATR_3B79
 from agent.monitor import ReaderMonitor
+from agent.readers import pcsc
 from agent.readers.pcsc import PcscBackend
 from tests.pcsc_rig import (EventLog, MonitorRig, card_present, pcsc_monitor, pcscd,  # noqa: F401
                             slots, wait_states)
@@ -27,13 +28,19 @@ def test_both_virtual_readers_are_reported_by_name(pcsc_monitor):
 
 
 @pytest.mark.parametrize("atr", [ATR_3B79, ATR_3B68, ATR_3B67], ids=lambda a: a[:2].hex())
-def test_insertion_event_carries_the_atr_without_touching_the_card(pcsc_monitor, slots, atr):
+def test_insertion_event_carries_the_atr_without_touching_the_card(pcsc_monitor, slots, atr,
+                                                                  monkeypatch):
+    connects = []
+    real_connect = pcsc.scard.SCardConnect
+    monkeypatch.setattr(pcsc.scard, "SCardConnect",
+                        lambda *args: connects.append(args) or real_connect(*args))
     card = slots.insert(VirtualCard.demo(0, atr=atr), slot=1)
     inserted = pcsc_monitor.events.wait_for("card_inserted", card.reader)
     assert inserted.atr == atr
-    assert card.apdus == 0                # the ATR came from the reader state, not a connect
     card.remove()
     pcsc_monitor.events.wait_for("card_removed", card.reader)
+    # The ATR came from the reader state: nobody connected to the card to look at it.
+    assert connects == [] and card.apdus == 0
     # The other reader saw nothing.
     assert pcsc_monitor.events.kinds(READER_NAMES[0]) == ["reader_added"]
 

@@ -68,6 +68,10 @@ def scard_error_name(hresult: int) -> str:
     return f"{_NAMES.get(code, 'SCARD error')} ({code:#010x})"
 
 
+def _failure_name(code: int) -> str:
+    return scard_error_name(code) if code else "answer without status word"
+
+
 def error_for(hresult: int, what: str) -> AgentError:
     """The agent's typed error for a PC/SC result code."""
     code = _code(hresult)
@@ -340,7 +344,7 @@ class _PcscChannel(CardChannel):
                                                  _PROTOCOLS, scard.SCARD_LEAVE_CARD)
         if _code(hresult) != scard.SCARD_S_SUCCESS:
             self._raise_for(hresult, "SCardReconnect")
-            raise error_for(hresult, f"SCardReconnect {self.reader!r}")
+            raise ReaderError(f"SCardReconnect {self.reader!r}: {scard_error_name(hresult)}")
         self._protocol = protocol
 
     def _status_atr(self) -> bytes:
@@ -376,19 +380,23 @@ class _PcscChannel(CardChannel):
         # A failed command (or an answer without a status word, which is how some
         # drivers report a card that vanished mid-command) gets one reconnect and retry.
         self._raise_for(code, "SCardTransmit")
-        log.info("command failed on %r (%s); reconnecting and retrying once", self.reader,
-                 scard_error_name(code) if code else "answer without status word")
         if code not in _RETRYABLE and code != scard.SCARD_S_SUCCESS:
             raise error_for(code, f"SCardTransmit {self.reader!r}")
-        self._reconnect()
-        code, response = self._send(apdu)
-        if code == scard.SCARD_S_SUCCESS and len(response) >= 2:
-            return response
-        self._raise_for(code, "SCardTransmit")
+        log.info("command failed on %r (%s); reconnecting and retrying once", self.reader,
+                 _failure_name(code))
+        try:
+            self._reconnect()
+            code, response = self._send(apdu)
+            if code == scard.SCARD_S_SUCCESS and len(response) >= 2:
+                return response
+            self._raise_for(code, "SCardTransmit")
+            failure: AgentError = ReaderError(f"SCardTransmit {self.reader!r}: "
+                                              f"{_failure_name(code)}")
+        except ReaderError as exc:          # the reconnect failed without saying why
+            failure = exc
         if self._removal_follows():
-            raise CardRemoved(f"{self.reader}: card left during a command")
-        raise ReaderError(f"SCardTransmit {self.reader!r}: "
-                          + (scard_error_name(code) if code else "answer without status word"))
+            raise CardRemoved(f"{self.reader}: card left during a command") from failure
+        raise failure
 
     def _raise_for(self, hresult: int, what: str) -> None:
         """Raise when a failure says the card, the reader or the service is gone."""
