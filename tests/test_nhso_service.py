@@ -204,6 +204,14 @@ async def test_no_token_refuses_claims(make_agent):
     assert await client.service.coverage_for(patient_pid(40)) is None
 
 
+async def test_claims_for_another_hcode_than_the_token_are_refused(make_agent):
+    client = await make_agent(token_hcode="11111")
+    resp = await client.post("/v1/claims", json=claim_body(42))
+    body = await resp.json()
+    assert resp.status == 503 and body["code"] == "nhso_not_configured"
+    assert "11111" in body["detail"]
+
+
 async def test_missing_settings_refuse_claims(make_agent):
     client = await make_agent(source_id="")
     resp = await client.post("/v1/claims", json=claim_body(41))

@@ -173,6 +173,11 @@ class NhsoService:
                    if not claim_body.get(name)]
         if missing:
             raise NhsoNotConfigured(self.settings_error or "not set: " + ", ".join(missing))
+        token_hcode = self.settings.token_hcode
+        if token_hcode and claim_body["hcode"] != token_hcode:
+            # NHSO would refuse every one of them: better to say so now.
+            raise NhsoNotConfigured(f"the token is for hcode {token_hcode}, the claim for "
+                                    f"{claim_body['hcode']}")
         await self.token()
         claim, created = await self.outbox.submit(claim_body)
         if created:
