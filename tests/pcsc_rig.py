@@ -12,6 +12,7 @@ The bench script reuses this module, so it does not depend on pytest at import t
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import importlib.util
@@ -72,6 +73,12 @@ def socket_answers(path: Path = PCSCD_SOCKET) -> bool:
     return True
 
 
+def _die_with_parent() -> None:
+    """In the child: a test run killed by a timeout must not leave its pcscd behind."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class PcscDaemon:
     """The session's pcscd, or an already running one we must not touch (``owned=False``)."""
 
@@ -100,7 +107,8 @@ class PcscDaemon:
             log.write(f"\n=== pcscd start #{self.starts + 1} ===\n".encode())
             log.flush()
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL,
+                                            preexec_fn=_die_with_parent)
         self.owned = True
         self.starts += 1
         deadline = time.monotonic() + timeout
