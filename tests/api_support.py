@@ -147,7 +147,8 @@ def wait_until_up(port: int, proc: subprocess.Popen, timeout: float = 20) -> dic
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"agent exited with {proc.returncode}: {proc.stderr.read()}")
+            err = proc.stderr.read() if proc.stderr else ""     # None unless a pipe
+            raise AssertionError(f"agent exited with {proc.returncode}: {err}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=2) as r:
                 return json.loads(r.read())

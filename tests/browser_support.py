@@ -132,10 +132,10 @@ class Chromium:
     async def new_context(self) -> str:
         return (await self.send("Target.createBrowserContext"))["browserContextId"]
 
-    async def allow_loopback(self, origin: str, context: str) -> None:
+    async def allow_loopback(self, origin: str, context: str, setting: str = "granted") -> None:
         """What a user's "Allow" (or the admin policy) does; the context id is required."""
         await self.send("Browser.setPermission", {
-            "permission": {"name": "loopback-network"}, "setting": "granted",
+            "permission": {"name": "loopback-network"}, "setting": setting,
             "origin": origin, "browserContextId": context})
 
     async def open(self, url: str, context: str) -> Page:
@@ -211,8 +211,14 @@ async def start_public_site(ca: trustme.CA, hosts: list[str], port: int) -> web.
         return web.Response(text="<!doctype html><title>hospital page</title><p>test page",
                             content_type="text/html")
 
+    async def client_js(request: web.Request) -> web.Response:
+        # A hospital may host the client itself, next to its pages.
+        return web.Response(body=(Path(__file__).resolve().parents[1] / "agent" / "static" /
+                                  "client.js").read_bytes(), content_type="text/javascript")
+
     app = web.Application()
     app.router.add_get("/", page)
+    app.router.add_get("/client.js", client_js)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*hosts).configure_cert(ctx)
     runner = web.AppRunner(app, access_log=None)

@@ -52,21 +52,39 @@ async def rig(tmp_path):
     foreign = f"https://{FOREIGN_HOST}:{public_port}"
     agent_port = free_port()
     log_dir = tmp_path / "logs"
-    agent = subprocess.Popen(serve_cmd(agent_port, "--allow-origin", allowed, "--log-dir",
-                                       str(log_dir)),
-                             cwd=ROOT, env=clean_env(tmp_path), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    stderr = open(tmp_path / "agent-stderr.log", "a")  # noqa: SIM115 - closed below
+
+    def start_agent() -> subprocess.Popen:
+        return subprocess.Popen(serve_cmd(agent_port, "--allow-origin", allowed, "--log-dir",
+                                          str(log_dir)),
+                                cwd=ROOT, env=clean_env(tmp_path), stdout=subprocess.DEVNULL,
+                                stderr=stderr, text=True)
+
+    agents = [start_agent()]
     ca = trustme.CA()
     site = await start_public_site(ca, [ALLOWED_HOST, FOREIGN_HOST], public_port)
     browser = Chromium(workdir, public_port=public_port, hosts=[ALLOWED_HOST, FOREIGN_HOST])
+    def restart_agent() -> None:
+        stop(agents[-1])
+        agents.append(start_agent())
+        wait_until_up(agent_port, agents[-1])
+
     try:
-        wait_until_up(agent_port, agent)
+        wait_until_up(agent_port, agents[0])
         await browser.start(browser.trust(ca))
         yield {"browser": browser, "agent_port": agent_port, "allowed": allowed,
-               "foreign": foreign, "log": log_dir / "agent.log"}
+               "foreign": foreign, "log": log_dir / "agent.log", "stop": lambda: stop(agents[-1]),
+               "restart": restart_agent}
     finally:
         await browser.close()
         await site.cleanup()
+        for agent in agents:
+            stop(agent)
+        stderr.close()
+
+
+def stop(agent: subprocess.Popen) -> None:
+    if agent.poll() is None:
         agent.terminate()
         try:
             agent.wait(15)
@@ -228,3 +246,41 @@ async def test_without_browser_permission_nothing_reaches_the_agent(rig):
     assert result == "blocked"
     log = rig["log"].read_text(encoding="utf-8")
     assert "Chrome/" not in log              # no request from the browser at all
+
+
+async def test_status_page_reconnects_after_agent_restart(rig):
+    browser, port = rig["browser"], rig["agent_port"]
+    context = await browser.new_context()
+    page = await browser.open(f"http://127.0.0.1:{port}/", context)
+    await page.wait_for("document.querySelector('.reader .cid')?.textContent")
+    rig["stop"]()
+    await page.wait_for("document.getElementById('connection').className.includes('closed')")
+    rig["restart"]()                      # same port; the client retries with backoff
+    await page.wait_for("document.getElementById('connection').className.includes('open') && "
+                        "document.querySelector('.reader .cid')?.textContent", timeout=40)
+
+
+DENIED_PAGE = """
+(async () => {
+  const { ThaiCardAgent, loopbackPermission } = await import("/client.js");
+  const agent = new ThaiCardAgent({ base: "http://127.0.0.1:%(port)d", reconnect: false });
+  const unreachable = new Promise((resolve) => agent.on("unreachable", resolve));
+  agent.connect();
+  const why = await unreachable;
+  let readError = null;
+  try { await agent.read(); } catch (err) { readError = {name: err.name, code: err.code}; }
+  return {permission: await loopbackPermission(), why, readError};
+})()
+"""
+
+
+async def test_client_explains_a_denied_permission(rig):
+    browser, port = rig["browser"], rig["agent_port"]
+    context = await browser.new_context()
+    await browser.allow_loopback(rig["allowed"], context, "denied")
+    page = await browser.open(rig["allowed"] + "/", context)
+    out = await page.evaluate(DENIED_PAGE % {"port": port}, timeout=60)
+    assert out["permission"] == "denied"
+    assert out["why"]["code"] == "permission_denied"
+    assert "Local network access" in out["why"]["en"] and "อนุญาต" in out["why"]["th"]
+    assert out["readError"] == {"name": "AgentError", "code": "permission_denied"}
