@@ -3,6 +3,8 @@ run an agent binary and ask it for ``/v1/status``."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -13,12 +15,50 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output" / "installer"
 BUILD_TIMEOUT = 900        # a first PyInstaller build on a busy 2-core machine
+
+
+@contextlib.contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """Serialises test runs that share a resource (PyInstaller's cache, dpkg) when two
+    pytest processes run at once on a developer's machine."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / f".{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@functools.cache
+def run_dir() -> Path:
+    """This test process's own output folder (the last run's stays for inspection; folders
+    of processes that are gone are removed)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("run-*"):
+        pid = old.name.removeprefix("run-")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    path = OUT / f"run-{os.getpid()}"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def package_version() -> str:
@@ -40,14 +80,13 @@ def frozen_bundle() -> Path:
 
 @functools.cache
 def _build_once() -> Path | Exception:      # a failed build is not retried by every test
-    dist = OUT / "dist"
-    shutil.rmtree(dist, ignore_errors=True)
+    dist = run_dir() / "dist"
     env = {**os.environ, "PYTHON": sys.executable}
-    result = subprocess.run(["bash", str(ROOT / "installer" / "build_binary.sh"), str(dist),
-                             str(OUT / "pyinstaller-work")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "build_binary.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    with machine_lock("pyinstaller"):      # one PyInstaller at a time in the shared cache
+        result = subprocess.run(["bash", str(ROOT / "installer" / "build_binary.sh"),
+                                 str(dist), str(OUT / "pyinstaller-work")], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    (run_dir() / "build_binary.log").write_text(result.stdout + result.stderr, encoding="utf-8")
     if result.returncode != 0:
         return RuntimeError(f"build_binary.sh failed:\n{result.stdout}\n{result.stderr}")
     return dist / "thaicard-agent"

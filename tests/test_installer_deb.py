@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.installer_support import OUT, ROOT, frozen_bundle, package_version, run, \
-    serve_and_get_status
+from tests.installer_support import ROOT, frozen_bundle, machine_lock, package_version, run, \
+    run_dir, serve_and_get_status
 
 pytestmark = [
     pytest.mark.timeout(900),
@@ -38,7 +38,7 @@ def build_deb(out: Path, **env: str) -> Path:
 
 @pytest.fixture(scope="module")
 def deb() -> Path:
-    return build_deb(OUT / "deb")
+    return build_deb(run_dir() / "deb")
 
 
 def deb_files(deb: Path) -> dict[str, str]:
@@ -110,14 +110,16 @@ def _installed() -> bool:
 def installed_package(deb):
     if os.geteuid() != 0:
         pytest.skip("installing a .deb needs root (CI runs as root)")
-    subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True)   # leftovers
-    existed = {p for p in deb_files(deb) if os.path.lexists(p)}
-    result = run(["dpkg", "-i", str(deb)], timeout=300)
-    try:
-        assert result.returncode == 0, result.stdout + result.stderr
-        yield existed
-    finally:
-        subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True, timeout=300)
+    with machine_lock("dpkg"):
+        subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True)  # leftovers
+        existed = {p for p in deb_files(deb) if os.path.lexists(p)}
+        result = run(["dpkg", "-i", str(deb)], timeout=300)
+        try:
+            assert result.returncode == 0, result.stdout + result.stderr
+            yield existed
+        finally:
+            subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True,
+                           timeout=300)
 
 
 def test_install_run_remove(deb, installed_package, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.installer_support import OUT, ROOT, frozen_bundle, package_version, run
+from tests.installer_support import ROOT, frozen_bundle, package_version, run, run_dir
 
 sys.path.insert(0, str(ROOT / "installer" / "windows"))
 import build_msi  # noqa: E402
@@ -31,7 +31,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def payload() -> Path:
-    staged = OUT / "msi-payload"
+    staged = run_dir() / "msi-payload"
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(frozen_bundle(), staged, symlinks=True)
     for name in ("thaicard-agent", "thaicard-agent-tray"):
@@ -41,7 +41,8 @@ def payload() -> Path:
 
 @pytest.fixture(scope="module")
 def msi(payload) -> Path:
-    return build_msi.build_msi(payload, OUT / "thaicard-agent.msi", work=OUT / "msi-work")
+    return build_msi.build_msi(payload, run_dir() / "thaicard-agent.msi",
+                               work=run_dir() / "msi-work")
 
 
 def table(msi: Path, name: str) -> check_msi.Table:

