@@ -8,7 +8,10 @@ from urllib.parse import quote
 
 from agent import __version__
 from agent.card.demo import demo_profile
-from agent.readers.demo import DEMO_READER
+from agent.api import create_app
+from agent.config import Config
+from agent.readers.base import ReaderBackend
+from agent.readers.demo import DEMO_READER, DemoBackend
 from tests.api_support import SECOND, start_agent
 
 READER = quote(DEMO_READER)
@@ -164,3 +167,38 @@ async def test_removal_clears_the_cache_at_once(aiohttp_client):
     body = await agent.get_json("/api/smartcard/read-card-only")
     assert body["pid"] == demo_profile(1).text.citizen_id
     assert agent.service.reads == 2
+
+
+class RealLikeBackend(ReaderBackend):
+    """A backend that is not the demo one (as PC/SC is), over the demo reader's cards."""
+
+    kind = "pcsc"
+
+    def __init__(self) -> None:
+        self.inner = DemoBackend()
+
+    def snapshot(self):
+        return self.inner.snapshot()
+
+    def wait_for_change(self, known, timeout=None):
+        return self.inner.wait_for_change(known, timeout)
+
+    def cancel(self) -> None:
+        self.inner.cancel()
+
+    def connect(self, reader):
+        return self.inner.connect(reader)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def test_demo_control_only_in_demo_mode(aiohttp_client):
+    app = create_app(Config(backend="pcsc"), backend=RealLikeBackend(), extensions=False)
+    client = await aiohttp_client(app)
+    for method, kw in (("POST", {"json": {"variant": 1}}), ("DELETE", {})):
+        resp = await client.request(method, "/v1/demo/card", **kw)
+        body = await resp.json()
+        assert resp.status == 404 and body["code"] == "not_found", body
+    resp = await client.get("/v1/card")
+    assert resp.status == 200                          # the card is still there
