@@ -147,6 +147,28 @@ async def test_rejected_claim_fails_without_retry_and_can_be_corrected(make_agen
     assert server_state(nhso).claim_counts[body["transactionId"]] == 1
 
 
+async def test_staff_retry_requeues_refused_claims_once(make_agent, nhso):
+    client = await make_agent()
+    body = claim_body(4)
+    server_state(nhso).reject.add(body["transactionId"])
+    claim = await submit(client, body)
+    await wait_status(client, claim["id"], "failed")
+    bad = await client.post("/v1/claims/retry", json={"status": "sent"})
+    assert bad.status == 400 and (await bad.json())["errors"][0]["field"] == "status"
+    # nothing to requeue while waiting claims are simply woken
+    resp = await client.post("/v1/claims/retry", json={"status": "queued"})
+    assert resp.status == 200 and (await resp.json())["requeued"] == 0
+    assert (await claim_status(client, claim["id"]))["status"] == "failed"
+    server_state(nhso).reject.clear()          # the cause of the refusal is fixed
+    resp = await client.post("/v1/claims/retry", json={"status": "failed"})
+    assert resp.status == 200 and (await resp.json())["requeued"] == 1
+    view = await wait_status(client, claim["id"], "sent")
+    assert view["authenCode"].startswith("EP")
+    assert server_state(nhso).claim_counts[body["transactionId"]] == 1
+    queued = [p for t, p in client.events if t == "claim.queued" and p["id"] == claim["id"]]
+    assert len(queued) == 2                     # submitted, then requeued by staff
+
+
 async def test_5xx_and_drops_are_retried_and_recovered_without_resending(make_agent, nhso):
     client = await make_agent()
     state = server_state(nhso)

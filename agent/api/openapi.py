@@ -342,6 +342,10 @@ def nhso_paths() -> dict[str, Any]:
                         _query("status", S, "comma-separated statuses"),
                         _query("limit", I, "1-1000")]),
         },
+        "/v1/claims/retry": {"post": _nhso_op(
+            "Send waiting claims now; with status \"failed\", queue refused claims again",
+            _json_ok(obj({"requeued": I, "queued": I}, ["requeued", "queued"])),
+            error="NhsoError", statuses=(400, 415, 503), tags=v1, body=True)},
         "/v1/claims/{id}": {"get": _nhso_op(
             "One claim and what happened to it", _json_ok(ref("Claim")), error="NhsoError",
             statuses=(404, 503), tags=v1,

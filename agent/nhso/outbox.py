@@ -369,6 +369,24 @@ class Outbox:
         await self._run(self._write, "UPDATE claims SET next_attempt_at=? WHERE status='queued'",
                         time.time())
 
+    async def requeue_failed(self) -> list[Claim]:
+        """Queue refused claims again (staff asked to retry; NHSO holds none of them)."""
+        return await self._run(self._requeue_failed)
+
+    def _requeue_failed(self) -> list[Claim]:
+        rows = self.db.execute("SELECT * FROM claims WHERE status='failed' "
+                               "ORDER BY created_at").fetchall()
+        claims = [Claim.from_row(r) for r in rows]
+        if claims:
+            now = time.time()
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "UPDATE claims SET status='queued', next_attempt_at=?, error_code=NULL, "
+                "error_message=NULL, updated_at=? WHERE id=? AND status='failed'",
+                [(now, now, c.id) for c in claims])
+            self.db.execute("COMMIT")
+        return claims
+
     async def _must_get(self, claim_id: str) -> Claim:
         claim = await self.get(claim_id)
         if claim is None:

@@ -96,6 +96,19 @@ async def post_claim(request: web.Request) -> web.Response:
                               "status": claim.status, "duplicate": not created}, status=202)
 
 
+RETRYABLE = ("queued", "failed")
+
+
+@v1
+async def retry_claims(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    status = body.get("status") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or set(body) - {"status"} or status not in RETRYABLE:
+        raise _bad("status", "must be \"queued\" (send waiting claims now) or \"failed\" "
+                   "(queue refused claims again)", "ต้องเป็น queued หรือ failed")
+    return web.json_response(await _service(request).retry_claims(status))
+
+
 @v1
 async def get_claim(request: web.Request) -> web.Response:
     claim = await _service(request).get_claim(request.match_info["id"])
@@ -213,6 +226,7 @@ def setup_nhso(app: web.Application, config: Any = None, *, publish: Publish | N
     r = app.router
     r.add_post("/v1/claims", post_claim)
     r.add_get("/v1/claims", list_claims)
+    r.add_post("/v1/claims/retry", retry_claims)
     r.add_get("/v1/claims/{id}", get_claim)
     r.add_get("/v1/nhso/authen-status", authen_status)
     r.add_get("/v1/nhso/status", nhso_status)

@@ -186,6 +186,21 @@ class NhsoService:
             self.sender.wake()
         return claim, created
 
+    async def retry_claims(self, status: str) -> dict[str, int]:
+        """Send waiting claims now; with ``failed``, also queue refused claims again.
+
+        A refused claim never reached NHSO's records, so sending it again cannot make a
+        duplicate; it helps when the refusal came from a cause that is now fixed.
+        """
+        requeued = await self.outbox.requeue_failed() if status == "failed" else []
+        for claim in requeued:
+            self.publish("claim.queued", {"id": claim.id, "transactionId": claim.transaction_id,
+                                          "status": "queued"})
+        await self.outbox.wake_all()
+        self.sender.wake()
+        counts = await self.outbox.counts()
+        return {"requeued": len(requeued), "queued": counts.get("queued", 0)}
+
     async def get_claim(self, claim_id: str) -> Claim | None:
         return await self.outbox.get(claim_id)
 
