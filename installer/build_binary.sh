@@ -22,6 +22,10 @@ fi
 export PYSTRAY_BACKEND=dummy
 export THAICARD_ICON_DIR="$work/icons"
 mkdir -p "$work"
+# Git Bash on Windows: Python there needs C:\... paths in environment variables.
+if command -v cygpath >/dev/null 2>&1; then
+  THAICARD_ICON_DIR="$(cygpath -w "$THAICARD_ICON_DIR")"
+fi
 "$python" "$root/installer/make_icons.py" "$THAICARD_ICON_DIR" >/dev/null
 "$python" -m PyInstaller --noconfirm --log-level WARN \
   --distpath "$dist" --workpath "$work" "$root/installer/thaicard-agent.spec"

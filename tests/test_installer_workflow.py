@@ -126,7 +126,8 @@ def test_run_steps_pass_shellcheck(workflow, tmp_path):
 
 @needs_shellcheck
 def test_build_scripts_pass_shellcheck():
-    scripts = [ROOT / "installer" / "build_binary.sh", ROOT / "installer" / "linux" / "build_deb.sh"]
+    scripts = [ROOT / "installer" / "build_binary.sh",
+               ROOT / "installer" / "linux" / "build_deb.sh"]
     for script in scripts:
         assert script.stat().st_mode & 0o111, f"{script} is not executable"
     out = run(["shellcheck", *map(str, scripts)])

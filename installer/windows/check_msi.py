@@ -59,7 +59,7 @@ def read_table(msi: Path, name: str) -> Table:
                           capture_output=True, text=True).stdout
     lines = text.split("\r\n") if "\r\n" in text else text.splitlines()
     columns = lines[0].split("\t")
-    rows = [dict(zip(columns, line.split("\t"))) for line in lines[3:] if line]
+    rows = [dict(zip(columns, line.split("\t"), strict=True)) for line in lines[3:] if line]
     return Table(columns, rows)
 
 
@@ -99,7 +99,8 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
     summary = read_summary(msi)
 
     # Per machine, 64-bit.
-    need(summary.get("Template", "").startswith("x64;"), f"not an x64 package: {summary.get('Template')}")
+    template = summary.get("Template", "")
+    need(template.startswith("x64;"), f"not an x64 package: {template!r}")
     need(props.get("ALLUSERS") == "1", "not per-machine (ALLUSERS != 1)")
     need(props.get("ProductName") == "Thai Card Agent", f"ProductName {props.get('ProductName')!r}")
     if version is not None:
@@ -155,11 +156,12 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
 
     # Agent policy: exactly the names the agent knows, from the public properties.
     policy_rows = registry.where(Root=HKLM, Key=POLICY_KEY)
-    need({r["Name"] for r in policy_rows} == set(POLICY_VALUES),
-         f"policy values {sorted(r['Name'] for r in policy_rows)}, expected {sorted(POLICY_VALUES)}")
+    names = sorted(r["Name"] for r in policy_rows)
+    need(names == sorted(POLICY_VALUES), f"policy values {names}, expected {sorted(POLICY_VALUES)}")
     for row in policy_rows:
         expected = POLICY_VALUES.get(row["Name"])
-        need(row["Value"] == expected, f"policy {row['Name']} = {row['Value']!r}, expected {expected!r}")
+        need(row["Value"] == expected,
+             f"policy {row['Name']} = {row['Value']!r}, expected {expected!r}")
         prop = re.search(r"\[([A-Z_]+)\]", row["Value"])
         condition = components[row["Component_"]]["Condition"]
         if row["Name"] == "AllowedOrigins":
@@ -167,7 +169,8 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
         elif prop:
             need(condition == prop.group(1), f"policy {row['Name']} written even when "
                  f"{prop.group(1)} is empty (condition {condition!r})")
-    need(props.get("ORIGIN1") == NHSO_AUTHEN_ORIGIN, f"ORIGIN1 defaults to {props.get('ORIGIN1')!r}")
+    need(props.get("ORIGIN1") == NHSO_AUTHEN_ORIGIN,
+         f"ORIGIN1 defaults to {props.get('ORIGIN1')!r}")
 
     # Browser policies for every origin slot, in Chrome and Edge, with the opt-out.
     need(props.get("BROWSER_POLICIES") == "1", "BROWSER_POLICIES does not default to 1")
@@ -192,20 +195,22 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
 
     # MajorUpgrade: same UpgradeCode, older versions removed, downgrades refused.
     upgrades = tables["Upgrade"].where(UpgradeCode=UPGRADE_CODE)
-    need({r["ActionProperty"] for r in upgrades} == {"WIX_UPGRADE_DETECTED", "WIX_DOWNGRADE_DETECTED"},
-         f"Upgrade rows: {upgrades}")
-    need(props.get("UpgradeCode", "").upper() == UPGRADE_CODE, f"UpgradeCode {props.get('UpgradeCode')}")
+    need({r["ActionProperty"] for r in upgrades}
+         == {"WIX_UPGRADE_DETECTED", "WIX_DOWNGRADE_DETECTED"}, f"Upgrade rows: {upgrades}")
+    need(props.get("UpgradeCode", "").upper() == UPGRADE_CODE,
+         f"UpgradeCode {props.get('UpgradeCode')}")
     sequence = {r["Action"]: r for r in tables["InstallExecuteSequence"].rows}
     need("RemoveExistingProducts" in sequence, "RemoveExistingProducts is not scheduled")
 
     # A running tray must not block uninstall/upgrade.
     stop = tables["CustomAction"].where(Action="StopRunningAgent")
-    need(len(stop) == 1 and int(stop[0]["Type"]) & DEFERRED_NO_IMPERSONATE == DEFERRED_NO_IMPERSONATE
+    need(len(stop) == 1
+         and int(stop[0]["Type"]) & DEFERRED_NO_IMPERSONATE == DEFERRED_NO_IMPERSONATE
          and "thaicard-agent-tray.exe" in stop[0]["Target"],
          "StopRunningAgent is missing or not deferred as SYSTEM")
     if "StopRunningAgent" in sequence and "RemoveFiles" in sequence:
-        need(int(sequence["StopRunningAgent"]["Sequence"]) < int(sequence["RemoveFiles"]["Sequence"]),
-             "StopRunningAgent runs after RemoveFiles")
+        need(int(sequence["StopRunningAgent"]["Sequence"])
+             < int(sequence["RemoveFiles"]["Sequence"]), "StopRunningAgent runs after RemoveFiles")
     return problems
 
 
