@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
@@ -20,9 +20,6 @@ from .readers.base import ReaderBackend, ReaderState
 from .readers.factory import BACKENDS, make_backend
 
 log = logging.getLogger("agent")
-
-# Subcommands that other parts of the agent add: (name, register function).
-Registrar = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
 
 
 def _backend_args(p: argparse.ArgumentParser, default: str = "pcsc") -> None:
@@ -58,25 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     _backend_args(p)
     p.set_defaults(func=cmd_readers)
 
-    for register in _registrars():
+    from tray.cli import add_commands as add_tray_commands
+
+    from .nhso.cli import add_token_commands
+    from .server_cli import add_commands as add_server_commands
+
+    for register in (add_server_commands, add_token_commands, add_tray_commands):
         register(sub)
     return parser
-
-
-def _registrars() -> list[Registrar]:
-    """Subcommands of other parts (server, NHSO token, tray), when they are installed."""
-    found: list[Registrar] = []
-    for module, attr in (("agent.server_cli", "add_commands"),
-                         ("agent.nhso.cli", "add_token_commands"),
-                         ("tray.cli", "add_commands")):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue
-            raise
-        found.append(getattr(mod, attr))
-    return found
 
 
 def _pick_reader(states: list[ReaderState], name: str | None) -> ReaderState:

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +48,13 @@ class Subscription:
 class EventBus:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
+        self._listeners: list[Callable[[Event], None]] = []
         self._seq = itertools.count(1)
         self.last_seq = 0
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Called in the loop for every event, before the subscribers get it."""
+        self._listeners.append(listener)
 
     def subscribe(self) -> Subscription:
         sub = Subscription()
@@ -66,6 +72,11 @@ class EventBus:
         self.last_seq = next(self._seq)
         event = Event(type_, reader, payload, self.last_seq,
                       dt.datetime.now().astimezone().isoformat(timespec="milliseconds"))
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop the events
+                log.exception("event listener failed for %s", type_)
         for sub in list(self._subs):
             try:
                 sub.queue.put_nowait(event)

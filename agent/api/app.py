@@ -11,6 +11,8 @@ from aiohttp import web
 
 from ..config import Config
 from ..core import CardService
+from ..events import Event
+from ..nhso.routes import NHSO_SERVICE, setup_nhso
 from ..readers.base import ReaderBackend
 from ..readers.factory import make_backend
 from .compat import setup_compat
@@ -34,14 +36,7 @@ async def _card_service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def _setup_extensions(app: web.Application, config: Config) -> None:
-    """The NHSO routes (claims, nhso-service compat, coverage) when ``agent.nhso`` has them."""
-    try:
-        from ..nhso.routes import NHSO_SERVICE, setup_nhso
-    except ModuleNotFoundError as exc:
-        if exc.name in ("agent.nhso", "agent.nhso.routes"):
-            log.info("NHSO functions not installed: coverage unavailable")
-            return
-        raise
+    """The NHSO routes (claims, nhso-service compat) and the coverage lookup."""
     events = app[CARD_SERVICE].events
 
     def publish(type_: str, payload: dict[str, Any]) -> None:
@@ -49,7 +44,15 @@ def _setup_extensions(app: web.Application, config: Config) -> None:
         events.publish(type_, None, **payload)
 
     setup_nhso(app, None, publish=publish)    # NHSO settings have their own file (nhso.json)
-    app[COVERAGE] = app[NHSO_SERVICE]
+    nhso = app[NHSO_SERVICE]
+    app[COVERAGE] = nhso
+
+    def forget_coverage(event: Event) -> None:
+        # Coverage is looked up afresh for the next card; removal events carry no pid.
+        if event.type in ("card.removed", "reader.removed"):
+            nhso.forget_coverage()
+
+    events.add_listener(forget_coverage)
     document_nhso(app)
 
 
