@@ -245,7 +245,10 @@ def read_macos_policy(path: Path = MACOS_POLICY_FILE) -> dict[str, Any]:
         return {}
     except (OSError, plistlib.InvalidFileException, ValueError) as exc:
         raise ConfigInvalid(f"cannot read {path}: {exc}") from None
-    return dict(data) if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    # Some MDMs copy the profile's own Payload* keys into the managed preferences.
+    return {k: v for k, v in data.items() if not k.startswith("Payload")}
 
 
 def read_platform_policy() -> tuple[dict[str, Any], str]:

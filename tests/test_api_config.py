@@ -125,7 +125,7 @@ def test_explicit_config_file(tmp_path):
 def test_macos_managed_preferences(tmp_path):
     plist = tmp_path / "th.thaicard.agent.plist"
     plist.write_bytes(plistlib.dumps({"AllowedOrigins": ["https://his.hospital.test"],
-                                      "Port": 8190}))
+                                      "Port": 8190, "PayloadUUID": "from-the-mdm"}))
     values = cfg.read_macos_policy(plist)
     c = load(tmp_path, policy=lambda: (values, str(plist)))
     assert c.port == 8190 and c.allowed_origins == ("https://his.hospital.test",)
