@@ -4,9 +4,16 @@
 Prints APDUs per read, median read times with 0 ms and 30 ms per APDU (30 ms is what a
 real card on a real reader costs), and how long pcscd takes to report an insertion or a
 removal to the monitor. Starts its own pcscd when none runs (the test rig's code) and
-writes the figures to test-output/bench_card_read.json. Not a test: it asserts nothing.
+writes the figures to test-output/bench/bench_card_read.json. Not a test: it asserts nothing.
 
     .venv/bin/python bench/bench_card_read.py [--reads 30] [--slow-reads 5] [--insertions 12]
+
+In the same run, on the same virtual card, it also reads with:
+
+* the peer reader ``pythaiidcard`` from PyPI, in its own venv (``--peer-python``, made by
+  ``scripts/bench.sh``; skipped with a note when absent), and prints agent/peer ratios;
+* the floor: the agent's exact APDUs replayed by a bare pyscard loop (context, connect,
+  transmit, disconnect), which shows what the agent's own code adds.
 
 Also reports the idle cost of the monitor (CPU and PC/SC calls while nothing happens).
 """
@@ -18,6 +25,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -56,6 +64,86 @@ def timed_reads(backend: PcscBackend, card: VirtualCard, count: int,
     if texts:
         figures["median_text_ms"] = round(statistics.median(texts), 1)
     return figures
+
+
+def recorded_apdus(backend: PcscBackend, card: VirtualCard) -> tuple[list[bytes], int]:
+    """The command APDUs of one text-first read (what the core does), and how many came
+    before the text fields were complete."""
+    commands: list[bytes] = []
+    text_after: list[int] = []
+    with backend.connect(card.reader) as channel:
+        def transmit(apdu: bytes) -> bytes:
+            commands.append(apdu)
+            return channel.transmit(apdu)
+        read_card(transmit, channel.atr, on_text=lambda _c: text_after.append(len(commands)))
+    return commands, text_after[0]
+
+
+def floor_reads(card: VirtualCard, commands: list[bytes], text_after: int,
+                count: int) -> dict[str, object]:
+    """The same APDUs in a bare pyscard loop, with the same per-read context and connect."""
+    from smartcard import scard
+
+    totals, texts = [], []
+    protocols = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+    for _ in range(count):
+        started = time.perf_counter()
+        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        hresult, handle, protocol = scard.SCardConnect(context, card.reader,
+                                                       scard.SCARD_SHARE_SHARED, protocols)
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise RuntimeError(f"floor: connect failed: {scard.SCardGetErrorMessage(hresult)}")
+        for i, apdu in enumerate(commands, 1):
+            hresult, response = scard.SCardTransmit(handle, protocol, list(apdu))
+            if hresult != scard.SCARD_S_SUCCESS or len(response) < 2:
+                raise RuntimeError("floor: transmit failed")
+            if i == text_after:
+                texts.append((time.perf_counter() - started) * 1000)
+        scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+        scard.SCardReleaseContext(context)
+        totals.append((time.perf_counter() - started) * 1000)
+        if response[-2:] != [0x90, 0x00]:
+            raise RuntimeError("floor: the replayed read did not end with 90 00")
+    return {"reads": count, "apdus": [len(commands)],
+            "median_ms": round(statistics.median(totals), 1), "max_ms": round(max(totals), 1),
+            "median_text_ms": round(statistics.median(texts), 1)}
+
+
+def peer_reads(peer_python: Path, card: VirtualCard, count: int) -> dict[str, object]:
+    """``count`` reads by pythaiidcard in its own process; APDUs counted on the card."""
+    from agent.card.demo import demo_profile
+
+    before = card.apdus
+    photo_out = OUTPUT / "bench" / "peer-photo.bin"
+    photo_out.parent.mkdir(parents=True, exist_ok=True)
+    run = subprocess.run([str(peer_python), str(REPO / "bench" / "peer_pythaiidcard.py"),
+                          "--reader", card.reader, "--reads", str(count),
+                          "--photo-out", str(photo_out)],
+                         capture_output=True, text=True, timeout=600)
+    if run.returncode != 0:
+        raise RuntimeError(f"peer failed ({run.returncode}): {run.stdout[-500:]} "
+                           f"{run.stderr[-1500:]}")
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    apdus = (card.apdus - before) / count
+    profile = demo_profile(0)
+    decoded = out["decoded"]
+    photo = photo_out.read_bytes()
+    photo_out.unlink()
+
+    def squeezed(name: str) -> str:
+        return "".join(name.split())
+    # A fast wrong read would be no figure at all: say what the peer got right.
+    checks = {"citizen_id": decoded["cid"] == profile.text.citizen_id,
+              "name_th": squeezed(decoded["name_th"]) == squeezed(profile.text.name_th.full(
+                  thai=True)),
+              "photo_complete": photo.startswith(profile.photo or b"-"),
+              "photo_bytes": len(photo)}
+    return {"reads": count, "apdus": [round(apdus)] if apdus == round(apdus) else [apdus],
+            "median_ms": round(statistics.median(out["total_ms"]), 1),
+            "max_ms": round(max(out["total_ms"]), 1),
+            "median_text_ms": round(statistics.median(out["text_ms"]), 1),
+            "peer": f"pythaiidcard {out['version']} on Python {out['python']}",
+            "checks": checks}
 
 
 def event_latency(rig: MonitorRig, insertions: int) -> dict[str, object]:
@@ -114,14 +202,48 @@ def with_card(backend: PcscBackend, card: VirtualCard,
         settle_empty()
 
 
+def compare(rows: dict[str, dict[str, object]]) -> dict[str, dict[str, float]]:
+    """Peer over agent (how many times faster the agent is) and agent over floor (overhead).
+
+    The agent's row is "text first, then photo": it is what the core does for an insertion,
+    and like the peer it hands the text fields over before the photo is read.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for label in ("0 ms/APDU", "30 ms/APDU"):
+        agent = rows.get(f"text first, then photo ({label})")
+        peer = rows.get(f"peer: pythaiidcard ({label})")
+        floor = rows.get(f"floor: bare pyscard, same APDUs ({label})")
+        if agent is None:
+            continue
+        pairs = []
+        if peer is not None:
+            pairs += [("full read: peer / agent", peer["median_ms"], agent["median_ms"]),
+                      ("time to text: peer / agent", peer["median_text_ms"],
+                       agent["median_text_ms"]),
+                      ("APDUs per full read: peer / agent", peer["apdus"][0],  # type: ignore[index]
+                       agent["apdus"][0])]  # type: ignore[index]
+        if floor is not None:
+            pairs += [("full read: agent / bare pyscard floor (overhead)", agent["median_ms"],
+                       floor["median_ms"])]
+        for name, num, den in pairs:
+            out.setdefault(name, {})[label] = round(num / den, 2)  # type: ignore[operator]
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reads", type=int, default=30, help="reads per figure at 0 ms/APDU")
     parser.add_argument("--slow-reads", type=int, default=5, help="reads per figure at 30 ms/APDU")
     parser.add_argument("--insertions", type=int, default=12, help="insert/remove samples")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle monitoring")
-    parser.add_argument("--json", type=Path, default=OUTPUT / "bench_card_read.json")
+    parser.add_argument("--json", type=Path, default=OUTPUT / "bench" / "bench_card_read.json")
+    parser.add_argument("--peer-python", type=Path, default=REPO / ".venv-peer" / "bin" / "python",
+                        help="python of the venv with pythaiidcard (scripts/bench.sh makes it)")
     args = parser.parse_args()
+    peer_note = None
+    if not args.peer_python.exists():
+        peer_note = (f"peer skipped: {args.peer_python} not found "
+                     "(scripts/bench.sh installs pythaiidcard there)")
 
     missing = missing_requirements()
     if missing:
@@ -144,6 +266,17 @@ def main() -> int:
                 backend, card, lambda: timed_reads(backend, card, count, text_first=True))
             rows[f"text only ({label})"] = with_card(
                 backend, card, lambda: timed_reads(backend, card, count, photo=False))
+
+            def floor() -> dict[str, object]:
+                commands, text_after = recorded_apdus(backend, card)
+                return floor_reads(card, commands, text_after, count)
+            rows[f"floor: bare pyscard, same APDUs ({label})"] = with_card(backend, card, floor)
+            if peer_note is None:
+                try:
+                    rows[f"peer: pythaiidcard ({label})"] = with_card(
+                        backend, card, lambda: peer_reads(args.peer_python, card, count))
+                except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+                    peer_note = f"peer failed: {exc}"
         rig = MonitorRig()
         rig.start()
         try:
@@ -157,11 +290,11 @@ def main() -> int:
         os.close(lock)
 
     print(f"\nThai ID card read through pyscard + pcscd + vpcd ({platform.platform()})\n")
-    print(f"{'read':40} {'APDUs':>7} {'median ms':>10} {'text ms':>9} {'max ms':>8} {'n':>4}")
+    print(f"{'read':46} {'APDUs':>7} {'median ms':>10} {'text ms':>9} {'max ms':>8} {'n':>4}")
     for name, row in rows.items():
         apdus = "/".join(str(a) for a in row["apdus"])  # type: ignore[union-attr]
         text = row.get("median_text_ms", "")
-        print(f"{name:40} {apdus:>7} {row['median_ms']:>10} {text!s:>9} {row['max_ms']:>8} "
+        print(f"{name:46} {apdus:>7} {row['median_ms']:>10} {text!s:>9} {row['max_ms']:>8} "
               f"{row['reads']:>4}")
     ins, rem = latency["insertion_to_event"], latency["removal_to_event"]
     print(f"\n{'event latency (monitor)':40} {'median':>10} {'min':>8} {'max':>8} {'n':>4}")
@@ -175,9 +308,21 @@ def main() -> int:
     full30 = rows["full, one pass (30 ms/APDU)"]["median_ms"]
     print(f"\n30 ms/APDU over 0 ms/APDU, full read: {full30 / full0:.0f}x "  # type: ignore[operator]
           "(the per-command round trip dominates: fewer APDUs is what makes reads fast)")
+    ratios = compare(rows)
+    if ratios:
+        print(f"\n{'ratios of medians (peer/agent > 1: the agent is faster)':58} {'0 ms':>8} "
+              f"{'30 ms':>8}")
+        for name, by_delay in ratios.items():
+            print(f"{name:58} {by_delay.get('0 ms/APDU', ''):>8} {by_delay.get('30 ms/APDU', ''):>8}")
+    for name, row in rows.items():
+        if "checks" in row:
+            print(f"{name}: {row['peer']}; read checked against the card: {row['checks']}")
+    if peer_note:
+        print(f"\n{peer_note}")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"reads": rows, "events": latency, "idle": idle,
+    args.json.write_text(json.dumps({"reads": rows, "ratios": ratios, "peer_note": peer_note,
+                                     "events": latency, "idle": idle,
                                      "platform": platform.platform(),
                                      "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                                     indent=2, ensure_ascii=False) + "\n")
