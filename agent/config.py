@@ -183,15 +183,17 @@ def site_config_path() -> Path:
     return Path(platformdirs.site_config_dir(APP_NAME, appauthor=False)) / CONFIG_FILE
 
 
-def read_json_file(path: Path) -> dict[str, Any]:
+def read_json_file(path: Path, error: type[AgentError] | None = None) -> dict[str, Any]:
+    """A settings file's JSON object; {} when absent; ``error`` (ConfigInvalid) when broken."""
+    error = error or ConfigInvalid
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise ConfigInvalid(f"cannot read {path}: {exc}") from None
+        raise error(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigInvalid(f"{path} must hold a JSON object")
+        raise error(f"{path} must hold a JSON object")
     return data
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import platformdirs
 
 from ..card.values import citizen_id_valid
+from ..config import read_json_file
 from ..errors import AgentError
 
 APP_NAME = "thaicard-agent"
@@ -212,18 +213,6 @@ def validate(settings: NhsoSettings) -> NhsoSettings:
     return settings
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise SettingsError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"{path} must hold a JSON object")
-    return data
-
-
 def _apply(values: dict[str, Any], layer: dict[str, Any], source: str) -> None:
     for key, value in layer.items():
         if key not in KEYS:
@@ -241,9 +230,9 @@ def load_settings(*, config_dir: Path | None = None, data_dir: Path | None = Non
         "THAICARD_DATA_DIR") else default_data_dir())
     values: dict[str, Any] = {}
     site = site_path if site_path is not None else site_settings_path()
-    _apply(values, _read_json(site), str(site))
+    _apply(values, read_json_file(site, SettingsError), str(site))
     user = config_dir / SETTINGS_FILE
-    _apply(values, _read_json(user), str(user))
+    _apply(values, read_json_file(user, SettingsError), str(user))
     for key, name in KEYS.items():
         if _env_name(key) in env:
             values[name] = _coerce(name, env[_env_name(key)])
@@ -258,7 +247,7 @@ def save_user_settings(settings: NhsoSettings, changes: dict[str, Any]) -> NhsoS
     admin's deployed values still apply to keys the user never set.
     """
     path = settings.settings_path
-    current = _read_json(path)
+    current = read_json_file(path, SettingsError)
     for key, value in changes.items():
         if key not in KEYS:
             raise SettingsError(f"unknown setting {key!r}")
