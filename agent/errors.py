@@ -100,6 +100,9 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
                   "พอร์ตของโปรแกรมถูกใช้งานอยู่ อาจมีโปรแกรมอ่านบัตรอีกตัวทำงานอยู่แล้ว"),
         ErrorInfo("config_invalid", 500, 16, "The configuration is not valid.",
                   "การตั้งค่าไม่ถูกต้อง"),
+        ErrorInfo("card_unresponsive", 500, 5,
+                  "The card does not answer: insert it chip first, chip facing up.",
+                  "บัตรไม่ตอบสนอง กรุณาเสียบบัตรใหม่ โดยหันด้านชิปขึ้นและเสียบด้านชิปเข้าก่อน"),
     )
 }
 
@@ -180,6 +183,10 @@ class PcscUnavailable(AgentError):
 
 class ReaderError(AgentError):
     code = "reader_error"
+
+
+class CardUnresponsive(AgentError):
+    code = "card_unresponsive"
 
 
 def error_table_markdown() -> str:

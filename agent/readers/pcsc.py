@@ -26,8 +26,8 @@ import time
 
 from smartcard import scard
 
-from ..errors import (AgentError, CardRemoved, NoCard, PcscUnavailable, ReaderBusy,
-                      ReaderError, ReaderNotFound, ReadTimeout)
+from ..errors import (AgentError, CardRemoved, CardUnresponsive, NoCard, PcscUnavailable,
+                      ReaderBusy, ReaderError, ReaderNotFound, ReadTimeout)
 from .base import CardChannel, ReaderBackend, ReaderState
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ def error_for(hresult: int, what: str) -> AgentError:
         return ReaderBusy(detail)
     if code == scard.SCARD_E_TIMEOUT:
         return ReadTimeout(detail)
+    if code == scard.SCARD_W_UNRESPONSIVE_CARD:
+        return CardUnresponsive(detail)     # mostly a card inserted the wrong way round
     return ReaderError(detail)
 
 
