@@ -131,7 +131,10 @@ class AgentProcess:
         deadline = time.monotonic() + timeout
         status: dict = {}
         while time.monotonic() < deadline:
-            code, body = self.get("/v1/status")
+            try:
+                code, body = self.get("/v1/status")
+            except OSError:              # listening, but the app may still be starting
+                code, body = 0, b""
             if code == 200:
                 status = json.loads(body)
                 if ready(status):
