@@ -82,9 +82,11 @@ def _die_with_parent() -> None:
 class PcscDaemon:
     """The session's pcscd, or an already running one we must not touch (``owned=False``)."""
 
-    def __init__(self, log_path: Path = OUTPUT / "pcscd.log", *, debug: bool = True) -> None:
+    def __init__(self, log_path: Path = OUTPUT / "pcscd.log", *, debug: bool = True,
+                 config_dir: Path | None = None) -> None:
         self.log_path = log_path
         self.debug = debug
+        self.config_dir = config_dir        # None: the system's reader.conf.d (vpcd's two slots)
         self.process: subprocess.Popen[bytes] | None = None
         self.owned = False
         self.starts = 0
@@ -103,6 +105,8 @@ class PcscDaemon:
         PCSCD_SOCKET.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         args = [pcscd_binary() or "pcscd", "--foreground"] + (["--debug"] if self.debug else [])
+        if self.config_dir is not None:
+            args += ["--config", str(self.config_dir)]
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== pcscd start #{self.starts + 1} ===\n".encode())
             log.flush()

@@ -183,3 +183,86 @@ def request(method: str, url: str, body: Any = None, timeout: float = 10.0,
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
+
+
+class WsInbox:
+    """A ``/v1/events`` client on its own thread: every envelope kept, waited on in order.
+
+    Several test threads can wait at once; each passes the index it starts looking from
+    (``mark()`` before acting), so nobody consumes anyone else's events.
+    """
+
+    def __init__(self, url: str) -> None:
+        import contextlib
+        import threading
+
+        from websockets.sync.client import connect
+
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(connect(url, max_size=None, open_timeout=10))
+        self.messages: list[dict[str, Any]] = []
+        self.closed: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._pump, name="ws-inbox", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for text in self.ws:
+                with self._cond:
+                    self.messages.append(json.loads(text))
+                    self._cond.notify_all()
+        except Exception as exc:  # noqa: BLE001 - kept for the test to report
+            self.closed = exc
+        finally:
+            with self._cond:
+                self.closed = self.closed or ConnectionError("closed")
+                self._cond.notify_all()
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.messages)
+
+    def wait(self, type_: str, reader: str | None = None, after: int = 0,
+             timeout: float = 15.0) -> tuple[int, dict[str, Any]]:
+        """The first ``type_`` envelope (for ``reader``) at index >= ``after``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            at = after
+            while True:
+                while at < len(self.messages):
+                    msg = self.messages[at]
+                    at += 1
+                    if msg["type"] == type_ and (reader is None or msg.get("reader") == reader):
+                        return at, msg
+                remaining = deadline - time.monotonic()
+                if self.closed is not None or remaining <= 0:
+                    seen = [(m["type"], m.get("reader")) for m in self.messages[-10:]]
+                    raise AssertionError(f"no {type_} {reader or ''} within {timeout} s "
+                                         f"(socket: {self.closed}); last: {seen}")
+                self._cond.wait(remaining)
+
+    def since(self, after: int, reader: str | None = None) -> list[dict[str, Any]]:
+        with self._cond:
+            return [m for m in self.messages[after:]
+                    if reader is None or m.get("reader") == reader]
+
+    def close(self) -> None:
+        self._stack.close()
+        self._thread.join(5)
+
+
+def expected_cards(variants: int = 100) -> dict[str, dict[str, Any]]:
+    """What ``/v1`` must answer for each demo card, by citizen id (read stats left out)."""
+    from agent.card.demo import demo_profile
+    from agent.card.encode import encode_card
+    from agent.card.session import read_card
+    from agent.card.simulator import SimulatedCard
+
+    out = {}
+    for variant in range(variants):
+        card = SimulatedCard(encode_card(demo_profile(variant)))
+        view = read_card(card.process, card.atr).to_json(photo_b64=True)
+        view.pop("read")
+        out[view["citizen_id"]] = view | {"variant": variant}
+    return out
