@@ -131,6 +131,9 @@ class AgentProcess:
         deadline = time.monotonic() + timeout
         status: dict = {}
         while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"agent exited with {self.process.returncode}: "
+                                   f"{self.log_text()[-2000:]}")
             try:
                 code, body = self.get("/v1/status")
             except OSError:              # listening, but the app may still be starting

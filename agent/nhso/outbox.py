@@ -127,12 +127,17 @@ class Outbox:
         self.path = path
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        self.open_error: str | None = None      # why ``open`` failed, told to every caller
+
+    @property
+    def is_open(self) -> bool:
+        return self._executor is not None and self._db is not None
 
     # -- plumbing ---------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
-            raise OutboxUnavailable("the outbox is closed")
+            raise OutboxUnavailable(self.open_error or "the outbox is closed")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
@@ -141,7 +146,17 @@ class Outbox:
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nhso-outbox")
-        await self._run(self._open)
+        try:
+            await self._run(self._open)
+        except OutboxUnavailable as exc:
+            # Closed again, with the reason kept: every later call says why (e.g. a
+            # read-only data folder) instead of failing on a missing database.
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            self.open_error = (f"{exc.detail or exc}; claims are refused until the agent "
+                               f"restarts with a writable {self.path.parent}")
+            raise
+        self.open_error = None
 
     def _open(self) -> None:
         try:
@@ -150,6 +165,14 @@ class Outbox:
             raise OutboxUnavailable(f"cannot create {self.path.parent}: {exc}") from None
         new = not self.path.exists()
         db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        try:
+            self._setup(db, new)
+        except BaseException:
+            db.close()                   # e.g. a read-only folder: no half-open handle
+            raise
+        self._db = db
+
+    def _setup(self, db: sqlite3.Connection, new: bool) -> None:
         db.row_factory = sqlite3.Row
         if new and os.name == "posix":
             os.chmod(self.path, 0o600)   # personal data: readable by this user only
@@ -165,7 +188,6 @@ class Outbox:
                                     f"(schema {version})")
         db.executescript(SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        self._db = db
 
     async def close(self) -> None:
         if self._executor is None:

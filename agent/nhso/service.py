@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import (AgentError, KeyringUnavailable, NhsoNotConfigured, NhsoRejected,
-                      NhsoTokenMissing, NhsoUnverified)
+                      NhsoTokenMissing, NhsoUnverified, OutboxUnavailable)
 from .client import NhsoClient
 from .outbox import Claim, Outbox
 from .sender import ClaimSender
@@ -100,9 +100,15 @@ class NhsoService:
         self._confirmed: OrderedDict[str, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
 
     async def start(self) -> None:
-        await self.outbox.open()
+        try:
+            await self.outbox.open()
+        except OutboxUnavailable as exc:
+            # Claims need the outbox, reading cards does not: the agent stays up and each
+            # claim is refused with outbox_unavailable and this reason.
+            log.error("claim outbox unavailable: %s", exc.detail)
         await self.client.start()
-        await self.sender.start()
+        if self.outbox.is_open:
+            await self.sender.start()
         self._watch = asyncio.create_task(self._watch_token(), name="nhso-token-watch")
 
     async def stop(self) -> None:
