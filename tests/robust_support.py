@@ -152,7 +152,9 @@ class AgentProcess:
         return footprint(self.pid)
 
     def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        if self.log.exists():
+            return self.log.read_text(errors="replace")
+        return getattr(self, "_kept_log", "")
 
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.process is None:
@@ -166,7 +168,9 @@ class AgentProcess:
                 self.process.wait(timeout)
         code = self.process.returncode
         if self._tmp is not None:
+            self._kept_log = self.log_text()       # the folder goes, what it logged stays
             self._tmp.cleanup()
+            self._tmp = None
         return code
 
     def __enter__(self) -> AgentProcess:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..core import CardService, ReaderSlot
+from ..errors import CardRemoved
 from ..readers.demo import DemoBackend, demo_card
 from .compat import token_configured
 from .keys import CARD_SERVICE, CONFIG, COVERAGE, WEBSOCKETS
@@ -61,6 +62,9 @@ async def _card(request: web.Request, name: str | None) -> web.Response:
     service = request.app[CARD_SERVICE]
     photo = _flag(request, "photo")
     slot, _card_read = await service.get_card(name, photo=photo)
+    if slot.card is None:
+        # Pulled out between the end of the read and this answer: the reader is empty now.
+        raise CardRemoved(slot.name)
     return json_response(card_payload(slot, photo=photo))
 
 
