@@ -27,8 +27,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
 
 from agent.card import layout as L
 from agent.card.apdu import Conversation, sw_of
-from agent.card.decode import (decode_date, decode_laser_id, decode_nhso, decode_text,
-                               decode_text_fields)
+from agent.card.decode import decode_date, decode_laser_id, decode_nhso, decode_text
 from agent.card.demo import demo_profile
 from agent.card.encode import encode_card
 from agent.card.session import read_card

@@ -60,6 +60,7 @@ def citizen_id(answer: dict[str, Any]) -> str | None:
         "citizen_id")
 
 
+@pytest.mark.timeout(LOAD_SECONDS + 120)
 async def test_200_websockets_and_200_requests_per_second(demo_agent):
     agent = demo_agent
     inserted: list[int] = []                       # variants, in insertion order
