@@ -190,3 +190,81 @@ def test_the_demo_card_reads_cleanly_without_faults():
     card = SimulatedCard(encode_card(demo_profile(3)))
     result = read_card(_flaky(card, {}), card.atr)
     assert result.text == demo_profile(3).text and result.photo == demo_profile(3).photo
+
+
+# -- the other decoders: what NHSO answers, what pages and admins send -----------------------
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                 max_size=4),
+    max_leaves=24)
+COVERAGE_KEYS = {"mainInscl", "subInscl", "hospMain", "hospSub", "hospMainOp", "paidModel",
+                 "startDateTime", "expireDateTime", "claimTypes"}
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(["funds", "pid", "statusMessage"]), json_value)
+       | st.fixed_dictionaries({"funds": st.lists(st.dictionaries(st.sampled_from(
+           ["mainInscl", "subInscl", "hospMain", "hospSub", "hospMainOp", "paidModel",
+            "claimTypes", "startDateTime"]), json_value), max_size=2)}))
+def test_nhso_coverage_answer_decoder_takes_any_json(answer):
+    from agent.nhso.service import coverage_fields
+
+    fields = coverage_fields(answer)
+    assert set(fields) == COVERAGE_KEYS
+    assert fields["mainInscl"] is None or isinstance(fields["mainInscl"], str)
+    for key in ("hospMain", "hospSub", "hospMainOp"):
+        assert fields[key] is None or set(fields[key]) == {"hcode", "hname"}
+
+
+@SETTINGS
+@given(json_value | st.dictionaries(st.sampled_from([
+    "pid", "transactionId", "visitNumber", "mainInsclCode", "claimServiceCode",
+    "serviceDateTime", "invoiceDateTime", "totalAmount", "paidAmount", "privilegeAmount",
+    "hcode", "sourceId", "recorderPid", "claimType", "mobile", "correlationId", "hn"]),
+    json_value))
+def test_claim_and_confirm_save_validators_take_any_json(body):
+    """(Found: a list as claimServiceCode or claimType raised TypeError, a 500.)"""
+    from agent.nhso.settings import NhsoSettings
+    from agent.nhso.validation import validate_claim, validate_confirm_save
+
+    settings = NhsoSettings(hcode="10699", source_id="TCAGENT", recorder_pid="1101700000011")
+    for validate in (validate_claim, validate_confirm_save):
+        try:
+            out = validate(body, settings)
+        except AgentError as exc:
+            assert exc.code in ERROR_TABLE
+            continue
+        assert isinstance(out, dict)
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(["types", "readers", "photo", "other"]), json_value))
+def test_websocket_filter_messages_take_any_json(message):
+    from agent.api.ws import Filters, update_filters
+
+    try:
+        filters = update_filters(Filters(), message)
+    except AgentError as exc:
+        assert exc.code == "bad_request"
+        return
+    filters.to_json()
+    filters.wants("card.read", "Reader 0")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(json_value | st.dictionaries(st.sampled_from([
+    "port", "allowedOrigins", "readPhoto", "readTimeout", "heartbeatInterval", "logLevel",
+    "defaultTerminal", "backend"]), json_value))
+def test_config_file_of_any_json_loads_or_says_why(tmp_path_factory, content):
+    from agent.config import Config, load_config
+
+    path = tmp_path_factory.mktemp("config") / "config.json"
+    path.write_text(json.dumps(content))
+    try:
+        config = load_config(config_file=path, env={}, site_path=path.with_name("none.json"),
+                             policy=lambda: ({}, "none"))
+    except AgentError as exc:
+        assert exc.code == "config_invalid", exc.code
+        return
+    assert isinstance(config, Config)

@@ -194,7 +194,7 @@ def validate_claim(body: Any, settings: NhsoSettings, *,
             c.fail(name, "must not exceed totalAmount", "ต้องไม่เกิน totalAmount")
     if c.present("claimServiceCode", True):
         code = data["claimServiceCode"]
-        if code not in SERVICE_CODES:
+        if not isinstance(code, str) or code not in SERVICE_CODES:   # a list is unhashable
             c.fail("claimServiceCode", "must be one of " + ", ".join(SERVICE_CODES),
                    "ต้องเป็นรหัสบริการที่ สปสช. กำหนด")
         else:
@@ -275,7 +275,7 @@ def validate_confirm_save(body: Any, settings: NhsoSettings) -> dict[str, Any]:
     c.unknown(CONFIRM_FIELDS)
     out: dict[str, Any] = {"pid": c.pid("pid")}
     if c.present("claimType", True):
-        if data["claimType"] not in SERVICE_CODES:
+        if not isinstance(data["claimType"], str) or data["claimType"] not in SERVICE_CODES:
             c.fail("claimType", "must be one of " + ", ".join(SERVICE_CODES),
                    "ต้องเป็นรหัสบริการที่ สปสช. กำหนด")
         else:
