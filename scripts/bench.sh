@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark from a clean checkout (see bench/README.md):
-#   scripts/bench.sh            all benches, full sizes (about 6 minutes on 2 cores)
+#   scripts/bench.sh            all benches, full sizes (about 4 minutes on 2 cores)
 #   BENCH_QUICK=1 scripts/bench.sh   small sample sizes, to check that everything runs
 # Sets up the test profile (pcscd, vpcd, the venv), puts the peer reader pythaiidcard in
 # its own venv (.venv-peer), then runs each bench. Tables go to the terminal and to
