@@ -29,7 +29,7 @@ from pathlib import Path
 
 from agent.readers.base import ReaderEvent, ReaderState
 
-from .vpcd_card import READER_NAMES, VirtualCard
+from .vpcd_card import READER_NAMES, VPCD_PORTS, VirtualCard
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"
@@ -73,6 +73,61 @@ def socket_answers(path: Path = PCSCD_SOCKET) -> bool:
     return True
 
 
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
+
+def _port_set(spec: str) -> set[int]:
+    ports: set[int] = set()
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        low, _, high = part.partition("-")
+        ports.update(range(int(low), int(high or low) + 1))
+    return ports
+
+
+def reserve_vpcd_ports() -> None:
+    """Keep the kernel from handing vpcd's ports to outgoing connections.
+
+    35963/35964 lie in Linux's ephemeral range: any client connection (the API and load
+    tests make thousands) can get one as its local port and leave it in TIME_WAIT for
+    60 s; such a TIME_WAIT (of a socket without SO_REUSEADDR) makes vpcd's bind fail, and
+    pcscd then starts with no reader at all. Reserving them is a machine-wide setting, so it is done only where we
+    may (root, as in CI); elsewhere ``wait_vpcd_ports_free`` waits the TIME_WAIT out.
+    """
+    try:
+        current = RESERVED_PORTS.read_text().strip()
+        if set(VPCD_PORTS) <= _port_set(current):
+            return
+        RESERVED_PORTS.write_text(",".join(filter(None, [current, "35963-35964"])) + "\n")
+    except (OSError, ValueError):
+        pass
+
+
+# At import, i.e. when pytest collects the PC/SC tests, before the API and load tests can
+# take these ports for their own connections.
+reserve_vpcd_ports()
+
+
+def wait_vpcd_ports_free(timeout: float = 75.0) -> None:
+    """Wait until vpcd could bind its ports (a TIME_WAIT on one lasts up to 60 s)."""
+    deadline = time.monotonic() + timeout
+    for port in VPCD_PORTS:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                # As vpcd binds: SO_REUSEADDR, so its own connections' TIME_WAIT left by a
+                # pcscd restart do not count, but other programs' connections do.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("0.0.0.0", port))
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE:
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"vpcd's port {port} is still in use after "
+                                           f"{timeout:.0f} s (ss -tanp | grep {port})") from None
+            time.sleep(0.25)                           # TIME_WAIT ends on its own
+
+
 def _die_with_parent() -> None:
     """In the child: a test run killed by a timeout must not leave its pcscd behind."""
     pr_set_pdeathsig = 1
@@ -104,6 +159,9 @@ class PcscDaemon:
             return                          # someone else's daemon: use it, never kill it
         PCSCD_SOCKET.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.config_dir is None:          # the system's config: vpcd will bind its ports
+            reserve_vpcd_ports()
+            wait_vpcd_ports_free()
         args = [pcscd_binary() or "pcscd", "--foreground"] + (["--debug"] if self.debug else [])
         if self.config_dir is not None:
             args += ["--config", str(self.config_dir)]
