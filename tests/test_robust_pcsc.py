@@ -52,8 +52,10 @@ def card_path(reader: str, photo: bool = True) -> str:
                                                                         else "")
 
 
-def check_card_view(view: dict[str, Any], allowed: set[int], where: str) -> int:
-    """``view`` (a /v1 card or a card.read payload) is a complete card of an allowed variant."""
+def check_card_view(view: dict[str, Any], allowed: set[int], where: str,
+                    photo_asked: bool = False) -> int:
+    """``view`` (a /v1 card or a card.read payload) is a complete card of an allowed variant
+    (with its photo, when the request asked for it)."""
     expected = EXPECTED.get(view["citizen_id"])
     assert expected is not None, f"{where}: a citizen id no card carries"
     assert expected["variant"] in allowed, (f"{where}: variant {expected['variant']} served, "
@@ -62,6 +64,8 @@ def check_card_view(view: dict[str, Any], allowed: set[int], where: str) -> int:
     want = {k: v for k, v in expected.items() if k not in ("variant", "photo")}
     assert got == want, f"{where}: card fields differ from the card's"
     photo = view.get("photo")
+    if photo_asked:
+        assert photo is not None and "base64" in photo, f"{where}: the photo is missing"
     if photo is not None and "base64" in photo:
         assert base64.b64decode(photo["base64"]) == base64.b64decode(
             expected["photo"]["base64"]), f"{where}: partial or wrong photo"
@@ -156,7 +160,8 @@ def test_soak_insert_read_remove_while_an_api_client_reads(pcsc_agent, inbox):
             answer = json.loads(body)
             try:
                 if status == 200:
-                    check_card_view(answer["card"], history.recent(reader), f"GET {reader}")
+                    check_card_view(answer["card"], history.recent(reader), f"GET {reader}",
+                                    photo_asked=True)
                     served["cards"] += 1
                 else:
                     assert answer.get("code") in TRANSIENT, f"GET {reader}: {status} {answer}"
@@ -365,18 +370,17 @@ def test_slow_cards_under_concurrent_requests_are_read_once_each(pcsc_agent, inb
     for name in READER_NAMES:
         inbox.wait("card.inserted", name, mark)
 
-    def fetch(i: int) -> tuple[int, int, dict]:
-        slot = i % 2
-        path = card_path(READER_NAMES[slot], photo=bool(i % 3))
-        status, body = pcsc_agent.get(path, timeout=60)
-        return slot, status, json.loads(body)
+    def fetch(i: int) -> tuple[int, bool, int, dict]:
+        slot, photo = i % 2, bool(i % 3)
+        status, body = pcsc_agent.get(card_path(READER_NAMES[slot], photo), timeout=60)
+        return slot, photo, status, json.loads(body)
 
     try:
         with ThreadPoolExecutor(24) as pool:   # all of them wait on the read in progress
             answers = list(pool.map(fetch, range(48)))
-        for slot, status, body in answers:
+        for slot, photo, status, body in answers:
             assert status == 200, body
-            check_card_view(body["card"], {30 + slot}, f"slow card {slot}")
+            check_card_view(body["card"], {30 + slot}, f"slow card {slot}", photo)
         for name in READER_NAMES:
             inbox.wait("card.photo", name, mark)
         # One read per card: the 48 requests shared it.

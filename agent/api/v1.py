@@ -61,9 +61,10 @@ async def readers(request: web.Request) -> web.Response:
 async def _card(request: web.Request, name: str | None) -> web.Response:
     service = request.app[CARD_SERVICE]
     photo = _flag(request, "photo")
-    slot, _card_read = await service.get_card(name, photo=photo)
-    if slot.card is None:
-        # Pulled out between the end of the read and this answer: the reader is empty now.
+    slot, card = await service.get_card(name, photo=photo)
+    if slot.card is not card:
+        # Pulled out (or swapped) between the end of the read and this answer: never
+        # answer with another card's fields, or a newer card without its photo yet.
         raise CardRemoved(slot.name)
     return json_response(card_payload(slot, photo=photo))
 
