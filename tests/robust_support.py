@@ -17,6 +17,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +180,27 @@ class AgentProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def demo_agent_running(log_level: str = "INFO", keep_log: Path | None = None
+                       ) -> Iterator[AgentProcess]:
+    """A ``serve --demo`` process that has read its card; on exit it must stop cleanly
+    with no traceback in its log (kept at ``keep_log`` when given)."""
+    agent = AgentProcess(backend="demo", log_level=log_level)
+    agent.start()
+    try:
+        agent.wait_listening()
+        agent.wait_status(lambda s: s["reads"] >= 1)
+        yield agent
+    finally:
+        code = agent.stop()
+        log = agent.log_text()
+        if keep_log is not None:
+            keep_log.parent.mkdir(parents=True, exist_ok=True)
+            keep_log.write_text(log)
+        assert code == 0, log[-2000:]
+        assert "Traceback" not in log, log[-4000:]
 
 
 def request(method: str, url: str, body: Any = None, timeout: float = 10.0,

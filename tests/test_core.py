@@ -12,18 +12,9 @@ from agent.card.simulator import ATR_NOT_THAI, SimulatedCard
 from agent.core import CardService
 from agent.errors import CardRemoved, NoCard, NoReader, NotThaiIdCard, ReaderNotFound
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
+from tests.core_support import next_event
 
 SECOND = "Demo Reader 1"
-
-
-async def next_event(sub, type_: str, reader: str | None = None, timeout: float = 5.0):
-    async def find():
-        while True:
-            ev = await sub.get()
-            assert ev is not None, "subscription dropped"
-            if ev.type == type_ and (reader is None or ev.reader == reader):
-                return ev
-    return await asyncio.wait_for(find(), timeout)
 
 
 @pytest.fixture

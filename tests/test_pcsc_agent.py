@@ -18,6 +18,7 @@ from agent.errors import ERROR_TABLE
 from agent.readers.pcsc import PcscBackend
 from tests.pcsc_rig import card_present, pcscd, slots, wait_states  # noqa: F401
 from tests.vpcd_card import READER_NAMES, VirtualCard
+from tests.core_support import next_event
 
 pytestmark = pytest.mark.pcsc
 
@@ -88,16 +89,6 @@ def test_cli_without_the_service_says_pcsc_unavailable(pcscd):
     info = ERROR_TABLE["pcsc_unavailable"]
     assert run.returncode == info.exit_code, run.stderr
     assert info.message_th in run.stderr and "Traceback" not in run.stderr
-
-
-async def next_event(sub, type_: str, reader: str | None = None, timeout: float = 10.0):
-    async def find():
-        while True:
-            ev = await sub.get()
-            assert ev is not None, "subscription dropped"
-            if ev.type == type_ and (reader is None or ev.reader == reader):
-                return ev
-    return await asyncio.wait_for(find(), timeout)
 
 
 async def test_core_reads_each_insertion_once_and_forgets_it_on_removal(pcscd, slots):

@@ -35,7 +35,7 @@ from agent.card.session import read_card
 from agent.card.simulator import ATR_3B67, ATR_3B79, SimulatedCard
 from agent.errors import ERROR_TABLE, AgentError
 from tests.card_strategies import card_profile
-from tests.robust_support import AgentProcess
+from tests.robust_support import AgentProcess, demo_agent_running
 
 SPRING_CODE = re.compile(r"\[([a-z_]+)\]$")
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
@@ -46,17 +46,8 @@ SETTINGS = settings(max_examples=150, deadline=None,
 # -- the API against its own OpenAPI document -----------------------------------------------
 @pytest.fixture(scope="module")
 def running_agent() -> Iterator[AgentProcess]:
-    agent = AgentProcess(backend="demo", log_level="INFO")
-    agent.start()
-    try:
-        agent.wait_listening()
-        agent.wait_status(lambda s: s["reads"] >= 1)
+    with demo_agent_running("INFO") as agent:
         yield agent
-    finally:
-        code = agent.stop()
-        log = agent.log_text()
-        assert code == 0, log[-2000:]
-        assert "Traceback" not in log, log[-4000:]
 
 
 def typed_server_error(response, case) -> None:

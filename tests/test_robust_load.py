@@ -24,7 +24,7 @@ import pytest
 
 from agent.card.demo import demo_profile
 from tests.pcsc_rig import OUTPUT
-from tests.robust_support import AgentProcess
+from tests.robust_support import AgentProcess, demo_agent_running
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))
 RATE = 200                       # HTTP requests per second
@@ -40,19 +40,8 @@ PATHS = ("/api/smartcard/read?readImageFlag=true", "/api/smartcard/read-card-onl
 
 @pytest.fixture
 def demo_agent() -> Iterator[AgentProcess]:
-    agent = AgentProcess(backend="demo", log_level="WARNING")
-    agent.start()
-    try:
-        agent.wait_listening()
-        agent.wait_status(lambda s: s["reads"] >= 1)
+    with demo_agent_running("WARNING", OUTPUT / "robust" / "load-agent.log") as agent:
         yield agent
-    finally:
-        code = agent.stop()
-        log = agent.log_text()
-        OUTPUT.joinpath("robust").mkdir(parents=True, exist_ok=True)
-        OUTPUT.joinpath("robust", "load-agent.log").write_text(log)
-        assert code == 0, log[-2000:]
-        assert "Traceback" not in log, log[-4000:]
 
 
 def citizen_id(answer: dict[str, Any]) -> str | None:
