@@ -260,11 +260,16 @@ class CardService:
             raise slot.error
         fut = slot.photo_ready if (photo and self.read_photo) else slot.text_ready
         assert fut is not None
+        insertion = slot.insertion
         try:
             card = await asyncio.wait_for(asyncio.shield(fut),
                                           timeout if timeout is not None else self.read_timeout)
         except TimeoutError:
             raise ReadTimeout(slot.name) from None
+        if slot.insertion != insertion:
+            # Pulled out (or swapped) after the read ended but before this caller resumed:
+            # never answer with a card that is no longer in the reader.
+            raise CardRemoved(slot.name)
         return slot, card
 
     def snapshot(self) -> dict[str, Any]:

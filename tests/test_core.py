@@ -11,6 +11,7 @@ from agent.card.demo import demo_profile
 from agent.card.simulator import ATR_NOT_THAI, SimulatedCard
 from agent.core import CardService
 from agent.errors import CardRemoved, NoCard, NoReader, NotThaiIdCard, ReaderNotFound
+from agent.readers.base import ReaderEvent
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
 from tests.core_support import next_event
 
@@ -124,3 +125,13 @@ async def test_slow_subscriber_is_dropped_not_blocking(service):
     for _ in range(300):
         svc.events.publish("test.tick")
     assert await slow.get() is None and svc.events.subscribers == 0
+
+
+async def test_card_pulled_after_the_read_but_before_the_caller_resumes(service):
+    svc, backend = service
+    await svc.get_card(DEMO_READER, photo=True)            # read and cached
+    waiter = asyncio.create_task(svc.get_card(DEMO_READER, photo=True))
+    await asyncio.sleep(0)                                  # suspended on the finished read
+    svc._on_reader_event(ReaderEvent("card_removed", DEMO_READER))
+    with pytest.raises(CardRemoved):
+        await waiter                                        # never the card that left

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..core import CardService, ReaderSlot
-from ..errors import CardRemoved
+from ..card.session import CardRead
 from ..readers.demo import DemoBackend, demo_card
 from .compat import token_configured
 from .keys import CARD_SERVICE, CONFIG, COVERAGE, WEBSOCKETS
@@ -28,11 +28,10 @@ def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def card_payload(slot: ReaderSlot, *, photo: bool) -> dict[str, Any]:
-    assert slot.card is not None
+def card_payload(slot: ReaderSlot, card: CardRead, *, photo: bool) -> dict[str, Any]:
     return {"reader": slot.name, "status": slot.status,
             "read_at": slot.read_at.isoformat(timespec="milliseconds") if slot.read_at else None,
-            "card": slot.card.to_json(photo_b64=photo)}
+            "card": card.to_json(photo_b64=photo)}
 
 
 async def status(request: web.Request) -> web.Response:
@@ -62,11 +61,7 @@ async def _card(request: web.Request, name: str | None) -> web.Response:
     service = request.app[CARD_SERVICE]
     photo = _flag(request, "photo")
     slot, card = await service.get_card(name, photo=photo)
-    if slot.card is not card:
-        # Pulled out (or swapped) between the end of the read and this answer: never
-        # answer with another card's fields, or a newer card without its photo yet.
-        raise CardRemoved(slot.name)
-    return json_response(card_payload(slot, photo=photo))
+    return json_response(card_payload(slot, card, photo=photo))
 
 
 async def default_card(request: web.Request) -> web.Response:
