@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,17 +32,14 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.ports import free_port  # noqa: E402
 OUTPUT = ROOT / "test-output" / "bench_serving.json"
 ENDPOINTS = {"compat read (no image)": "/api/smartcard/read-card-only?readImageFlag=false",
              "compat read + image": "/api/smartcard/read?readImageFlag=true",
              "v1 card + photo": "/v1/card?photo=1"}
 CONCURRENCY = (1, 10, 100)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], p: float) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from agent.api.keys import CARD_SERVICE, COVERAGE
 from agent.config import Config
 from agent.core import CardService
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
+from tests.ports import free_port
 
 ALLOWED = "https://his.example.test"
 FOREIGN = "https://evil.example.test"
@@ -126,12 +126,6 @@ async def collect(ws: Any, until: str, *, timeout: float = 10.0) -> list[dict[st
 
 
 # -- the agent as a real process (``thaicard-agent serve``) ----------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve_cmd(port: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "agent", "serve", "--demo", "--port", str(port), *extra]
 

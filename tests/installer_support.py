@@ -9,7 +9,6 @@ import functools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output" / "installer"
@@ -90,12 +90,6 @@ def _build_once() -> Path | Exception:      # a failed build is not retried by e
     if result.returncode != 0:
         return RuntimeError(f"build_binary.sh failed:\n{result.stdout}\n{result.stderr}")
     return dist / "thaicard-agent"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def isolated_env(home: Path) -> dict[str, str]:

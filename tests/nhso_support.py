@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,13 @@ from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 
 from agent.card.demo import make_citizen_id
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-0123456789abcdef"
 HCODE = "10699"
 SOURCE_ID = "TCAGENT"
 RECORDER_PID = make_citizen_id("110170000001")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from tests.ports import free_port
 
 os.environ["PYSTRAY_BACKEND"] = "dummy"
 
@@ -16,12 +16,6 @@ from tray.app import LoopThread, TrayApp  # noqa: E402
 from tray.embedded import EmbeddedAgent  # noqa: E402
 from tray.menu import find  # noqa: E402
 from tray.state import Status  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check: Callable[[], bool], what: str, limit: float = 30.0) -> None:

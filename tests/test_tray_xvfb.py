@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output" / "tray"
@@ -49,12 +50,6 @@ def free_display() -> int:
         if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
             return n
     raise RuntimeError("no free X display number")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Desktop:
