@@ -272,9 +272,5 @@ class CardService:
             raise CardRemoved(slot.name)
         return slot, card
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"pcsc": self.pcsc_state(), "readers": self.readers(),
-                "backend": self.backend.kind}
-
     def pcsc_state(self) -> str:
         return {None: "starting", True: "available", False: "unavailable"}[self.pcsc_available]
