@@ -159,18 +159,20 @@ async def test_200_websockets_and_200_requests_per_second(demo_agent):
 
 async def test_a_card_pulled_right_after_its_read_is_answered_as_removed(aiohttp_client,
                                                                          monkeypatch):
-    """What the load test first caught: the read finished, the card left before the answer
-    was built, and the handler failed on the emptied slot (500 internal_error)."""
-    from tests.api_support import start_agent
+    """What the load test first caught: the read finished, the card left before the waiting
+    request resumed, and the handler failed on the emptied slot (500 internal_error)."""
+    from agent.readers.base import ReaderEvent
+    from tests.api_support import DEMO_READER, start_agent
 
     agent = await start_agent(aiohttp_client)
     await agent.ready()
     real_get_card = agent.service.get_card
 
     async def read_then_pulled(*args: Any, **kwargs: Any):
-        answer = await real_get_card(*args, **kwargs)
-        await agent.remove()                  # the removal lands before the answer is built
-        return answer
+        # Queued now, so it runs while get_card waits on the already finished read.
+        asyncio.get_running_loop().call_soon(
+            agent.service._on_reader_event, ReaderEvent("card_removed", DEMO_READER))
+        return await real_get_card(*args, **kwargs)
 
     monkeypatch.setattr(agent.service, "get_card", read_then_pulled)
     body = await agent.get_json("/v1/card?photo=1", status=500)
