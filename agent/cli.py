@@ -2,6 +2,10 @@
 
 Every failure prints a short Thai and English message and exits with the code from
 ``errors.ERROR_TABLE``; no traceback reaches the user (``--debug`` shows one).
+
+Commands of other packages (the tray's ``tray``) register themselves through the entry
+point group ``thaicard_agent.commands`` (pyproject.toml), or are passed to ``main`` by a
+launcher (the frozen bundle's ``installer/entry.py``): ``agent`` never imports ``tray``.
 """
 
 from __future__ import annotations
@@ -10,16 +14,26 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from . import __version__
-from .card.session import read_card
-from .errors import AgentError, NoCard, NoReader, ReaderNotFound
-from .readers.base import ReaderBackend, ReaderState
-from .readers.factory import BACKENDS, make_backend
+from .core import BACKENDS, list_readers, open_backend, read_once
+from .errors import AgentError
+from .nhso.cli import add_token_commands
+from .server_cli import add_commands as add_server_commands
 
 log = logging.getLogger("agent")
+
+CommandRegistrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+COMMAND_GROUP = "thaicard_agent.commands"
+
+
+def installed_commands() -> list[CommandRegistrar]:
+    """Command registrars of installed packages (the tray), in name order."""
+    found = sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name)
+    return [ep.load() for ep in found]
 
 
 def _backend_args(p: argparse.ArgumentParser, default: str = "pcsc") -> None:
@@ -29,7 +43,7 @@ def _backend_args(p: argparse.ArgumentParser, default: str = "pcsc") -> None:
                    help="use the simulated demo reader (same as --backend demo)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra: Iterable[CommandRegistrar] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="thaicard-agent",
         description="Thai Card Agent: reads Thai national ID cards for web pages "
@@ -55,40 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     _backend_args(p)
     p.set_defaults(func=cmd_readers)
 
-    from tray.cli import add_commands as add_tray_commands
-
-    from .nhso.cli import add_token_commands
-    from .server_cli import add_commands as add_server_commands
-
-    for register in (add_server_commands, add_token_commands, add_tray_commands):
+    registrars = [add_server_commands, add_token_commands,
+                  *(installed_commands() if extra is None else extra)]
+    for register in registrars:
         register(sub)
     return parser
 
 
-def _pick_reader(states: list[ReaderState], name: str | None) -> ReaderState:
-    if not states:
-        raise NoReader()
-    if name:
-        for state in states:
-            if state.name == name:
-                return state
-        raise ReaderNotFound(name)
-    return next((s for s in states if s.present), states[0])
-
-
 def cmd_read(args: argparse.Namespace) -> int:
-    backend: ReaderBackend = make_backend(args.backend)
+    backend = open_backend(args.backend)
     try:
-        state = _pick_reader(backend.snapshot(), args.reader)
-        if not state.present:
-            raise NoCard(state.name)
-        with backend.connect(state.name) as channel:
-            result = read_card(channel.transmit, channel.atr or state.atr or b"",
-                               photo=not args.no_photo, nhso=args.nhso, laser=args.laser)
+        reader, result = read_once(backend, args.reader, photo=not args.no_photo,
+                                   nhso=args.nhso, laser=args.laser)
     finally:
         backend.close()
     out = result.to_json()
-    out["reader"] = state.name
+    out["reader"] = reader
     if args.photo is not None:
         if result.photo is None:
             print("No photo on the card / ไม่มีรูปในบัตร", file=sys.stderr)
@@ -101,9 +97,9 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 def cmd_readers(args: argparse.Namespace) -> int:
-    backend = make_backend(args.backend)
+    backend = open_backend(args.backend)
     try:
-        states = backend.snapshot()
+        states = list_readers(backend)
     finally:
         backend.close()
     json.dump([{"name": s.name, "present": s.present,
@@ -113,12 +109,14 @@ def cmd_readers(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *,
+         commands: Iterable[CommandRegistrar] | None = None) -> int:
+    """Run one command. ``commands``: extra registrars instead of the installed ones."""
     # JSON and messages carry Thai: never let a legacy console code page (Windows) fail them.
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(encoding="utf-8")
-    parser = build_parser()
+    parser = build_parser(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

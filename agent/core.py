@@ -1,8 +1,11 @@
-"""The core: per-reader state, one read per insertion, the card cache, and events.
+"""The core: per-reader state, one read per insertion, the card cache, and card events.
 
-The API layer asks this module; it never touches PC/SC. Each insertion is read once
-(text fields first, photo after) and cached until removal; any number of callers share
-that read, and a removal clears the cache at once so no stale card is ever served.
+This is the only door to the readers: the API, the WebSocket, the tray and the CLI ask
+``CardService`` (or ``pick_reader`` / ``read_once`` for one-shot commands) and never touch
+a reader backend, PC/SC or the per-reader slots. Each insertion is read once (text fields
+first, photo after) and cached until removal; any number of callers share that read, and
+a removal clears the cache at once so no stale card is ever served. Card events go to the
+application's event bus, which the NHSO service publishes to as well.
 """
 
 from __future__ import annotations
@@ -12,15 +15,21 @@ import base64
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .card.session import CardRead, card_generation, read_card
-from .errors import (AgentError, CardRemoved, NoCard, NoReader, NotThaiIdCard,
+from .errors import (AgentError, CardRemoved, NoCard, NoReader, NotFound, NotThaiIdCard,
                      PcscUnavailable, ReaderNotFound, ReadTimeout)
 from .events import EventBus
 from .monitor import ReaderMonitor
-from .readers.base import ReaderBackend, ReaderEvent
+from .readers.base import ReaderBackend, ReaderEvent, ReaderState
+from .readers.demo import DemoBackend, demo_card
+from .readers.factory import BACKENDS, make_backend
+
+__all__ = ["BACKENDS", "DEMO_VARIANTS", "CardService", "ReaderBackend", "ReaderView",
+           "list_readers", "open_backend", "pick_reader", "read_once"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +37,33 @@ DEFAULT_READ_TIMEOUT = 20.0
 FIRST_SCAN_TIMEOUT = 5.0
 # Errors that a new attempt cannot fix while the same card stays in.
 FINAL_ERRORS = (NotThaiIdCard,)
+DEMO_VARIANTS = 100
+
+
+def pick_reader(readers: Sequence[tuple[str, bool]], name: str | None = None,
+                default: str | None = None) -> str:
+    """The reader rule everywhere: the named one; else the configured default; else the
+    one with a card; else the first. ``readers`` is (name, card present) in order."""
+    if not readers:
+        raise NoReader()
+    names = [n for n, _ in readers]
+    if name:
+        if name not in names:
+            raise ReaderNotFound(name)
+        return name
+    if default and default in names:
+        return default
+    return next((n for n, present in readers if present), names[0])
+
+
+@dataclass(frozen=True)
+class ReaderView:
+    """What callers may know of a reader: a copy, never the live slot."""
+
+    name: str
+    present: bool
+    status: str                      # empty | reading | ready | error
+    read_at: dt.datetime | None
 
 
 @dataclass
@@ -45,6 +81,9 @@ class ReaderSlot:
     text_ready: asyncio.Future[CardRead] | None = None
     photo_ready: asyncio.Future[CardRead] | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def view(self) -> ReaderView:
+        return ReaderView(self.name, self.present, self.status, self.read_at)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -64,17 +103,19 @@ def photo_payload(card: CardRead) -> dict[str, Any]:
 
 
 class CardService:
-    def __init__(self, backend: ReaderBackend, *, default_reader: str | None = None,
-                 read_photo: bool = True, read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
-        self.backend = backend
+    def __init__(self, backend: ReaderBackend, *, events: EventBus | None = None,
+                 default_reader: str | None = None, read_photo: bool = True,
+                 read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
+        self._backend = backend
         self.default_reader = default_reader
         self.read_photo = read_photo
         self.read_timeout = read_timeout
-        self.events = EventBus()
-        self.slots: dict[str, ReaderSlot] = {}
-        self.pcsc_available: bool | None = None
-        self.pcsc_error: str | None = None
-        self.reads = 0
+        # The application's bus (shared with the NHSO service); a private one for tests.
+        self.events = events if events is not None else EventBus()
+        self._slots: dict[str, ReaderSlot] = {}
+        self._pcsc_available: bool | None = None
+        self._pcsc_error: str | None = None
+        self._reads = 0
         self.started_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._first_scan: asyncio.Event | None = None
@@ -84,7 +125,7 @@ class CardService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._first_scan = asyncio.Event()
-        self._monitor = ReaderMonitor(self.backend, self._from_monitor)
+        self._monitor = ReaderMonitor(self._backend, self._from_monitor)
         self._monitor.start()
         # Answer the first requests with the real readers, not an empty list.
         try:
@@ -95,13 +136,13 @@ class CardService:
     async def stop(self) -> None:
         if self._monitor is not None:
             await asyncio.to_thread(self._monitor.stop)
-        for slot in self.slots.values():
+        for slot in self._slots.values():
             if slot.task is not None:
                 slot.task.cancel()
-        tasks = [s.task for s in self.slots.values() if s.task is not None]
+        tasks = [s.task for s in self._slots.values() if s.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
         self.events.close()
-        await asyncio.to_thread(self.backend.close)
+        await asyncio.to_thread(self._backend.close)
 
     def _from_monitor(self, event: ReaderEvent) -> None:
         """Called in the monitor thread: hand the event to the loop."""
@@ -113,15 +154,15 @@ class CardService:
     def _on_reader_event(self, ev: ReaderEvent) -> None:
         log.info("reader event %s %s", ev.kind, ev.reader)
         if ev.kind == "reader_added":
-            self.slots.setdefault(ev.reader, ReaderSlot(ev.reader))
+            self._slots.setdefault(ev.reader, ReaderSlot(ev.reader))
             self.events.publish("reader.added", ev.reader, readers=self.reader_names())
         elif ev.kind == "reader_removed":
-            slot = self.slots.pop(ev.reader, None)
+            slot = self._slots.pop(ev.reader, None)
             if slot is not None:
                 self._clear(slot, CardRemoved("reader removed"))
             self.events.publish("reader.removed", ev.reader, readers=self.reader_names())
         elif ev.kind == "card_inserted":
-            slot = self.slots.setdefault(ev.reader, ReaderSlot(ev.reader))
+            slot = self._slots.setdefault(ev.reader, ReaderSlot(ev.reader))
             self._clear(slot, CardRemoved("card replaced"))
             slot.present, slot.atr = True, ev.atr
             slot.inserted_at = time.monotonic()
@@ -129,13 +170,13 @@ class CardService:
                                 atr=ev.atr.hex(" ").upper() if ev.atr else None)
             self._start_read(slot)
         elif ev.kind == "card_removed":
-            slot = self.slots.get(ev.reader)
+            slot = self._slots.get(ev.reader)
             if slot is not None and slot.present:
                 self._clear(slot, CardRemoved())
                 self.events.publish("card.removed", ev.reader)
         elif ev.kind in ("pcsc_unavailable", "pcsc_available"):
-            self.pcsc_available = ev.kind == "pcsc_available"
-            self.pcsc_error = ev.error or None
+            self._pcsc_available = ev.kind == "pcsc_available"
+            self._pcsc_error = ev.error or None
             self.events.publish("pcsc." + ev.kind.split("_")[1], None,
                                 code=ev.error or None)
         elif ev.kind == "scanned":
@@ -171,7 +212,7 @@ class CardService:
         started = time.monotonic()
 
         def current() -> bool:
-            return slot.insertion == insertion and self.slots.get(slot.name) is slot
+            return slot.insertion == insertion and self._slots.get(slot.name) is slot
 
         def text_arrived(card: CardRead) -> None:
             if not current():
@@ -183,7 +224,7 @@ class CardService:
                                 photo_pending=self.read_photo)
 
         def work() -> CardRead:
-            with self.backend.connect(slot.name) as channel:
+            with self._backend.connect(slot.name) as channel:
                 return read_card(channel.transmit, channel.atr or slot.atr or b"",
                                  photo=self.read_photo,
                                  on_text=lambda c: loop.call_soon_threadsafe(text_arrived, c))
@@ -202,7 +243,7 @@ class CardService:
         await asyncio.sleep(0)   # let the text hand-off scheduled from the thread run first
         if not current():
             return
-        self.reads += 1
+        self._reads += 1
         slot.card, slot.photo_done, slot.status = card, True, "ready"
         if slot.text_ready is not None and not slot.text_ready.done():
             slot.text_ready.set_result(card)
@@ -225,33 +266,66 @@ class CardService:
         self.events.publish("card.error", slot.name, **exc.to_dict())
 
     # -- queries (the API's entry points) ----------------------------------------------
+    @property
+    def backend_kind(self) -> str:
+        return self._backend.kind
+
+    @property
+    def reads(self) -> int:
+        """Completed card reads since start (one per insertion however many callers)."""
+        return self._reads
+
+    @property
+    def pcsc_error(self) -> str | None:
+        return self._pcsc_error
+
+    def pcsc_state(self) -> str:
+        return {None: "starting", True: "available", False: "unavailable"}[
+            self._pcsc_available]
+
     def reader_names(self) -> list[str]:
-        return list(self.slots)
+        return list(self._slots)
 
     def readers(self) -> list[dict[str, Any]]:
-        return [slot.info() for slot in self.slots.values()]
+        return [slot.info() for slot in self._slots.values()]
 
-    def choose_reader(self, name: str | None = None) -> ReaderSlot:
+    def terminals(self) -> list[tuple[str, bool]]:
+        """(name, card present) of every reader, in order."""
+        return [(slot.name, slot.present) for slot in self._slots.values()]
+
+    def readers_with_cards(self, names: Iterable[str] = (), *,
+                           photo: bool = True) -> list[dict[str, Any]]:
+        """``readers()`` with each reader's card as far as it is read (for snapshots)."""
+        wanted = set(names)
+        out = []
+        for slot in self._slots.values():
+            if wanted and slot.name not in wanted:
+                continue
+            info = slot.info()
+            info["card"] = (slot.card.to_json(photo_b64=photo)
+                            if slot.card is not None else None)
+            out.append(info)
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {"backend": self.backend_kind,
+                "pcsc": {"state": self.pcsc_state(), "error": self._pcsc_error},
+                "readers": self.readers(), "reads": self._reads,
+                "uptime_s": round(time.monotonic() - self.started_at, 1)}
+
+    def _choose(self, name: str | None = None) -> ReaderSlot:
+        if self._pcsc_available is False and not self._slots:
+            raise PcscUnavailable(self._pcsc_error)
+        return self._slots[pick_reader(self.terminals(), name, self.default_reader)]
+
+    def choose_reader(self, name: str | None = None) -> ReaderView:
         """The named reader; else the default; else the one with a card; else the first."""
-        if self.pcsc_available is False and not self.slots:
-            raise PcscUnavailable(self.pcsc_error)
-        if not self.slots:
-            raise NoReader()
-        if name:
-            if name not in self.slots:
-                raise ReaderNotFound(name)
-            return self.slots[name]
-        if self.default_reader and self.default_reader in self.slots:
-            return self.slots[self.default_reader]
-        for slot in self.slots.values():
-            if slot.present:
-                return slot
-        return next(iter(self.slots.values()))
+        return self._choose(name).view()
 
     async def get_card(self, name: str | None = None, *, photo: bool = False,
-                       timeout: float | None = None) -> tuple[ReaderSlot, CardRead]:
+                       timeout: float | None = None) -> tuple[ReaderView, CardRead]:
         """The cached card of a reader, waiting for the read in progress if needed."""
-        slot = self.choose_reader(name)
+        slot = self._choose(name)
         if not slot.present:
             raise NoCard(slot.name)
         if slot.status == "error" and not isinstance(slot.error, FINAL_ERRORS):
@@ -270,7 +344,58 @@ class CardService:
             # Pulled out (or swapped) after the read ended but before this caller resumed:
             # never answer with a card that is no longer in the reader.
             raise CardRemoved(slot.name)
-        return slot, card
+        return slot.view(), card
 
-    def pcsc_state(self) -> str:
-        return {None: "starting", True: "available", False: "unavailable"}[self.pcsc_available]
+    # -- demo mode: web developers and staff insert and remove fake cards -----------------
+    @property
+    def demo(self) -> bool:
+        return isinstance(self._backend, DemoBackend)
+
+    def _demo_backend(self) -> DemoBackend:
+        if not isinstance(self._backend, DemoBackend):
+            raise NotFound("only in demo mode")
+        return self._backend
+
+    def demo_insert(self, reader: str | None = None, variant: int = 0) -> str:
+        """Put demo card ``variant`` into a reader (the usual choice when none is named)."""
+        backend = self._demo_backend()
+        if not 0 <= variant < DEMO_VARIANTS:
+            raise ValueError(f"variant must be 0-{DEMO_VARIANTS - 1}")
+        name = self._choose(reader).name
+        backend.insert(name, demo_card(variant))
+        return name
+
+    def demo_remove(self, reader: str | None = None) -> str:
+        backend = self._demo_backend()
+        name = self._choose(reader).name
+        backend.remove(name)
+        return name
+
+    def demo_card_present(self) -> bool | None:
+        """Whether a demo card is in any reader; None when this is not the demo reader."""
+        if not isinstance(self._backend, DemoBackend):
+            return None
+        return any(state.present for state in self._backend.snapshot())
+
+
+def open_backend(kind: str = "pcsc") -> ReaderBackend:
+    """The reader backend of that kind (``pcsc``, ``demo`` or ``auto``): the only way in."""
+    return make_backend(kind)
+
+
+def read_once(backend: ReaderBackend, reader: str | None = None, *, photo: bool = True,
+              nhso: bool = False, laser: bool = False) -> tuple[str, CardRead]:
+    """One read outside the resident service (the ``read`` command): same reader rule."""
+    states = backend.snapshot()
+    name = pick_reader([(s.name, s.present) for s in states], reader)
+    state = next(s for s in states if s.name == name)
+    if not state.present:
+        raise NoCard(name)
+    with backend.connect(name) as channel:
+        return name, read_card(channel.transmit, channel.atr or state.atr or b"",
+                               photo=photo, nhso=nhso, laser=laser)
+
+
+def list_readers(backend: ReaderBackend) -> list[ReaderState]:
+    """Readers and card presence now (the ``readers`` command)."""
+    return backend.snapshot()

@@ -189,6 +189,18 @@ class CardUnresponsive(AgentError):
     code = "card_unresponsive"
 
 
+class NotFound(AgentError):
+    code = "not_found"
+
+
+class BadRequest(AgentError):
+    code = "bad_request"
+
+
+class PortInUse(AgentError):
+    code = "port_in_use"
+
+
 def error_table_markdown() -> str:
     """The one table of codes, for docs/errors.md."""
     lines = [

@@ -1,4 +1,9 @@
-"""The agent's event bus: versioned envelopes fanned out to any number of subscribers.
+"""The agent's event bus and the one table of event types.
+
+The bus belongs to the application (``agent.assembly`` makes one): the card core and the
+NHSO service both publish to it; the WebSocket and the tray read it. Every type is in
+``EVENT_TABLE`` (like errors in ``errors.ERROR_TABLE``): publishing an unknown type is a
+programming error, and docs/integration.md and the OpenAPI document list the same table.
 
 Publishing never blocks: a subscriber that falls too far behind is closed (it reconnects
 and gets a fresh snapshot) rather than slowing the readers or growing memory.
@@ -18,6 +23,49 @@ log = logging.getLogger(__name__)
 
 EVENT_VERSION = 1
 QUEUE_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    type: str
+    source: str                  # who publishes it: core, nhso, or the WebSocket (control)
+    payload: tuple[str, ...]     # keys beside the envelope's v/type/seq/time/reader
+    description: str
+
+
+_EVENTS = (
+    EventInfo("reader.added", "core", ("readers",), "A reader appeared; all reader names."),
+    EventInfo("reader.removed", "core", ("readers",), "A reader went away; all reader names."),
+    EventInfo("card.inserted", "core", ("atr",), "A card is in; its read starts."),
+    EventInfo("card.read", "core", ("card", "photo_pending"),
+              "The card's text fields (as /v1 card); the photo may still be coming."),
+    EventInfo("card.photo", "core", ("photo", "size", "format", "error"),
+              "The photo (base64 JPEG), or photo null and error."),
+    EventInfo("card.removed", "core", (), "The card left; forget what was shown."),
+    EventInfo("card.error", "core", ("code", "message", "message_th", "detail"),
+              "The read failed (e.g. not_thai_id, apdu_failed, card_removed)."),
+    EventInfo("pcsc.available", "core", ("code",), "The PC/SC service answers."),
+    EventInfo("pcsc.unavailable", "core", ("code",), "The PC/SC service is gone."),
+    EventInfo("reader.error", "core", ("code",), "The reader monitor failed; it retries."),
+    EventInfo("claim.queued", "nhso", ("id", "transactionId", "status"),
+              "A claim is on disk in the outbox."),
+    EventInfo("claim.sent", "nhso", ("id", "transactionId", "status", "authenCode", "seq",
+                                      "recovered"), "NHSO recorded the claim."),
+    EventInfo("claim.failed", "nhso", ("id", "transactionId", "status", "error", "message"),
+              "NHSO refused the claim; it is not sent again unless retried."),
+    EventInfo("claim.due", "nhso", ("id", "transactionId", "status", "serviceDate", "error"),
+              "A claim of the day is still unsent after the due time."),
+    EventInfo("snapshot", "ws", ("agent", "backend", "pcsc", "readers", "filters"),
+              "Every reader (and its card) on connect or on request."),
+    EventInfo("heartbeat", "ws", (), "Nothing happened for heartbeatInterval seconds."),
+    EventInfo("subscribed", "ws", ("filters",), "The filters now in force."),
+    EventInfo("pong", "ws", ("id",), "The answer to ping."),
+    EventInfo("error", "ws", ("code", "message", "message_th", "detail"),
+              "A client message was refused."),
+)
+EVENT_TABLE: dict[str, EventInfo] = {e.type: e for e in _EVENTS}
+# Messages of the WebSocket itself: a client gets them whatever its filters.
+CONTROL_TYPES = frozenset(t for t, e in EVENT_TABLE.items() if e.source == "ws")
 
 
 @dataclass(frozen=True)
@@ -69,6 +117,12 @@ class EventBus:
         return len(self._subs)
 
     def publish(self, type_: str, reader: str | None = None, **payload: Any) -> Event:
+        info = EVENT_TABLE.get(type_)
+        if info is None or type_ in CONTROL_TYPES:
+            raise ValueError(f"{type_!r} is not a bus event of events.EVENT_TABLE")
+        unknown = set(payload).difference(info.payload)
+        if unknown:
+            raise ValueError(f"{type_}: payload keys {sorted(unknown)} are not in EVENT_TABLE")
         self.last_seq = next(self._seq)
         event = Event(type_, reader, payload, self.last_seq,
                       dt.datetime.now().astimezone().isoformat(timespec="milliseconds"))

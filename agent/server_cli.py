@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .config import LOG_LEVELS, load_config
 from .logging_setup import setup_logging
-from .readers.factory import BACKENDS
+from .core import BACKENDS
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,7 +35,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .api.server import serve   # aiohttp only when serving
+    from .assembly import serve   # aiohttp only when serving
 
     config = load_config(config_file=args.config, cli={
         "port": args.port, "backend": args.backend, "default_terminal": args.default_terminal,

@@ -26,8 +26,11 @@ def main() -> int:
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
     from agent.cli import main as cli_main
+    from tray.cli import add_commands as tray_commands
 
-    return cli_main(_frozen_args(sys.argv[1:]))
+    # A frozen bundle may carry no package metadata: name the tray's commands here
+    # instead of relying on the entry point group.
+    return cli_main(_frozen_args(sys.argv[1:]), commands=[tray_commands])
 
 
 if __name__ == "__main__":

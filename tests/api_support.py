@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from agent.api import create_app
-from agent.api.keys import CARD_SERVICE, COVERAGE
+from agent.api.keys import CARD_SERVICE
+from agent.assembly import FROM_SETTINGS_FILES, build_app
 from agent.config import Config
 from agent.core import CardService
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
@@ -93,9 +93,9 @@ async def start_agent(aiohttp_client: Any, *, readers: tuple[str, ...] = (DEMO_R
     backend = DemoBackend(readers, apdu_delay=apdu_delay, insert_demo_card=insert)
     config.setdefault("backend", "demo")
     config.setdefault("allowed_origins", (ALLOWED,))
-    app = create_app(Config(**config), backend=backend, extensions=extensions)
-    if coverage is not None:
-        app[COVERAGE] = coverage
+    # ``extensions``: the NHSO room too (settings from the files the test points at).
+    app = build_app(Config(**config), backend=backend,
+                    nhso=FROM_SETTINGS_FILES if extensions else None, coverage=coverage)
     client = await aiohttp_client(app)
     return Agent(client, app, backend)
 

@@ -119,14 +119,14 @@ async def test_no_card_is_500(aiohttp_client):
 
 
 class FakeCoverage:
-    """Stands in for the NHSO service's coverage interface (its own tests cover NHSO)."""
+    """Stands in for the NHSO room behind ``CoverageLookup`` (its own tests cover NHSO)."""
 
     def __init__(self, token: str | None, answer=None) -> None:
         self.token = token
         self.answer = answer
         self.asked: list[str] = []
 
-    def token_configured(self) -> bool:
+    async def token_configured(self) -> bool:
         return bool(self.token)
 
     async def coverage_for(self, pid: str):

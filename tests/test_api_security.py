@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.api import create_app
+from agent.assembly import build_app
 from agent.api.security import ALLOWED_REQUEST_HEADERS, MAX_BODY
 from agent.config import NHSO_AUTHEN_ORIGIN, Config
 from agent.readers.demo import DemoBackend
@@ -236,7 +236,7 @@ async def test_unexpected_failure_is_json_without_traceback(aiohttp_client):
         raise ZeroDivisionError("internal detail")
 
     # The guard wraps every handler the same way: check it on one that fails for real.
-    app = create_app(Config(backend="demo"), backend=DemoBackend(), extensions=False)
+    app = build_app(Config(backend="demo"), backend=DemoBackend(), nhso=None)
     app.router.add_get("/v1/broken", broken)
     client = await aiohttp_client(app)
     resp = await client.get("/v1/broken")

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from agent import __version__
 from agent.card.demo import demo_profile
-from agent.api import create_app
+from agent.assembly import build_app
 from agent.config import Config
 from agent.readers.base import ReaderBackend
 from agent.readers.demo import DEMO_READER, DemoBackend
@@ -194,7 +194,7 @@ class RealLikeBackend(ReaderBackend):
 
 
 async def test_demo_control_only_in_demo_mode(aiohttp_client):
-    app = create_app(Config(backend="pcsc"), backend=RealLikeBackend(), extensions=False)
+    app = build_app(Config(backend="pcsc"), backend=RealLikeBackend(), nhso=None)
     client = await aiohttp_client(app)
     for method, kw in (("POST", {"json": {"variant": 1}}), ("DELETE", {})):
         resp = await client.request(method, "/v1/demo/card", **kw)

@@ -9,8 +9,9 @@ import pytest
 from agent.card.encode import encode_card
 from agent.card.demo import demo_profile
 from agent.card.simulator import ATR_NOT_THAI, SimulatedCard
-from agent.core import CardService
-from agent.errors import CardRemoved, NoCard, NoReader, NotThaiIdCard, ReaderNotFound
+from agent.core import CardService, pick_reader
+from agent.errors import AgentError, CardRemoved, NoCard, NoReader, NotThaiIdCard, ReaderNotFound
+from agent.events import EventBus
 from agent.readers.base import ReaderEvent
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
 from tests.core_support import next_event
@@ -66,7 +67,7 @@ async def test_removal_clears_the_cache_at_once(service):
     await next_event(sub, "card.removed")
     with pytest.raises(NoCard):
         await svc.get_card(DEMO_READER)
-    assert svc.slots[DEMO_READER].card is None
+    assert svc.readers_with_cards([DEMO_READER])[0]["card"] is None
     backend.insert(DEMO_READER, demo_card(1))
     await next_event(sub, "card.inserted")
     _, card = await svc.get_card(DEMO_READER, photo=True)
@@ -85,7 +86,7 @@ async def test_removal_mid_read_ends_waiters_with_card_removed(service):
     with pytest.raises(CardRemoved):
         await waiter
     await next_event(sub, "card.removed", SECOND)
-    assert svc.slots[SECOND].card is None
+    assert svc.readers_with_cards([SECOND])[0]["card"] is None
 
 
 async def test_not_a_thai_card_is_an_error_event(service):
@@ -123,7 +124,7 @@ async def test_slow_subscriber_is_dropped_not_blocking(service):
     svc, backend = service
     slow = svc.events.subscribe()
     for _ in range(300):
-        svc.events.publish("test.tick")
+        svc.events.publish("reader.error", None, code="internal_error")
     assert await slow.get() is None and svc.events.subscribers == 0
 
 
@@ -135,3 +136,49 @@ async def test_card_pulled_after_the_read_but_before_the_caller_resumes(service)
     svc._on_reader_event(ReaderEvent("card_removed", DEMO_READER))
     with pytest.raises(CardRemoved):
         await waiter                                        # never the card that left
+
+
+@pytest.mark.parametrize(("readers", "name", "default", "chosen"), [
+    ([("A", False), ("B", True)], None, None, "B"),          # the one with a card
+    ([("A", False), ("B", False)], None, None, "A"),         # else the first
+    ([("A", True), ("B", True)], None, "B", "B"),            # the default wins over a card
+    ([("A", True), ("B", False)], None, "gone", "A"),        # a default that is not attached
+    ([("A", True), ("B", True)], "B", "A", "B"),             # a named reader wins over all
+])
+def test_one_reader_rule(readers, name, default, chosen):
+    assert pick_reader(readers, name, default) == chosen
+
+
+def test_reader_rule_errors():
+    with pytest.raises(NoReader):
+        pick_reader([], None, "A")
+    with pytest.raises(ReaderNotFound):
+        pick_reader([("A", True)], "B")
+
+
+def test_the_bus_takes_only_events_of_the_table():
+    bus = EventBus()
+    with pytest.raises(ValueError, match="EVENT_TABLE"):
+        bus.publish("card.exploded", "R")
+    with pytest.raises(ValueError, match="payload"):
+        bus.publish("card.removed", "R", citizen_id="1")
+    with pytest.raises(ValueError):
+        bus.publish("heartbeat")                 # the WebSocket's own message, not the bus's
+    assert bus.publish("card.inserted", "R", atr="3B 67").envelope()["atr"] == "3B 67"
+
+
+async def test_demo_controls_only_on_the_demo_reader():
+    from agent.readers.base import ReaderBackend
+
+    class NotDemo(ReaderBackend):
+        kind = "pcsc"
+        def snapshot(self): return []
+        def wait_for_change(self, known, timeout=None): return []
+        def cancel(self): pass
+        def connect(self, reader): raise AssertionError
+
+    svc = CardService(NotDemo())
+    assert svc.demo is False and svc.demo_card_present() is None
+    with pytest.raises(AgentError) as err:
+        svc.demo_insert()
+    assert err.value.code == "not_found"

@@ -1,14 +1,18 @@
 """The agent server inside the tray's process, on the tray's worker loop.
 
 The tray still watches it through the public API like any other client; this module only
-starts, stops and restarts it (after a settings change), and in demo mode lets staff
-insert and remove the simulated card from the menu.
+starts, stops and restarts it (after a settings change) through ``agent.assembly``, and in
+demo mode lets staff insert and remove the simulated card from the menu (through the core).
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from agent.assembly import RunningServer, start_server
+from agent.config import load_config
+from agent.core import open_backend
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +21,7 @@ class EmbeddedAgent:
     def __init__(self, cli_overrides: dict[str, Any], *, demo: bool = False) -> None:
         self.cli_overrides = cli_overrides
         self.demo = demo
-        self.backend: Any = None
-        self.server: Any = None
+        self.server: RunningServer | None = None
         self.port: int | None = None
 
     @property
@@ -27,15 +30,13 @@ class EmbeddedAgent:
 
     async def start(self) -> str:
         """Load the config, bind 127.0.0.1:port (PortInUse when taken), return the base URL."""
-        from agent.api.server import start_server
-        from agent.config import load_config
-        from agent.readers.factory import make_backend
-
         config = load_config(cli=self.cli_overrides)
-        self.backend = make_backend("demo" if self.demo else config.backend)
-        self.server = await start_server(config, backend=self.backend)
+        # --demo wins over the configured backend, as for ``serve --demo``.
+        backend = open_backend("demo") if self.demo else None
+        self.server = await start_server(config, backend=backend)
         self.port = self.server.port
-        log.info("agent listening on %s (%s reader)", self.base_url, self.backend.kind)
+        log.info("agent listening on %s (%s reader)", self.base_url,
+                 self.server.cards.backend_kind)
         return self.base_url
 
     async def stop(self) -> None:
@@ -49,22 +50,16 @@ class EmbeddedAgent:
 
     # -- demo reader -------------------------------------------------------------------
     def demo_card_in(self) -> bool | None:
-        from agent.readers.demo import DemoBackend
-
-        if not isinstance(self.backend, DemoBackend):
+        """Whether the demo card is in; None when the agent does not run the demo reader."""
+        if self.server is None:
             return None
-        return any(s.present for s in self.backend.snapshot())
+        return self.server.cards.demo_card_present()
 
     def demo_toggle(self) -> None:
-        from agent.readers.demo import DemoBackend, demo_card
-
-        backend = self.backend
-        if not isinstance(backend, DemoBackend):
+        if self.server is None or not self.server.cards.demo:
             return
-        states = backend.snapshot()
-        if not states:
-            return
-        if states[0].present:
-            backend.remove(states[0].name)
+        cards = self.server.cards
+        if cards.demo_card_present():
+            cards.demo_remove()
         else:
-            backend.insert(states[0].name, demo_card())
+            cards.demo_insert()

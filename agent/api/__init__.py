@@ -1,5 +1,1 @@
-"""The local HTTP + WebSocket API (``thaicard-agent serve``)."""
-
-from .app import create_app
-
-__all__ = ["create_app"]
+"""The local HTTP + WebSocket API (``thaicard-agent serve``); assembled by ``agent.assembly``."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import inspect
 import logging
 import uuid
 from typing import Any
@@ -22,6 +21,7 @@ from ..card.session import CardRead
 from ..card.values import CardDate, CardText
 from ..errors import AgentError, PcscUnavailable
 from .keys import CARD_SERVICE, CONFIG, COVERAGE
+from .query import query_flag
 from .responses import error_response, json_response
 
 log = logging.getLogger(__name__)
@@ -116,23 +116,13 @@ def card_fields(card: CardRead, *, image: bool, now: dt.datetime) -> dict[str, A
 
 
 # -- NHSO coverage ------------------------------------------------------------------------
-def coverage_service(app: web.Application) -> Any | None:
-    return app.get(COVERAGE)
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
 async def token_configured(app: web.Application) -> bool:
-    service = coverage_service(app)
-    if service is None:
-        return False
-    check = getattr(service, "token_configured", None)
-    if check is None:
+    """Whether the NHSO room is mounted and holds a token (False when the keyring fails)."""
+    lookup = app.get(COVERAGE)
+    if lookup is None:
         return False
     try:
-        return bool(await _maybe_await(check() if callable(check) else check))
+        return bool(await lookup.token_configured())
     except AgentError as exc:
         log.warning("cannot tell whether an NHSO token is set: %s", exc.code)
         return False
@@ -144,11 +134,11 @@ async def add_coverage(app: web.Application, out: dict[str, Any]) -> str:
     ``unavailable``: no NHSO service or no token, card fields only. ``ok``: fields merged.
     A failed lookup with a token configured raises (500, as the NHSO agent answers).
     """
-    service = coverage_service(app)
-    if service is None or not await token_configured(app):
+    lookup = app.get(COVERAGE)
+    if lookup is None or not await token_configured(app):
         out["coverageStatus"] = "unavailable"
         return "unavailable"
-    coverage = await _maybe_await(service.coverage_for(out["pid"]))
+    coverage = await lookup.coverage_for(out["pid"])
     if not isinstance(coverage, dict):
         out["coverageStatus"] = "unavailable"
         return "unavailable"
@@ -166,24 +156,21 @@ def compat_status(exc: AgentError) -> int:
         return 418
     if exc.code == "reader_not_found":      # only with our ``terminal`` parameter
         return 404
+    if exc.code == "bad_request":           # a flag that is neither true nor false
+        return 400
     return 500
 
 
-def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "").strip().lower() in ("true", "1", "yes", "y", "on")
-
-
 async def terminals(request: web.Request) -> web.Response:
-    service = request.app[CARD_SERVICE]
-    return json_response([{"terminalName": slot.name, "isPresent": slot.present}
-                          for slot in service.slots.values()])
+    return json_response([{"terminalName": name, "isPresent": present}
+                          for name, present in request.app[CARD_SERVICE].terminals()])
 
 
 async def _read(request: web.Request, *, coverage: bool) -> web.Response:
     service = request.app[CARD_SERVICE]
-    want_image = _flag(request, "readImageFlag")
     terminal = request.query.get("terminal") or None
     try:
+        want_image = query_flag(request, "readImageFlag")
         _slot, card = await service.get_card(terminal, photo=want_image)
         out = card_fields(card, image=want_image, now=dt.datetime.now().astimezone())
         headers = {}
@@ -208,7 +195,7 @@ async def preference(request: web.Request) -> web.Response:
     service = request.app[CARD_SERVICE]
     configured = await token_configured(request.app)
     default = config.default_terminal
-    if default is None and service.slots:
+    if default is None and service.reader_names():
         default = service.choose_reader().name
     return json_response({"defaultTerminal": default or "",
                           "token": TOKEN_MASK if configured else "",

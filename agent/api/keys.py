@@ -1,20 +1,41 @@
-"""Typed application state (``web.AppKey``): everything the handlers share lives here."""
+"""Typed application state (``web.AppKey``) and the seams the API sees of other rooms.
+
+Everything the handlers share lives here. ``agent.assembly`` fills these keys; handlers
+only read them. The API knows the NHSO room only through ``CoverageLookup``.
+"""
 
 from __future__ import annotations
 
 import weakref
+from typing import Any, Protocol
+
 from aiohttp import web
 
 from ..config import Config
 from ..core import CardService
+from ..events import EventBus
+
+
+class CoverageLookup(Protocol):
+    """What ``/api/smartcard/read`` needs from NHSO (``agent.nhso.service.NhsoService``)."""
+
+    async def token_configured(self) -> bool | None:
+        """True/False; None when the keyring cannot be asked."""
+
+    async def coverage_for(self, pid: str) -> dict[str, Any] | None:
+        """The flat coverage fields; None when no token is set; AgentError on failure."""
+
 
 CONFIG = web.AppKey("config", Config)
+# The application's event bus: the card core and the NHSO service publish to it.
+EVENTS = web.AppKey("events", EventBus)
 CARD_SERVICE = web.AppKey("card_service", CardService)
 # Open WebSockets, closed with "going away" on shutdown.
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet)
-# OpenAPI paths and schemas that extensions (the NHSO routes) add to the document.
+# OpenAPI paths and schemas that other rooms (the NHSO routes) add to the document.
 OPENAPI_EXTRA = web.AppKey("openapi_extra", dict)
-# The NHSO service when ``agent.nhso`` is installed: ``coverage_for(pid)`` and token state.
-COVERAGE = web.AppKey("coverage", object)
+# The NHSO coverage lookup when the NHSO room is mounted.
+COVERAGE = web.AppKey("coverage", CoverageLookup)
 
-__all__ = ["CONFIG", "CARD_SERVICE", "WEBSOCKETS", "OPENAPI_EXTRA", "COVERAGE"]
+__all__ = ["CARD_SERVICE", "CONFIG", "COVERAGE", "EVENTS", "OPENAPI_EXTRA", "WEBSOCKETS",
+           "CoverageLookup"]

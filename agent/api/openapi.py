@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document of every HTTP endpoint, served at ``/v1/openapi.json``.
 
 Written by hand (the API is small and its shapes are a contract), checked by the tests
-against real responses. Extensions (the NHSO routes) add their paths through
-``register_openapi``.
+against real responses. Other rooms add their paths through ``register_openapi`` (the NHSO
+routes: ``agent/nhso/openapi.py``); the helpers below are shared with them.
 """
 
 from __future__ import annotations
@@ -168,21 +168,21 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _error_responses(*statuses: int) -> dict[str, Any]:
-    return {str(s): {"description": _STATUS_TEXT.get(s, "Error"),
+def error_responses(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"description": STATUS_TEXT.get(s, "Error"),
                      "content": {JSON: {"schema": ref("Error")}}} for s in statuses}
 
 
-_STATUS_TEXT = {400: "Bad request", 403: "Origin not allowed", 404: "Unknown reader or path",
+STATUS_TEXT = {400: "Bad request", 403: "Origin not allowed", 404: "Unknown reader or path",
                 405: "Method not allowed", 413: "Body larger than 64 KiB",
                 415: "Body is not JSON", 418: "No reader (NHSO agent semantics)",
                 421: "Host header not allowed",
                 500: "No card or read failure (NHSO agent semantics)",
                 503: "PC/SC unavailable or reader busy", 504: "Read timed out"}
-_GUARD = (403, 421)
+GUARD_STATUSES = (403, 421)
 
 
-def _json_ok(schema: dict[str, Any], description: str = "OK", *,
+def json_ok(schema: dict[str, Any], description: str = "OK", *,
              headers: dict[str, Any] | None = None, status: str = "200") -> dict[str, Any]:
     out: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
     if headers:
@@ -194,7 +194,7 @@ def _op(summary: str, responses: dict[str, Any], *, tags: list[str],
         params: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None,
         description: str | None = None, errors: tuple[int, ...] = ()) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "tags": tags,
-                          "responses": {**responses, **_error_responses(*_GUARD, *errors)}}
+                          "responses": {**responses, **error_responses(*GUARD_STATUSES, *errors)}}
     if description:
         op["description"] = description
     if params:
@@ -204,18 +204,18 @@ def _op(summary: str, responses: dict[str, Any], *, tags: list[str],
     return op
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+def query_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema,
             "description": description}
 
 
 READER_PARAM = {"name": "name", "in": "path", "required": True, "schema": S,
                 "description": "Reader name (URL-encoded), as in /v1/readers"}
-PHOTO_PARAM = _query("photo", {"type": "string", "enum": ["0", "1", "true", "false"]},
+PHOTO_PARAM = query_param("photo", {"type": "string", "enum": ["0", "1", "true", "false"]},
                      "1: include the photo (base64) and wait for it")
-IMAGE_FLAG = _query("readImageFlag", {"type": "string", "enum": ["true", "false"]},
+IMAGE_FLAG = query_param("readImageFlag", {"type": "string", "enum": ["true", "false"]},
                     "true: include the photo as raw base64 JPEG in 'image'")
-TERMINAL = _query("terminal", S, "Reader name; default: the configured default terminal, "
+TERMINAL = query_param("terminal", S, "Reader name; default: the configured default terminal, "
                                  "else the reader with a card, else the first")
 COMPAT_READ_ERRORS = (404, 418, 500)
 X_COVERAGE = {"X-Coverage": {"description": "ok, or unavailable (no NHSO token: card fields "
@@ -229,7 +229,7 @@ def base_paths() -> dict[str, Any]:
         "/": {"get": {"summary": "Status page (Thai and English)", "tags": page,
                       "responses": {"200": {"description": "HTML",
                                             "content": {"text/html": {"schema": S}}},
-                                    **_error_responses(*_GUARD)}}},
+                                    **error_responses(*GUARD_STATUSES)}}},
         "/static/{file}": {"get": {
             "summary": "Status page assets", "tags": page,
             "parameters": [{"name": "file", "in": "path", "required": True,
@@ -237,32 +237,32 @@ def base_paths() -> dict[str, Any]:
                                                                   "example.html"]}}],
             "responses": {"200": {"description": "The asset", "content": {
                 "text/javascript": {"schema": S}, "text/css": {"schema": S},
-                "text/html": {"schema": S}}}, **_error_responses(*_GUARD, 404)}}},
+                "text/html": {"schema": S}}}, **error_responses(*GUARD_STATUSES, 404)}}},
         "/api/smartcard/terminals": {"get": _op(
-            "Readers, NHSO agent shape", _json_ok({"type": "array", "items": ref("Terminal")}),
+            "Readers, NHSO agent shape", json_ok({"type": "array", "items": ref("Terminal")}),
             tags=compat, description="[] when no reader (or no PC/SC).")},
         "/api/smartcard/read": {"get": _op(
             "Read the card, with NHSO coverage when a token is configured",
-            _json_ok(ref("CompatCard"), headers=X_COVERAGE), tags=compat,
+            json_ok(ref("CompatCard"), headers=X_COVERAGE), tags=compat,
             params=[IMAGE_FLAG, TERMINAL], errors=COMPAT_READ_ERRORS)},
         "/api/smartcard/read-card-only": {"get": _op(
-            "Read the card fields only", _json_ok(ref("CompatCard")), tags=compat,
+            "Read the card fields only", json_ok(ref("CompatCard")), tags=compat,
             params=[IMAGE_FLAG, TERMINAL], errors=COMPAT_READ_ERRORS)},
         "/api/preference": {"get": _op(
             "Default terminal; whether an NHSO token is set (never the token)",
-            _json_ok(ref("Preference")), tags=compat)},
+            json_ok(ref("Preference")), tags=compat)},
         "/api/api/preference": {"get": _op(
             "Same as /api/preference (a health probe some callers use)",
-            _json_ok(ref("Preference")), tags=compat)},
-        "/v1/status": {"get": _op("Agent status", _json_ok(ref("Status")), tags=v1)},
-        "/v1/readers": {"get": _op("Readers and card state", _json_ok(ref("Readers")),
+            json_ok(ref("Preference")), tags=compat)},
+        "/v1/status": {"get": _op("Agent status", json_ok(ref("Status")), tags=v1)},
+        "/v1/readers": {"get": _op("Readers and card state", json_ok(ref("Readers")),
                                    tags=v1)},
         "/v1/card": {"get": _op(
             "The card in the default reader (configured, else the one with a card)",
-            _json_ok(ref("CardResponse")), tags=v1, params=[PHOTO_PARAM],
+            json_ok(ref("CardResponse")), tags=v1, params=[PHOTO_PARAM],
             errors=(404, 418, 500, 503, 504))},
         "/v1/readers/{name}/card": {"get": _op(
-            "Every card field, raw and parsed", _json_ok(ref("CardResponse")), tags=v1,
+            "Every card field, raw and parsed", json_ok(ref("CardResponse")), tags=v1,
             params=[READER_PARAM, PHOTO_PARAM], errors=(404, 418, 500, 503, 504))},
         "/v1/readers/{name}/photo": {"get": _op(
             "The card's photo", {"200": {"description": "JPEG",
@@ -270,112 +270,29 @@ def base_paths() -> dict[str, Any]:
                                              "type": "string", "format": "binary"}}}}},
             tags=v1, params=[READER_PARAM], errors=(404, 418, 500, 503, 504))},
         "/v1/demo/card": {
-            "post": _op("Demo mode only: insert a demo card", _json_ok(
+            "post": _op("Demo mode only: insert a demo card", json_ok(
                 ref("DemoInserted"), "Inserted", status="202"), tags=v1,
                 body=ref("DemoInsert"), errors=(400, 404, 413, 415)),
-            "delete": _op("Demo mode only: remove the card", _json_ok(
+            "delete": _op("Demo mode only: remove the card", json_ok(
                 ref("DemoRemoved"), "Removed", status="202"), tags=v1,
-                params=[_query("reader", S, "Reader name (default: as for /v1/card)")],
+                params=[query_param("reader", S, "Reader name (default: as for /v1/card)")],
                 errors=(404,)),
         },
         "/v1/events": {"get": _op(
             "Event stream (WebSocket)", {"101": {"description": "Switching to WebSocket; "
                                                                 "messages are EventEnvelope"}},
             tags=v1, errors=(400,),
-            params=[_query("types", S, "Comma-separated event types or prefixes (card.*)"),
-                    _query("readers", S, "Comma-separated reader names"),
-                    _query("photo", {"type": "string", "enum": ["0", "1", "true", "false"]},
+            params=[query_param("types", S, "Comma-separated event types or prefixes (card.*)"),
+                    query_param("readers", S, "Comma-separated reader names"),
+                    query_param("photo", {"type": "string", "enum": ["0", "1", "true", "false"]},
                            "0: no card.photo events, no photos in snapshots")])},
-        "/v1/openapi.json": {"get": _op("This document", _json_ok({"type": "object"}),
+        "/v1/openapi.json": {"get": _op("This document", json_ok({"type": "object"}),
                                         tags=v1)},
         "/v1/client.js": {"get": {"summary": "JavaScript client (ES module)", "tags": v1,
                                   "responses": {"200": {"description": "JavaScript", "content": {
                                       "text/javascript": {"schema": S}}},
-                                      **_error_responses(*_GUARD)}}},
+                                      **error_responses(*GUARD_STATUSES)}}},
     }
-
-
-# The NHSO routes (agent.nhso), documented here from what their handlers answer, unless the
-# extension registers its own description. Their bodies are NHSO's: left open.
-NHSO_SCHEMAS: dict[str, Any] = {
-    "NhsoError": obj({"code": S, "message": S, "message_th": S, "detail": S,
-                      "errors": {"type": "array", "items": {"type": "object"}}},
-                     ["code", "message", "message_th"], extra=True),
-    "SpringError": obj({"timestamp": S, "status": I, "error": S, "message": S, "path": S,
-                        "errors": {"type": "array", "items": {"type": "object"}}},
-                       ["timestamp", "status", "error", "message", "path"], extra=True,
-                       description="The NHSO agent's error shape on /api/nhso-service"),
-    "Claim": {"type": "object", "required": ["id", "transactionId", "status"],
-              "properties": {"id": S, "transactionId": S, "status": S}},
-}
-
-
-def _nhso_op(summary: str, ok: dict[str, Any], *, error: str, statuses: tuple[int, ...],
-             tags: list[str], params: list[dict[str, Any]] | None = None,
-             body: bool = False) -> dict[str, Any]:
-    responses = {**ok, **{str(s): {"description": _STATUS_TEXT.get(s, "Error"), "content": {
-        JSON: {"schema": ref(error)}}} for s in statuses}, **_error_responses(*_GUARD)}
-    op: dict[str, Any] = {"summary": summary, "tags": tags, "responses": responses}
-    if params:
-        op["parameters"] = params
-    if body:
-        op["requestBody"] = {"required": True, "content": {JSON: {"schema": {
-            "type": "object"}}}}
-    return op
-
-
-def nhso_paths() -> dict[str, Any]:
-    v1, compat = ["NHSO"], ["NHSO-compatible"]
-    pid = {"name": "pid", "in": "path", "required": True,
-           "schema": {**S, "pattern": "^[0-9]{13}$"}}
-    any_json = {"type": ["object", "array"]}
-    v1_errors = (400, 404, 409, 415, 502, 503)
-    return {
-        "/v1/claims": {
-            "post": _nhso_op("Queue a close-claim for NHSO (sent by the outbox, never twice)",
-                             _json_ok(ref("Claim"), "Queued", status="202"), error="NhsoError",
-                             statuses=v1_errors, tags=v1, body=True),
-            "get": _nhso_op("Claims in the outbox", _json_ok(obj({
-                "claims": {"type": "array", "items": ref("Claim")}, "count": I})),
-                error="NhsoError", statuses=(400, 503), tags=v1,
-                params=[_query("date", S, "YYYY-MM-DD"),
-                        _query("status", S, "comma-separated statuses"),
-                        _query("limit", I, "1-1000")]),
-        },
-        "/v1/claims/retry": {"post": _nhso_op(
-            "Send waiting claims now; with status \"failed\", queue refused claims again",
-            _json_ok(obj({"requeued": I, "queued": I}, ["requeued", "queued"])),
-            error="NhsoError", statuses=(400, 415, 503), tags=v1, body=True)},
-        "/v1/claims/{id}": {"get": _nhso_op(
-            "One claim and what happened to it", _json_ok(ref("Claim")), error="NhsoError",
-            statuses=(404, 503), tags=v1,
-            params=[{"name": "id", "in": "path", "required": True, "schema": S}])},
-        "/v1/nhso/authen-status": {"get": _nhso_op(
-            "NHSO Check Authen Status for a person and day", _json_ok({"type": "object"}),
-            error="NhsoError", statuses=(400, 502, 503), tags=v1,
-            params=[_query("pid", S, "citizen id"), _query("date", S, "YYYY-MM-DD"),
-                    _query("serviceCode", S, "PG... service code")])},
-        "/v1/nhso/status": {"get": _nhso_op(
-            "NHSO settings (no secrets), token set or not, outbox counts",
-            _json_ok({"type": "object"}), error="NhsoError", statuses=(503,), tags=v1)},
-        "/api/nhso-service/latest-authen-code/{pid}": {"get": _nhso_op(
-            "Today's latest authen code of this hospital (no claimCode key when none)",
-            _json_ok({"type": "object"}), error="SpringError", statuses=(400, 500),
-            tags=compat, params=[pid])},
-        "/api/nhso-service/latest-5-authen-code-all-hospital/{pid}": {"get": _nhso_op(
-            "Up to 5 of today's authen codes, any hospital", _json_ok(any_json),
-            error="SpringError", statuses=(400, 500), tags=compat, params=[pid])},
-        "/api/nhso-service/confirm-save": {"post": _nhso_op(
-            "Confirm the service and get an Authen Code (PP...)", _json_ok({"type": "object"}),
-            error="SpringError", statuses=(400, 500), tags=compat, body=True)},
-    }
-
-
-def document_nhso(app: web.Application) -> None:
-    """Describe the mounted NHSO routes that the extension did not describe itself."""
-    extra = app.setdefault(OPENAPI_EXTRA, {"paths": {}, "schemas": {}})
-    register_openapi(app, {p: v for p, v in nhso_paths().items() if p not in extra["paths"]},
-                     {k: v for k, v in NHSO_SCHEMAS.items() if k not in extra["schemas"]})
 
 
 def build_document(app: web.Application) -> dict[str, Any]:

@@ -1,32 +1,19 @@
-"""Binding and running the API: 127.0.0.1 only, and the bind is the single-instance lock."""
+"""The listening socket: 127.0.0.1 only, and the bind is the single-instance lock.
+
+``agent.assembly`` binds through ``bind_socket`` before it builds anything, so a second
+agent (or the NHSO agent on the same port) is reported at once.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import errno
-import logging
-import signal
 import socket
 import sys
-from dataclasses import dataclass
 
-from aiohttp import web
-
-from .. import __version__
-from ..config import Config
-from ..errors import AgentError
-from ..readers.base import ReaderBackend
-from .app import create_app
-from .keys import CARD_SERVICE
-
-log = logging.getLogger(__name__)
+from ..errors import AgentError, PortInUse
 
 HOST = "127.0.0.1"
 _IN_USE = {errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1), 10048}
-
-
-class PortInUse(AgentError):
-    code = "port_in_use"
 
 
 def bind_socket(port: int) -> socket.socket:
@@ -53,60 +40,3 @@ def bind_socket(port: int) -> socket.socket:
                          code="port_in_use") from None
     sock.setblocking(False)
     return sock
-
-
-@dataclass
-class RunningServer:
-    runner: web.AppRunner
-    app: web.Application
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
-
-async def start_server(config: Config, *, backend: ReaderBackend | None = None
-                       ) -> RunningServer:
-    """Bind first (fail fast when the port is taken), then start the app.
-
-    For embedding (the tray runs this in its worker thread's loop); ``serve`` wraps it.
-    """
-    sock = bind_socket(config.port)
-    try:
-        app = create_app(config, backend=backend)
-        runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger(
-            "aiohttp.access"))
-        await runner.setup()
-        site = web.SockSite(runner, sock, shutdown_timeout=2.0)
-        await site.start()
-    except BaseException:
-        sock.close()
-        raise
-    port = sock.getsockname()[1]
-    return RunningServer(runner, app, port)
-
-
-async def serve(config: Config, *, backend: ReaderBackend | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Run until SIGINT/SIGTERM (or ``stop`` is set)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):   # Windows: KeyboardInterrupt instead
-            pass
-    server = await start_server(config, backend=backend)
-    kind = server.app[CARD_SERVICE].backend.kind
-    log.info("Thai Card Agent listening on %s (%s backend)", server.url, kind)
-    print(f"Thai Card Agent {__version__}: {server.url}/ ({kind} reader)", file=sys.stderr,
-          flush=True)
-    try:
-        await stop.wait()
-    finally:
-        log.info("stopping")
-        await server.stop()

@@ -6,29 +6,23 @@ The WebSocket (``/v1/events``) is in ``ws.py``; the OpenAPI document in ``openap
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from aiohttp import web
 
 from .. import __version__
-from ..core import CardService, ReaderSlot
 from ..card.session import CardRead
-from ..readers.demo import DemoBackend, demo_card
+from ..core import DEMO_VARIANTS, ReaderView
 from .compat import token_configured
-from .keys import CARD_SERVICE, CONFIG, COVERAGE, WEBSOCKETS
+from .keys import CARD_SERVICE, CONFIG, COVERAGE, EVENTS, WEBSOCKETS
+from .query import query_flag
 from .responses import error, json_response
 from .security import read_json
 
 STARTED_AT = web.AppKey("started_at", dt.datetime)
-DEMO_VARIANTS = 100
 
 
-def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def card_payload(slot: ReaderSlot, card: CardRead, *, photo: bool) -> dict[str, Any]:
+def card_payload(slot: ReaderView, card: CardRead, *, photo: bool) -> dict[str, Any]:
     return {"reader": slot.name, "status": slot.status,
             "read_at": slot.read_at.isoformat(timespec="milliseconds") if slot.read_at else None,
             "card": card.to_json(photo_b64=photo)}
@@ -36,17 +30,17 @@ def card_payload(slot: ReaderSlot, card: CardRead, *, photo: bool) -> dict[str, 
 
 async def status(request: web.Request) -> web.Response:
     app = request.app
-    service = app[CARD_SERVICE]
+    cards = app[CARD_SERVICE].status()
     return json_response({
         "name": "thaicard-agent",
         "version": __version__,
         "started_at": app[STARTED_AT].isoformat(timespec="seconds"),
-        "uptime_s": round(time.monotonic() - service.started_at, 1),
-        "backend": service.backend.kind,
-        "pcsc": {"state": service.pcsc_state(), "error": service.pcsc_error},
-        "readers": service.readers(),
-        "reads": service.reads,
-        "events": {"clients": len(app[WEBSOCKETS]), "last_seq": service.events.last_seq},
+        "uptime_s": cards["uptime_s"],
+        "backend": cards["backend"],
+        "pcsc": cards["pcsc"],
+        "readers": cards["readers"],
+        "reads": cards["reads"],
+        "events": {"clients": len(app[WEBSOCKETS]), "last_seq": app[EVENTS].last_seq},
         "nhso": {"available": app.get(COVERAGE) is not None,
                  "tokenConfigured": await token_configured(app)},
         "config": app[CONFIG].public_view(),
@@ -59,7 +53,7 @@ async def readers(request: web.Request) -> web.Response:
 
 async def _card(request: web.Request, name: str | None) -> web.Response:
     service = request.app[CARD_SERVICE]
-    photo = _flag(request, "photo")
+    photo = query_flag(request, "photo")
     slot, card = await service.get_card(name, photo=photo)
     return json_response(card_payload(slot, card, photo=photo))
 
@@ -84,24 +78,16 @@ async def reader_photo(request: web.Request) -> web.Response:
 
 
 # -- demo mode: let web developers insert and remove fake cards ----------------------------
-def _demo_backend(service: CardService) -> DemoBackend:
-    backend = service.backend
-    if not isinstance(backend, DemoBackend):
-        raise error("not_found", "only in demo mode")
-    return backend
-
-
-def _demo_reader(service: CardService, name: Any) -> str:
-    if name is None:
-        return service.choose_reader(None).name
-    if not isinstance(name, str):
+def _demo_reader(name: Any) -> str | None:
+    if name is not None and not isinstance(name, str):
         raise error("bad_request", "reader must be a string")
-    return service.choose_reader(name).name
+    return name
 
 
 async def demo_insert(request: web.Request) -> web.Response:
     service = request.app[CARD_SERVICE]
-    backend = _demo_backend(service)
+    if not service.demo:
+        raise error("not_found", "only in demo mode")
     body = await read_json(request)
     if body is None:
         body = {}
@@ -114,17 +100,13 @@ async def demo_insert(request: web.Request) -> web.Response:
     if not isinstance(variant, int) or isinstance(variant, bool) or \
             not 0 <= variant < DEMO_VARIANTS:
         raise error("bad_request", f"variant must be an integer 0-{DEMO_VARIANTS - 1}")
-    reader = _demo_reader(service, body.get("reader"))
-    backend.insert(reader, demo_card(variant))
+    reader = service.demo_insert(_demo_reader(body.get("reader")), variant)
     return json_response({"reader": reader, "inserted": True, "variant": variant},
                          status=202)
 
 
 async def demo_remove(request: web.Request) -> web.Response:
-    service = request.app[CARD_SERVICE]
-    backend = _demo_backend(service)
-    reader = _demo_reader(service, request.query.get("reader"))
-    backend.remove(reader)
+    reader = request.app[CARD_SERVICE].demo_remove(request.query.get("reader"))
     return json_response({"reader": reader, "removed": True}, status=202)
 
 

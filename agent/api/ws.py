@@ -28,8 +28,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import __version__
 from ..errors import AgentError
-from ..events import EVENT_VERSION, Event
-from .keys import CARD_SERVICE, CONFIG, WEBSOCKETS
+from ..events import CONTROL_TYPES, EVENT_VERSION, Event
+from .keys import CARD_SERVICE, CONFIG, EVENTS, WEBSOCKETS
+from .query import parse_flag
 from .responses import dumps, error
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE = 64 * 1024
 MAX_FILTER_ITEMS = 32
 TYPE_PATTERN = re.compile(r"^[a-z]+(\.[a-z_]+)?(\.\*)?$|^[a-z]+\.\*$|^\*$")
-# Control messages reach a client whatever its filters.
-CONTROL_TYPES = frozenset({"snapshot", "heartbeat", "pong", "subscribed", "error"})
 CLOSE_TOO_SLOW = WSCloseCode.TRY_AGAIN_LATER        # 1013: reconnect and take a new snapshot
 
 ENCODED = web.AppKey("encoded_events", OrderedDict)
@@ -77,15 +76,6 @@ def _string_list(value: Any, what: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
-def _bool(value: Any, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
-                                                     "no", "off"):
-        return value.lower() in ("1", "true", "yes", "on")
-    raise error("bad_request", f"{what} must be true or false")
-
-
 def update_filters(base: Filters, data: Mapping[str, Any]) -> Filters:
     """``base`` with the keys present in ``data`` replaced; AgentError(bad_request) if invalid."""
     changes: dict[str, Any] = {}
@@ -98,7 +88,7 @@ def update_filters(base: Filters, data: Mapping[str, Any]) -> Filters:
     if "readers" in data:
         changes["readers"] = _string_list(data["readers"], "readers")
     if "photo" in data:
-        changes["photo"] = _bool(data["photo"], "photo")
+        changes["photo"] = parse_flag(data["photo"], "photo")
     return replace(base, **changes)
 
 
@@ -107,24 +97,17 @@ def _now() -> str:
 
 
 def control(app: web.Application, type_: str, **payload: Any) -> dict[str, Any]:
-    return {"v": EVENT_VERSION, "type": type_, "seq": app[CARD_SERVICE].events.last_seq,
+    return {"v": EVENT_VERSION, "type": type_, "seq": app[EVENTS].last_seq,
             "time": _now(), "reader": None, **payload}
 
 
 def snapshot(app: web.Application, filters: Filters) -> dict[str, Any]:
-    service = app[CARD_SERVICE]
-    readers = []
-    for slot in service.slots.values():
-        if filters.readers and slot.name not in filters.readers:
-            continue
-        info = slot.info()
-        info["card"] = (slot.card.to_json(photo_b64=filters.photo)
-                        if slot.card is not None else None)
-        readers.append(info)
+    cards = app[CARD_SERVICE]
     return control(app, "snapshot", agent={"name": "thaicard-agent", "version": __version__},
-                   backend=service.backend.kind,
-                   pcsc={"state": service.pcsc_state(), "error": service.pcsc_error},
-                   readers=readers, filters=filters.to_json())
+                   backend=cards.backend_kind,
+                   pcsc={"state": cards.pcsc_state(), "error": cards.pcsc_error},
+                   readers=cards.readers_with_cards(filters.readers, photo=filters.photo),
+                   filters=filters.to_json())
 
 
 def error_message(app: web.Application, exc: AgentError) -> dict[str, Any]:
@@ -154,9 +137,9 @@ class Connection:
 
     async def pump(self) -> None:
         """Bus -> client, with heartbeats; ends when the client or the bus goes away."""
-        service = self.app[CARD_SERVICE]
+        bus = self.app[EVENTS]
         interval = self.app[CONFIG].heartbeat_interval
-        sub = service.events.subscribe()
+        sub = bus.subscribe()
         try:
             await self.send(snapshot(self.app, self.filters))
             while not self.ws.closed:
@@ -173,7 +156,7 @@ class Connection:
         except (ConnectionError, RuntimeError):
             return                           # the client left while we were sending
         finally:
-            service.events.unsubscribe(sub)
+            bus.unsubscribe(sub)
 
     async def handle(self, text: str) -> None:
         try:

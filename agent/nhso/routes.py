@@ -1,9 +1,11 @@
-"""HTTP routes of the NHSO part, mounted on the main app by ``setup_nhso(app, config)``.
+"""HTTP routes of the NHSO room, mounted on the agent's app by ``mount_nhso(app, service)``.
 
 Origin/Host checks, CORS, JSON-only POST and body limits are middleware of the main app;
-these handlers still validate every body strictly. ``/v1/...`` answers errors as
-``{code, message, message_th, errors?}``; the compat ``/api/nhso-service/...`` routes answer
-the Spring Boot shape the old agent's callers parse.
+these handlers still validate every body strictly. ``/v1/...`` answers errors in the one
+body of every ``/v1`` route (``agent.api.responses.error_body``: ``code``, both languages,
+``errors`` for field problems); the compat ``/api/nhso-service/...`` routes answer the
+Spring Boot shape the old agent's callers parse. The OpenAPI fragment of these routes is in
+``openapi.py`` beside this file.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ..api.responses import error_response
 from ..errors import AgentError, ClaimNotFound
+from .openapi import document_nhso
 from .outbox import STATUSES
 from .service import NhsoService, Publish, local_now
 from .settings import NhsoSettings, SettingsError, load_settings
@@ -42,16 +46,13 @@ async def _json_body(request: web.Request) -> Any:
         raise _bad("", "the body is not valid JSON", "ข้อมูลไม่ใช่ JSON ที่ถูกต้อง") from None
 
 
-def _error(exc: AgentError) -> web.Response:
-    return web.json_response(exc.to_dict(), status=exc.info.http_status)
-
-
 def v1(handler: Handler) -> Handler:
+    """The one /v1 error body, also when the room is mounted without the agent's guard."""
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
         except AgentError as exc:
-            return _error(exc)
+            return error_response(exc, request)
     return wrapped
 
 
@@ -183,13 +184,13 @@ async def confirm_save(request: web.Request) -> web.Response:
     return web.json_response(await _service(request).confirm_save(await _json_body(request)))
 
 
-def _resolve_settings(config: Any) -> tuple[NhsoSettings, str | None]:
-    """The settings, and why the configured ones could not be used (if so)."""
+def resolve_settings(config: Any = None) -> tuple[NhsoSettings, str | None]:
+    """The settings, and why the configured ones could not be used (if so).
+
+    ``config``: an ``NhsoSettings``, or None to load them from the files and environment.
+    """
     if isinstance(config, NhsoSettings):
         return config, None
-    nested = getattr(config, "nhso", None)
-    if isinstance(nested, NhsoSettings):
-        return nested, None
     try:
         return load_settings(), None
     except SettingsError as exc:
@@ -199,20 +200,9 @@ def _resolve_settings(config: Any) -> tuple[NhsoSettings, str | None]:
         return NhsoSettings(), str(exc.detail)
 
 
-def setup_nhso(app: web.Application, config: Any = None, *, publish: Publish | None = None,
-               token_store: TokenStore | None = None) -> None:
-    """Add the NHSO routes and the app-scoped ``NhsoService`` (``app[NHSO_SERVICE]``).
-
-    ``config``: an ``NhsoSettings``, an object with an ``nhso`` attribute holding one, or None
-    (load from the settings files and environment). ``publish(type, payload)`` receives
-    ``claim.queued``, ``claim.sent``, ``claim.failed`` and ``claim.due``; more listeners can be
-    added to ``app[NHSO_SERVICE].listeners`` (available right after this call).
-    """
-    # Built here (no I/O yet) so the main app can reach it before startup; opened in
-    # the cleanup context, which also closes it.
-    settings, problem = _resolve_settings(config)
-    service = NhsoService(settings, token_store=token_store, publish=publish)
-    service.settings_error = problem
+def mount_nhso(app: web.Application, service: NhsoService) -> None:
+    """The routes of ``service``, its life cycle (opened at startup, closed at cleanup) and
+    its part of the OpenAPI document. ``app[NHSO_SERVICE]`` is the service."""
     app[NHSO_SERVICE] = service
 
     async def nhso_context(app: web.Application) -> AsyncIterator[None]:
@@ -234,3 +224,17 @@ def setup_nhso(app: web.Application, config: Any = None, *, publish: Publish | N
     r.add_get("/api/nhso-service/latest-5-authen-code-all-hospital/{pid}",
               latest_5_authen_codes)
     r.add_post("/api/nhso-service/confirm-save", confirm_save)
+    document_nhso(app)
+
+
+def setup_nhso(app: web.Application, config: NhsoSettings | None = None, *,
+               publish: Publish | None = None,
+               token_store: TokenStore | None = None) -> NhsoService:
+    """The NHSO room alone on ``app`` (its own tests and tools): a service from ``config``
+    (or the settings files) with ``publish(type, payload)`` for claim events, mounted.
+    The agent itself is assembled by ``agent.assembly``."""
+    settings, problem = resolve_settings(config)
+    service = NhsoService(settings, token_store=token_store, publish=publish)
+    service.settings_error = problem
+    mount_nhso(app, service)
+    return service

@@ -1,0 +1,88 @@
+"""The OpenAPI fragment of the NHSO routes (``routes.py``), added to ``/v1/openapi.json``.
+
+Documented from what the handlers answer; the bodies NHSO itself defines are left open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..api.openapi import (GUARD_STATUSES, JSON, STATUS_TEXT, I, S, error_responses, json_ok,
+                           obj, query_param, ref, register_openapi)
+
+NHSO_SCHEMAS: dict[str, Any] = {
+    "SpringError": obj({"timestamp": S, "status": I, "error": S, "message": S, "path": S,
+                        "errors": {"type": "array", "items": {"type": "object"}}},
+                       ["timestamp", "status", "error", "message", "path"], extra=True,
+                       description="The NHSO agent's error shape on /api/nhso-service"),
+    "Claim": {"type": "object", "required": ["id", "transactionId", "status"],
+              "properties": {"id": S, "transactionId": S, "status": S}},
+}
+
+
+def _nhso_op(summary: str, ok: dict[str, Any], *, error: str, statuses: tuple[int, ...],
+             tags: list[str], params: list[dict[str, Any]] | None = None,
+             body: bool = False) -> dict[str, Any]:
+    responses = {**ok, **{str(s): {"description": STATUS_TEXT.get(s, "Error"), "content": {
+        JSON: {"schema": ref(error)}}} for s in statuses}, **error_responses(*GUARD_STATUSES)}
+    op: dict[str, Any] = {"summary": summary, "tags": tags, "responses": responses}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": {
+            "type": "object"}}}}
+    return op
+
+
+def nhso_paths() -> dict[str, Any]:
+    v1, compat = ["NHSO"], ["NHSO-compatible"]
+    pid = {"name": "pid", "in": "path", "required": True,
+           "schema": {**S, "pattern": "^[0-9]{13}$"}}
+    any_json = {"type": ["object", "array"]}
+    v1_errors = (400, 404, 409, 415, 502, 503)
+    return {
+        "/v1/claims": {
+            "post": _nhso_op("Queue a close-claim for NHSO (sent by the outbox, never twice)",
+                             json_ok(ref("Claim"), "Queued", status="202"), error="Error",
+                             statuses=v1_errors, tags=v1, body=True),
+            "get": _nhso_op("Claims in the outbox", json_ok(obj({
+                "claims": {"type": "array", "items": ref("Claim")}, "count": I})),
+                error="Error", statuses=(400, 503), tags=v1,
+                params=[query_param("date", S, "YYYY-MM-DD"),
+                        query_param("status", S, "comma-separated statuses"),
+                        query_param("limit", I, "1-1000")]),
+        },
+        "/v1/claims/retry": {"post": _nhso_op(
+            "Send waiting claims now; with status \"failed\", queue refused claims again",
+            json_ok(obj({"requeued": I, "queued": I}, ["requeued", "queued"])),
+            error="Error", statuses=(400, 415, 503), tags=v1, body=True)},
+        "/v1/claims/{id}": {"get": _nhso_op(
+            "One claim and what happened to it", json_ok(ref("Claim")), error="Error",
+            statuses=(404, 503), tags=v1,
+            params=[{"name": "id", "in": "path", "required": True, "schema": S}])},
+        "/v1/nhso/authen-status": {"get": _nhso_op(
+            "NHSO Check Authen Status for a person and day", json_ok({"type": "object"}),
+            error="Error", statuses=(400, 502, 503), tags=v1,
+            params=[query_param("pid", S, "citizen id"), query_param("date", S, "YYYY-MM-DD"),
+                    query_param("serviceCode", S, "PG... service code")])},
+        "/v1/nhso/status": {"get": _nhso_op(
+            "NHSO settings (no secrets), token set or not, outbox counts",
+            json_ok({"type": "object"}), error="Error", statuses=(503,), tags=v1)},
+        "/api/nhso-service/latest-authen-code/{pid}": {"get": _nhso_op(
+            "Today's latest authen code of this hospital (no claimCode key when none)",
+            json_ok({"type": "object"}), error="SpringError", statuses=(400, 500),
+            tags=compat, params=[pid])},
+        "/api/nhso-service/latest-5-authen-code-all-hospital/{pid}": {"get": _nhso_op(
+            "Up to 5 of today's authen codes, any hospital", json_ok(any_json),
+            error="SpringError", statuses=(400, 500), tags=compat, params=[pid])},
+        "/api/nhso-service/confirm-save": {"post": _nhso_op(
+            "Confirm the service and get an Authen Code (PP...)", json_ok({"type": "object"}),
+            error="SpringError", statuses=(400, 500), tags=compat, body=True)},
+    }
+
+
+def document_nhso(app: web.Application) -> None:
+    """Add the NHSO routes to the agent's OpenAPI document."""
+    register_openapi(app, nhso_paths(), NHSO_SCHEMAS)
