@@ -71,12 +71,12 @@ def build_app(config: Config | None = None, *, backend: ReaderBackend | None = N
     if nhso is not None:
         service = _nhso_service(nhso, events)
         mount_nhso(app, service)
-        app[COVERAGE] = service
+        app[COVERAGE] = service.lookups
 
         def forget_coverage(event: Event) -> None:
             # Coverage is looked up afresh for the next card; removal events carry no pid.
             if event.type in ("card.removed", "reader.removed"):
-                service.forget_coverage()
+                service.lookups.forget_coverage()
 
         events.add_listener(forget_coverage)
     if coverage is not None:

@@ -5,7 +5,7 @@ the agent without a hospital token.
 
 prints ``READY <port>`` when it listens. Point the agent at it with
 ``THAICARD_NHSO_BASE_URL=http://127.0.0.1:8190`` (or ``thaicard-agent nhso config
---base-url ...``). It implements shared/docs/nhso-agent-api.md section 2: bearer-token check
+--base-url ...``). It implements the NHSO calls docs/nhso.md describes: bearer-token check
 (a token works only for its hcode), field validation with NHSO-style error bodies, ``EP``
 codes for closed claims, ``PP`` codes from AuthenCode, Check Authen Status built from what
 it received, and right-search. It never deduplicates claims: it counts every accepted claim

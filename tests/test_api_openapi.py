@@ -194,7 +194,7 @@ async def test_card_removal_forgets_cached_coverage(full_agent):
     _, agent = full_agent
     from agent.nhso.routes import NHSO_SERVICE
 
-    nhso = agent.app[NHSO_SERVICE]
+    nhso = agent.app[NHSO_SERVICE].lookups
     nhso._coverage[("1999900000005", "2026-01-01")] = (float("inf"), {"mainInscl": "(UCS) x"})
     await agent.remove()
     assert not nhso._coverage

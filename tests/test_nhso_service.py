@@ -65,7 +65,7 @@ def make_agent(aiohttp_client, nhso, tmp_path):
         app = web.Application()
         setup_nhso(app, settings, publish=lambda t, p: events.append((t, p)),
                    token_store=TokenStore(keyring))
-        app[NHSO_SERVICE].token_check_interval = 0.05
+        app[NHSO_SERVICE].tokens.check_interval = 0.05
         client = await aiohttp_client(app)
         client.events = events
         client.keyring = keyring
@@ -223,7 +223,7 @@ async def test_no_token_refuses_claims(make_agent):
     resp = await client.post("/v1/claims", json=claim_body(40))
     assert resp.status == 503
     assert (await resp.json())["code"] == "nhso_token_missing"
-    assert await client.service.coverage_for(patient_pid(40)) is None
+    assert await client.service.lookups.coverage_for(patient_pid(40)) is None
 
 
 async def test_claims_for_another_hcode_than_the_token_are_refused(make_agent):
@@ -329,16 +329,16 @@ async def test_coverage_lookup_fields_and_cache(make_agent, nhso):
         "hospMain": {"hcode": "10699", "hname": "รพ.ทดสอบ"}, "hospSub": None,
         "paidModel": 3, "startDateTime": "2024-01-01T00:00:00",
         "expireDateTime": "2030-01-01T00:00:00"}]}
-    fields = await client.service.coverage_for(pid)
+    fields = await client.service.lookups.coverage_for(pid)
     assert fields["mainInscl"] == "(OFC) สิทธิข้าราชการ"
     assert fields["subInscl"] == "(O1) ข้าราชการ"
     assert fields["hospMain"] == {"hcode": "10699", "hname": "รพ.ทดสอบ"}
     assert fields["hospSub"] is None and fields["paidModel"] == "3"
     assert fields["claimTypes"][0]["claimType"] == "PG0060001"
-    assert await client.service.coverage_for(pid) == fields
+    assert await client.service.lookups.coverage_for(pid) == fields
     assert server_state(nhso).requests["rights"] == 1     # the second came from the cache
-    client.service.forget_coverage(pid)
-    await client.service.coverage_for(pid)
+    client.service.lookups.forget_coverage(pid)
+    await client.service.lookups.coverage_for(pid)
     assert server_state(nhso).requests["rights"] == 2
 
 
@@ -347,7 +347,7 @@ async def test_coverage_lookup_failure_is_typed(make_agent, nhso):
     client = await make_agent()
     server_state(nhso).rules = [Rule("rights", ["error"], count=1)]
     with pytest.raises(NhsoUnavailable):
-        await client.service.coverage_for(patient_pid(81))
+        await client.service.lookups.coverage_for(patient_pid(81))
 
 
 async def test_authen_status_and_compat_latest_codes(make_agent, nhso):

@@ -205,7 +205,7 @@ COVERAGE_KEYS = {"mainInscl", "subInscl", "hospMain", "hospSub", "hospMainOp", "
            ["mainInscl", "subInscl", "hospMain", "hospSub", "hospMainOp", "paidModel",
             "claimTypes", "startDateTime"]), json_value), max_size=2)}))
 def test_nhso_coverage_answer_decoder_takes_any_json(answer):
-    from agent.nhso.service import coverage_fields
+    from agent.nhso.lookups import coverage_fields
 
     fields = coverage_fields(answer)
     assert set(fields) == COVERAGE_KEYS

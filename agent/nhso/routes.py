@@ -23,7 +23,9 @@ from ..api.responses import error_response
 from ..errors import AgentError, ClaimNotFound
 from .openapi import document_nhso
 from .outbox import STATUSES
-from .service import NhsoService, Publish, local_now
+from .claims import Publish
+from .lookups import local_now
+from .service import NhsoService
 from .settings import NhsoSettings, SettingsError, load_settings
 from .token import TokenStore
 from .validation import (SERVICE_CODES, ValidationFailed, parse_date, validate_pid_param)
@@ -92,7 +94,7 @@ def _service(request: web.Request) -> NhsoService:
 
 @v1
 async def post_claim(request: web.Request) -> web.Response:
-    claim, created = await _service(request).submit_claim(await _json_body(request))
+    claim, created = await _service(request).claims.submit(await _json_body(request))
     return web.json_response({"id": claim.id, "transactionId": claim.transaction_id,
                               "status": claim.status, "duplicate": not created}, status=202)
 
@@ -107,12 +109,12 @@ async def retry_claims(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or set(body) - {"status"} or status not in RETRYABLE:
         raise _bad("status", "must be \"queued\" (send waiting claims now) or \"failed\" "
                    "(queue refused claims again)", "ต้องเป็น queued หรือ failed")
-    return web.json_response(await _service(request).retry_claims(status))
+    return web.json_response(await _service(request).claims.retry(status))
 
 
 @v1
 async def get_claim(request: web.Request) -> web.Response:
-    claim = await _service(request).get_claim(request.match_info["id"])
+    claim = await _service(request).claims.get(request.match_info["id"])
     if claim is None:
         raise ClaimNotFound()
     return web.json_response(claim.view())
@@ -137,7 +139,7 @@ async def list_claims(request: web.Request) -> web.Response:
         if not query["limit"].isdigit() or not 1 <= int(query["limit"]) <= MAX_LIST:
             raise _bad("limit", f"must be 1-{MAX_LIST}", f"ต้องอยู่ระหว่าง 1-{MAX_LIST}")
         limit = int(query["limit"])
-    claims = await _service(request).list_claims(day=day, statuses=statuses, limit=limit)
+    claims = await _service(request).claims.find(day=day, statuses=statuses, limit=limit)
     return web.json_response({"claims": [c.view() for c in claims], "count": len(claims)})
 
 
@@ -150,7 +152,7 @@ async def authen_status(request: web.Request) -> web.Response:
     if code is not None and code not in SERVICE_CODES:
         raise _bad("serviceCode", "must be one of " + ", ".join(SERVICE_CODES),
                    "ต้องเป็นรหัสบริการที่ สปสช. กำหนด")
-    return web.json_response(await _service(request).authen_status(pid, day, code))
+    return web.json_response(await _service(request).lookups.authen_status(pid, day, code))
 
 
 @v1
@@ -164,7 +166,7 @@ async def nhso_status(request: web.Request) -> web.Response:
 async def latest_authen_code(request: web.Request) -> web.Response:
     service = _service(request)
     pid = validate_pid_param(request.match_info["pid"])
-    ours = [i for i in await service.authen_codes(pid)
+    ours = [i for i in await service.lookups.authen_codes(pid)
             if str(i["hcode"]) == service.settings.hcode]
     if ours:
         return web.json_response(ours[0])
@@ -176,12 +178,12 @@ async def latest_authen_code(request: web.Request) -> web.Response:
 @compat
 async def latest_5_authen_codes(request: web.Request) -> web.Response:
     pid = validate_pid_param(request.match_info["pid"])
-    return web.json_response((await _service(request).authen_codes(pid))[:5])
+    return web.json_response((await _service(request).lookups.authen_codes(pid))[:5])
 
 
 @compat
 async def confirm_save(request: web.Request) -> web.Response:
-    return web.json_response(await _service(request).confirm_save(await _json_body(request)))
+    return web.json_response(await _service(request).lookups.confirm_save(await _json_body(request)))
 
 
 def resolve_settings(config: Any = None) -> tuple[NhsoSettings, str | None]:

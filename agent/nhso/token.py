@@ -9,13 +9,16 @@ silently becomes the default store on headless Linux.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 
 import keyring
 import keyring.errors
 from keyring.backend import KeyringBackend
 
-from ..errors import KeyringInsecure, KeyringUnavailable, NhsoTokenMissing
+from ..errors import AgentError, KeyringInsecure, KeyringUnavailable, NhsoTokenMissing
 from .settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ SERVICE = "thaicard-agent"
 USERNAME = "nhso-token"
 # Windows Credential Manager holds at most ~1280 characters per secret.
 MAX_TOKEN_LENGTH = 1200
+TOKEN_CACHE_SECONDS = 30.0      # a token set with the CLI reaches a running agent this fast
 
 
 def backend_name(backend: KeyringBackend) -> str:
@@ -139,3 +143,69 @@ class TokenStore:
             raise KeyringUnavailable(f"{backend_name(backend)}: {type(exc).__name__}") from None
         log.info("NHSO token removed from %s", backend_name(backend))
         return True
+
+
+class TokenState:
+    """The running agent's view of the token: the keyring read at most every
+    ``TOKEN_CACHE_SECONDS``, re-read at once after NHSO refused it, and watched so that a
+    token set from another process (the CLI, the tray's dialog) wakes waiting claims."""
+
+    def __init__(self, store: TokenStore, *,
+                 on_new_token: Callable[[], Awaitable[None]] | None = None,
+                 check_interval: float = TOKEN_CACHE_SECONDS) -> None:
+        self.store = store
+        self.check_interval = check_interval
+        self._on_new_token = on_new_token
+        self._cached: tuple[float, str | None] | None = None
+        self._seen: str | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._watch = asyncio.create_task(self._watch_loop(), name="nhso-token-watch")
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
+
+    async def stored(self) -> str | None:
+        """The token, or None; KeyringUnavailable when the store cannot answer."""
+        now = time.monotonic()
+        if self._cached is None or self._cached[0] < now:
+            value = await asyncio.to_thread(self.store.get)
+            self._cached = (now + TOKEN_CACHE_SECONDS, value)
+            if value and value != self._seen and self._seen is not None:
+                # A new token (``token set`` in another process): claims that waited for
+                # one are tried now rather than after ``tokenRetry``.
+                log.info("NHSO token changed; retrying queued claims")
+                if self._on_new_token is not None:
+                    await self._on_new_token()
+            self._seen = value or ""
+        return self._cached[1]
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval)
+            self._cached = None
+            try:
+                await self.stored()
+            except AgentError as exc:
+                log.debug("token check: %s", exc.code)
+
+    async def require(self) -> str:
+        value = await self.stored()
+        if not value:
+            raise NhsoTokenMissing()
+        return value
+
+    def forget(self) -> None:
+        """Re-read the keyring at the next call (after NHSO refused the token)."""
+        self._cached = None
+
+    async def configured(self) -> bool | None:
+        """True/False, or None when the keyring cannot be asked."""
+        try:
+            return bool(await self.stored())
+        except KeyringUnavailable:
+            return None

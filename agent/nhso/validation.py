@@ -20,7 +20,7 @@ from .settings import HCODE_RE, SOURCE_ID_RE, NhsoSettings
 
 BANGKOK = dt.timezone(dt.timedelta(hours=7), "Asia/Bangkok")   # no daylight saving time
 
-# Service / claim type codes NHSO publishes (shared/docs/nhso-agent-api.md, section 3).
+# Service / claim type codes NHSO publishes (docs/nhso.md lists them with their sources).
 SERVICE_CODES: dict[str, str] = {
     "PG0060001": "เข้ารับบริการรักษาทั่วไป (OPD/ IPD/ PP)",
     "PG0080001": "การดูแลรักษาในชุมชน (Community Isolation)",

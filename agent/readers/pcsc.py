@@ -10,7 +10,7 @@ pcsc-lite serialises the calls made on one context, so the context blocked in
 ``SCardGetStatusChange`` belongs to the monitor thread alone; every card connection gets
 its own short-lived context, which also lets two readers be read at the same time.
 
-Field rules (shared/docs/thai-id-card.md): readers are addressed by name; the ATR comes
+Field rules (docs/pcsc.md): readers are addressed by name; the ATR comes
 from the reader state (no connect just to look); connect SHARED with T0|T1 and disconnect
 with LEAVE so another program's session is never reset; retry a connect once when a
 freshly inserted card reports removed/unpowered; retry a command once (after a
