@@ -40,6 +40,10 @@ FINAL_ERRORS = (NotThaiIdCard,)
 DEMO_VARIANTS = 100
 
 
+def _discard(_: object) -> None:
+    """Swallow a value a callback must not return (the handle of a scheduled call)."""
+
+
 def pick_reader(readers: Sequence[tuple[str, bool]], name: str | None = None,
                 default: str | None = None) -> str:
     """The reader rule everywhere: the named one; else the configured default; else the
@@ -227,7 +231,8 @@ class CardService:
             with self._backend.connect(slot.name) as channel:
                 return read_card(channel.transmit, channel.atr or slot.atr or b"",
                                  photo=self.read_photo,
-                                 on_text=lambda c: loop.call_soon_threadsafe(text_arrived, c))
+                                 on_text=lambda c: _discard(loop.call_soon_threadsafe(
+                                     text_arrived, c)))
 
         try:
             card = await asyncio.to_thread(work)

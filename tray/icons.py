@@ -163,7 +163,7 @@ def render(status: Status, claims: Claims = Claims.NONE, size: int = SIZE) -> Im
         _solid_card(d, DARK)
         _triangle_badge(d, RED)
     _claims_badge(d, claims)
-    return img.resize((size, size), Image.LANCZOS)
+    return img.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def legend(path: str, lang: str = "en") -> None:

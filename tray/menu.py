@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from .i18n import text
@@ -144,14 +145,14 @@ def _settings(state: TrayState, view: MenuView, actions: Actions) -> tuple[Item,
                          checked=view.default_reader is None, radio=True)]
     for name in names:
         reader_items.append(Item(f"default_reader:{name}", name,
-                                 (lambda n=name: actions.set_default_reader(n)),
+                                 partial(actions.set_default_reader, name),
                                  checked=view.default_reader == name, radio=True))
     languages = (("auto", text("menu.language_auto", lang)), ("th", "ไทย"), ("en", "English"))
     items = [
         Item("settings.open", text("menu.settings_open", lang), actions.open_settings),
         Item("default_reader", text("menu.default_reader", lang), submenu=tuple(reader_items)),
         Item("language", text("menu.language", lang), submenu=tuple(
-            Item(f"language:{code}", label, (lambda c=code: actions.set_language(c)),
+            Item(f"language:{code}", label, partial(actions.set_language, code),
                  checked=view.language_choice == code, radio=True)
             for code, label in languages)),
     ]

@@ -31,7 +31,8 @@ CONFIG = web.AppKey("config", Config)
 EVENTS = web.AppKey("events", EventBus)
 CARD_SERVICE = web.AppKey("card_service", CardService)
 # Open WebSockets, closed with "going away" on shutdown.
-WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet)
+WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
+    "websockets", weakref.WeakSet)
 # OpenAPI paths and schemas that other rooms (the NHSO routes) add to the document.
 OPENAPI_EXTRA = web.AppKey("openapi_extra", dict)
 # The NHSO coverage lookup when the NHSO room is mounted.

@@ -213,7 +213,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def close_all(app: web.Application) -> None:
     """On shutdown: tell every client the agent is going away (they reconnect later)."""
-    for ws in list(app[WEBSOCKETS]):
+    sockets = app[WEBSOCKETS]
+    for ws in list(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"agent stopping")
 
 

@@ -30,6 +30,12 @@ INVALID_TOKEN = "invalid token"
 TokenProvider = Callable[[], Awaitable[str]]
 
 
+def json_object(value: Any) -> dict[str, Any]:
+    """``value`` when NHSO sent an object there, else an empty one (fields may be absent,
+    null or of another type in the field)."""
+    return value if isinstance(value, dict) else {}
+
+
 def unavailable(detail: str, *, in_doubt: bool) -> NhsoUnavailable:
     exc = NhsoUnavailable(detail)
     exc.in_doubt = in_doubt  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import (AgentError, KeyringUnavailable, NhsoNotConfigured, NhsoRejected,
                       NhsoTokenMissing, NhsoUnverified)
-from .client import NhsoClient
+from .client import NhsoClient, json_object
 from .settings import NhsoSettings
 from .token import TokenState
 from .validation import BANGKOK, SERVICE_CODES, validate_confirm_save
@@ -95,8 +95,8 @@ class NhsoLookups:
         for h in answer.get("serviceHistories") or []:
             if not isinstance(h, dict) or not h.get("claimCode"):
                 continue
-            service = h.get("service") if isinstance(h.get("service"), dict) else {}
-            hospital = h.get("hospital") if isinstance(h.get("hospital"), dict) else {}
+            service = json_object(h.get("service"))
+            hospital = json_object(h.get("hospital"))
             items.append({"claimType": service.get("code"), "claimCode": h["claimCode"],
                           "hcode": hospital.get("hcode"),
                           "claimDateTime": h.get("serviceDateTime"),

@@ -18,6 +18,7 @@ All SQLite work runs on one dedicated thread, which also makes each method atomi
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import json
 import os
@@ -281,10 +282,10 @@ class Outbox:
                                transaction_id)
 
     async def list(self, *, day: str | None = None, statuses: tuple[str, ...] = (),
-                   limit: int = 1000) -> list[Claim]:
+                   limit: int = 1000) -> builtins.list[Claim]:
         return await self._run(self._list, day, statuses, limit)
 
-    def _list(self, day: str | None, statuses: tuple[str, ...], limit: int) -> list[Claim]:
+    def _list(self, day: str | None, statuses: tuple[str, ...], limit: int) -> builtins.list[Claim]:
         sql = "SELECT * FROM claims WHERE 1=1"
         params: list[Any] = []
         if day:
@@ -353,7 +354,7 @@ class Outbox:
     def _next_attempt_at(self) -> float | None:
         row = self.db.execute("SELECT MIN(next_attempt_at) FROM claims "
                               "WHERE status='queued'").fetchone()
-        return row[0]
+        return None if row[0] is None else float(row[0])
 
     async def mark_attempt(self, claim_id: str) -> None:
         """Committed before the request leaves: from here the claim may be at NHSO."""
@@ -391,11 +392,11 @@ class Outbox:
         await self._run(self._write, "UPDATE claims SET next_attempt_at=? WHERE status='queued'",
                         time.time())
 
-    async def requeue_failed(self) -> list[Claim]:
+    async def requeue_failed(self) -> builtins.list[Claim]:
         """Queue refused claims again (staff asked to retry; NHSO holds none of them)."""
         return await self._run(self._requeue_failed)
 
-    def _requeue_failed(self) -> list[Claim]:
+    def _requeue_failed(self) -> builtins.list[Claim]:
         rows = self.db.execute("SELECT * FROM claims WHERE status='failed' "
                                "ORDER BY created_at").fetchall()
         claims = [Claim.from_row(r) for r in rows]
@@ -417,11 +418,11 @@ class Outbox:
 
     # -- housekeeping ---------------------------------------------------------------------
 
-    async def flag_due(self, now: dt.datetime, due_time: str) -> list[Claim]:
+    async def flag_due(self, now: dt.datetime, due_time: str) -> builtins.list[Claim]:
         """Unsent claims whose service day is over or nearly over, flagged once each."""
         return await self._run(self._flag_due, now, due_time)
 
-    def _flag_due(self, now: dt.datetime, due_time: str) -> list[Claim]:
+    def _flag_due(self, now: dt.datetime, due_time: str) -> builtins.list[Claim]:
         local = now.astimezone(BANGKOK)
         today = local.date().isoformat()
         hh, mm = (int(x) for x in due_time.split(":"))

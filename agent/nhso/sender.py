@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import (AgentError, KeyringUnavailable, NhsoRejected, NhsoTokenInvalid,
                       NhsoTokenMissing)
-from .client import NhsoClient, is_in_doubt
+from .client import NhsoClient, json_object, is_in_doubt
 from .outbox import Claim, Outbox
 from .settings import NhsoSettings
 
@@ -38,7 +38,7 @@ IDLE_POLL = 5.0            # re-check the outbox at least this often when idle
 
 
 def backoff(settings: NhsoSettings, attempts: int) -> float:
-    base = min(settings.retry_max, settings.retry_base * 2 ** max(0, attempts - 1))
+    base = min(settings.retry_max, settings.retry_base * 2.0 ** max(0, attempts - 1))
     return base * random.uniform(0.8, 1.2)
 
 
@@ -52,8 +52,8 @@ def match_history(claim: Claim, status: dict[str, Any], codes_in_use: set[str]) 
         if not isinstance(item, dict):
             continue
         code = item.get("claimCode")
-        hospital = item.get("hospital") if isinstance(item.get("hospital"), dict) else {}
-        service = item.get("service") if isinstance(item.get("service"), dict) else {}
+        hospital = json_object(item.get("hospital"))
+        service = json_object(item.get("service"))
         if (isinstance(code, str) and code.startswith("EP") and code not in codes_in_use
                 and str(hospital.get("hcode", "")) == claim.hcode
                 and str(service.get("code", "")) == claim.service_code):

@@ -218,10 +218,10 @@ def validate_claim(body: Any, settings: NhsoSettings, *,
         else:
             out["department"] = {"code": dep["code"], "name": dep.get("name", "")}
     for name in ("mobile", "tel"):
-        value = c.string(name, PHONE_RE, "a phone number (3-20 digits, + - ( ) or spaces)",
+        phone = c.string(name, PHONE_RE, "a phone number (3-20 digits, + - ( ) or spaces)",
                          "หมายเลขโทรศัพท์", required=False)
-        if value is not None:
-            out[name] = value
+        if phone is not None:
+            out[name] = phone
     reserved = c.string("reservedId", TRANSACTION_ID_RE, "1-64 letters, digits, '.', '_' "
                         "or '-'", "ตัวอักษรหรือตัวเลขไม่เกิน 64 ตัว", required=False)
     if reserved is not None:

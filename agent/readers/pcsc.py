@@ -100,7 +100,7 @@ def _establish() -> int:
         raise PcscUnavailable(f"SCardEstablishContext: {scard_error_name(code)}")
     if code != scard.SCARD_S_SUCCESS:
         raise error_for(code, "SCardEstablishContext")
-    return context
+    return int(context)
 
 
 def _release(context: int | None) -> None:
@@ -316,7 +316,7 @@ class _PcscChannel(CardChannel):
 
     def __init__(self, backend: PcscBackend, context: int, reader: str) -> None:
         self._backend = backend
-        self._context = context
+        self._context: int | None = context
         self._handle: int | None = None
         self.reader = reader
         self._events_at_connect = self._reader_event_state()
@@ -366,7 +366,7 @@ class _PcscChannel(CardChannel):
         event_state = states[0][1]
         if _gone(event_state):
             raise ReaderNotFound(self.reader)
-        return event_state
+        return int(event_state)
 
     # -- talking to the card ------------------------------------------------------------------
     def _send(self, apdu: bytes) -> tuple[int, bytes]:
@@ -461,4 +461,4 @@ class _PcscChannel(CardChannel):
             except Exception:  # noqa: BLE001 - the card or the service may be gone already
                 log.debug("SCardDisconnect failed", exc_info=True)
         context, self._context = self._context, None
-        _release(context)  # type: ignore[arg-type]
+        _release(context)
