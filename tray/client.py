@@ -87,9 +87,8 @@ def http_json(base_url: str, method: str, path: str, body: Any | None = None,
     req = urllib.request.Request(base_url.rstrip("/") + path, data=data, method=method)
     req.add_header("Accept", "application/json")
     if data is not None:
+        # JSON is the only body the agent's guard accepts on POST (415 otherwise).
         req.add_header("Content-Type", "application/json")
-        # The agent asks state-changing calls for a custom header (browsers must preflight).
-        req.add_header("X-Thaicard-Agent", "tray")
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
         raw = resp.read()
     return json.loads(raw) if raw else None
