@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None, *,
         return exc.info.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the user gets a message, not a traceback
+    except Exception as exc:
         if args.debug:
             raise
         print(f"เกิดข้อผิดพลาดภายในโปรแกรม\nUnexpected error: {type(exc).__name__}: {exc} "

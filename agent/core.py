@@ -20,8 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .card.session import CardRead, card_generation, read_card
-from .errors import (AgentError, CardRemoved, NoCard, NoReader, NotFound, NotThaiIdCard,
-                     PcscUnavailable, ReaderNotFound, ReadTimeout)
+from .errors import (
+    AgentError,
+    CardRemoved,
+    NoCard,
+    NoReader,
+    NotFound,
+    NotThaiIdCard,
+    PcscUnavailable,
+    ReaderNotFound,
+    ReadTimeout,
+)
 from .events import EventBus
 from .monitor import ReaderMonitor
 from .readers.base import ReaderBackend, ReaderEvent, ReaderState
@@ -241,7 +250,7 @@ class CardService:
         except AgentError as exc:
             self._read_failed(slot, insertion, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - reported with a code, never a traceback to callers
+        except Exception as exc:
             log.exception("card read failed unexpectedly")
             self._read_failed(slot, insertion, AgentError(type(exc).__name__))
             return

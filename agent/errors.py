@@ -75,7 +75,8 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
         ErrorInfo("keyring_insecure", 503, 12,
                   "The active keyring backend does not protect secrets; the token is not stored.",
                   "ที่เก็บรหัสผ่านที่ใช้อยู่ไม่ปลอดภัย จึงไม่บันทึก Token"),
-        ErrorInfo("outbox_unavailable", 503, 14, "The claim outbox (local database) cannot be used.",
+        ErrorInfo("outbox_unavailable", 503, 14,
+                  "The claim outbox (local database) cannot be used.",
                   "ไม่สามารถใช้ฐานข้อมูลคิวส่งปิดสิทธิในเครื่องได้"),
         ErrorInfo("not_found", 404, 2, "No such endpoint.", "ไม่พบบริการตามที่เรียก"),
         ErrorInfo("method_not_allowed", 405, 2, "This method is not allowed on this endpoint.",
@@ -227,6 +228,8 @@ class NhsoNotConfigured(AgentError):
 
 class NhsoUnavailable(AgentError):
     code = "nhso_unavailable"
+    # True when the request may have reached NHSO (the claim must be checked, not resent).
+    in_doubt = False
 
 
 class NhsoRejected(AgentError):

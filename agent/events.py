@@ -129,7 +129,7 @@ class EventBus:
         for listener in self._listeners:
             try:
                 listener(event)
-            except Exception:  # noqa: BLE001 - a broken listener must not stop the events
+            except Exception:
                 log.exception("event listener failed for %s", type_)
         for sub in list(self._subs):
             try:

@@ -46,7 +46,7 @@ class ReaderMonitor:
             # thread has gone.
             try:
                 self.backend.cancel()
-            except Exception:  # noqa: BLE001 - cancel on a dead service is not an error
+            except Exception:
                 log.debug("cancel failed", exc_info=True)
             remaining = deadline - time.monotonic()
             if self._thread is None or remaining <= 0:
@@ -62,7 +62,7 @@ class ReaderMonitor:
     def _emit(self, event: ReaderEvent) -> None:
         try:
             self._on_event(event)
-        except Exception:  # noqa: BLE001 - a broken sink must not stop the monitor
+        except Exception:
             log.exception("event sink failed for %s", event.kind)
 
     def _set_available(self, available: bool, code: str = "") -> None:
@@ -103,7 +103,7 @@ class ReaderMonitor:
             except AgentError as exc:
                 log.warning("reader monitor: %s", exc)
                 self._emit(ReaderEvent("monitor_error", error=exc.code))
-            except Exception:  # noqa: BLE001 - reported, then retried
+            except Exception:
                 log.exception("reader monitor failed; retrying")
                 self._emit(ReaderEvent("monitor_error", error="internal_error"))
             fresh = True

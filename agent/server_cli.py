@@ -7,11 +7,11 @@ import asyncio
 from pathlib import Path
 
 from .config import LOG_LEVELS, load_config
-from .logging_setup import setup_logging
 from .core import BACKENDS
+from .logging_setup import setup_logging
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve", help="run the local API on 127.0.0.1 (NHSO-compatible + /v1)",
         description="Run the agent headless: HTTP + WebSocket on 127.0.0.1 only. Settings "
@@ -35,7 +35,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .assembly import serve   # aiohttp only when serving
+    from .assembly import serve  # aiohttp only when serving
 
     config = load_config(config_file=args.config, cli={
         "port": args.port, "backend": args.backend, "default_terminal": args.default_terminal,

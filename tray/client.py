@@ -89,7 +89,7 @@ def http_json(base_url: str, method: str, path: str, body: Any | None = None,
     if data is not None:
         # JSON is the only body the agent's guard accepts on POST (415 otherwise).
         req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         raw = resp.read()
     return json.loads(raw) if raw else None
 

@@ -159,7 +159,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         _check_body(request)
         resp = await handler(request)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes typed JSON
+    except Exception as exc:
         if isinstance(exc, web.HTTPException) and exc.status < 400:
             raise                                    # redirects and the like pass through
         typed, extra = _error_for(exc)

@@ -9,7 +9,6 @@ Neither the token nor any body is logged.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import ssl
@@ -38,7 +37,7 @@ def json_object(value: Any) -> dict[str, Any]:
 
 def unavailable(detail: str, *, in_doubt: bool) -> NhsoUnavailable:
     exc = NhsoUnavailable(detail)
-    exc.in_doubt = in_doubt  # type: ignore[attr-defined]
+    exc.in_doubt = in_doubt
     return exc
 
 
@@ -130,7 +129,7 @@ class NhsoClient:
             # Nothing reached NHSO: the connection was never made.
             raise unavailable(f"{what}: cannot connect ({type(exc).__name__})",
                               in_doubt=False) from None
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             connect_timeout = isinstance(exc, getattr(aiohttp, "ConnectionTimeoutError", ()))
             raise unavailable(f"{what}: {type(exc).__name__}",
                               in_doubt=sent or not connect_timeout) from None

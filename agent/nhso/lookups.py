@@ -12,8 +12,14 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from ..errors import (AgentError, KeyringUnavailable, NhsoNotConfigured, NhsoRejected,
-                      NhsoTokenMissing, NhsoUnverified)
+from ..errors import (
+    AgentError,
+    KeyringUnavailable,
+    NhsoNotConfigured,
+    NhsoRejected,
+    NhsoTokenMissing,
+    NhsoUnverified,
+)
 from .client import NhsoClient, json_object
 from .settings import NhsoSettings
 from .token import TokenState

@@ -9,8 +9,19 @@ from typing import Any
 
 from aiohttp import web
 
-from ..api.openapi import (GUARD_STATUSES, JSON, STATUS_TEXT, I, S, error_responses, json_ok,
-                           obj, query_param, ref, register_openapi)
+from ..api.openapi import (
+    GUARD_STATUSES,
+    JSON,
+    STATUS_TEXT,
+    I,
+    S,
+    error_responses,
+    json_ok,
+    obj,
+    query_param,
+    ref,
+    register_openapi,
+)
 
 NHSO_SCHEMAS: dict[str, Any] = {
     "SpringError": obj({"timestamp": S, "status": I, "error": S, "message": S, "path": S,

@@ -21,14 +21,14 @@ from aiohttp import web
 
 from ..api.responses import error_response
 from ..errors import AgentError, ClaimNotFound
-from .openapi import document_nhso
-from .outbox import STATUSES
 from .claims import Publish
 from .lookups import local_now
+from .openapi import document_nhso
+from .outbox import STATUSES
 from .service import NhsoService
 from .settings import NhsoSettings, SettingsError, load_settings
 from .token import TokenStore
-from .validation import (SERVICE_CODES, ValidationFailed, parse_date, validate_pid_param)
+from .validation import SERVICE_CODES, ValidationFailed, parse_date, validate_pid_param
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,8 @@ async def latest_5_authen_codes(request: web.Request) -> web.Response:
 
 @compat
 async def confirm_save(request: web.Request) -> web.Response:
-    return web.json_response(await _service(request).lookups.confirm_save(await _json_body(request)))
+    answer = await _service(request).lookups.confirm_save(await _json_body(request))
+    return web.json_response(answer)
 
 
 def resolve_settings(config: Any = None) -> tuple[NhsoSettings, str | None]:

@@ -24,9 +24,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..errors import (AgentError, KeyringUnavailable, NhsoRejected, NhsoTokenInvalid,
-                      NhsoTokenMissing)
-from .client import NhsoClient, json_object, is_in_doubt
+from ..errors import (
+    AgentError,
+    KeyringUnavailable,
+    NhsoRejected,
+    NhsoTokenInvalid,
+    NhsoTokenMissing,
+)
+from .client import NhsoClient, is_in_doubt, json_object
 from .outbox import Claim, Outbox
 from .settings import NhsoSettings
 
@@ -139,7 +144,7 @@ class ClaimSender:
                 await self._deliver(claim)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - one bad claim must not stop the sender
+            except Exception:
                 log.exception("claim %s: unexpected error; will retry", claim.id)
                 with contextlib.suppress(AgentError):
                     await self.outbox.reschedule(claim.id, backoff(self.settings, claim.attempts),
@@ -235,7 +240,7 @@ class ClaimSender:
         last_purge = 0.0
         while True:
             try:
-                for claim in await self.outbox.flag_due(dt.datetime.now(dt.timezone.utc),
+                for claim in await self.outbox.flag_due(dt.datetime.now(dt.UTC),
                                                         self.settings.due_time):
                     log.warning("claim %s of %s is still %s near the end of its service day",
                                 claim.id, claim.service_date, claim.status)

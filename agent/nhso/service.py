@@ -75,7 +75,7 @@ class NhsoService:
         for listener in list(self.listeners):
             try:
                 listener(type_, payload)
-            except Exception:  # noqa: BLE001 - a broken listener must not stop delivery
+            except Exception:
                 log.exception("event listener failed for %s", type_)
 
     async def status(self) -> dict[str, Any]:

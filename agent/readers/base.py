@@ -80,7 +80,7 @@ class ReaderBackend(ABC):
     def connect(self, reader: str) -> CardChannel:
         """Connect to the card in ``reader``. Raises ``NoCard``, ``ReaderNotFound``, ..."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: the demo backend holds nothing to release
         """Release the backend's resources (context); further calls may fail."""
 
 

@@ -41,7 +41,7 @@ def make_backend(kind: str = "pcsc", *, apdu_delay: float = 0.0) -> ReaderBacken
 
 def _pcsc() -> ReaderBackend:
     try:
-        from .pcsc import PcscBackend   # the only place pyscard enters, and only when asked
+        from .pcsc import PcscBackend  # the only place pyscard enters, and only when asked
     except ImportError as exc:
         raise PcscUnavailable(f"pyscard cannot be loaded: {exc}") from exc
     return PcscBackend()

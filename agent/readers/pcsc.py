@@ -26,8 +26,17 @@ import time
 
 from smartcard import scard
 
-from ..errors import (AgentError, CardRemoved, CardUnresponsive, NoCard, PcscUnavailable,
-                      ReaderBusy, ReaderError, ReaderNotFound, ReadTimeout)
+from ..errors import (
+    AgentError,
+    CardRemoved,
+    CardUnresponsive,
+    NoCard,
+    PcscUnavailable,
+    ReaderBusy,
+    ReaderError,
+    ReaderNotFound,
+    ReadTimeout,
+)
 from .base import CardChannel, ReaderBackend, ReaderState
 
 log = logging.getLogger(__name__)
@@ -108,7 +117,7 @@ def _release(context: int | None) -> None:
         return
     try:
         scard.SCardReleaseContext(context)
-    except Exception:  # noqa: BLE001 - releasing a context of a dead service may fail
+    except Exception:
         log.debug("SCardReleaseContext failed", exc_info=True)
 
 
@@ -458,7 +467,7 @@ class _PcscChannel(CardChannel):
         if handle is not None:
             try:
                 scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
-            except Exception:  # noqa: BLE001 - the card or the service may be gone already
+            except Exception:
                 log.debug("SCardDisconnect failed", exc_info=True)
         context, self._context = self._context, None
         _release(context)
