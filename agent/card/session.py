@@ -55,6 +55,10 @@ class CardRead:
     laser_id: str | None = None
     stats: ReadStats = field(default_factory=ReadStats)
 
+    def value(self, f: L.Field) -> Any:
+        """The value of one layout field (``L.FIELDS``) as read; the photo may be None."""
+        return self.photo if f.kind is L.Kind.PHOTO else getattr(self.text, f.name)
+
     def to_json(self, *, photo_b64: bool = False) -> dict[str, Any]:
         import base64
 
