@@ -10,8 +10,10 @@ lists of the card's fields. Everything else reads them:
 - ``agent/api/compat.py`` fills the NHSO agent keys listed in ``compat`` from the value;
 - ``agent/api/openapi.py`` describes the ``/v1`` card from the same rows.
 
-Adding a field: one row here, the attribute on ``CardText`` (``values.py``; an import-time
-check holds the two together) and, when no kind or view fits, one decoder/encoder or view.
+Adding a field: one row here, the attribute on ``CardText`` in ``values.py`` (with a default,
+so profiles built by name still build; an import-time check holds the two together) and,
+when no kind or view fits, a decoder and encoder for the new kind or a renderer for the new
+view (``match`` statements that mypy checks are exhaustive).
 Pure data: this module imports nothing from the rest of the agent.
 """
 
