@@ -82,8 +82,9 @@ def card_schema() -> dict[str, Any]:
         for f in L.FIELDS:
             if f.group == group:
                 members.update(_view_schema(f))
-        props[group] = members
-    props["card"] = obj({**props["card"], "atr": S, "generation": S})
+        if group == "card":         # the read adds the ATR and the generation it names
+            members.update({"atr": S, "generation": S})
+        props[group] = obj(members)
     required = [*props, "photo", "read"]
     props.update({
         "photo": nullable(obj({"size": I, "format": {"const": "image/jpeg"},
