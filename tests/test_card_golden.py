@@ -1,7 +1,8 @@
 """The card's JSON, byte for byte, for recorded cards: /v1 (``CardRead.to_json``) and compat.
 
 ``card_golden.json`` holds card images (demo cards, hypothesis-drawn profiles, random bytes)
-and what the agent answered for them when they were recorded. A change to the field table,
+and what the agent answered for them when they were recorded, and the OpenAPI ``Card``
+schema that describes those answers. A change to the field table,
 the decoders, the encoder or the JSON views that alters any answer fails here, key order
 included (pages and tests compare the JSON text). Re-record only for an intended change:
 ``.venv/bin/python -m tests.test_card_golden --write``.
@@ -93,6 +94,13 @@ def test_encoder_writes_the_recorded_image(case):
         assert read.nhso is not None and encode_nhso(read.nhso) == _unpack(case["nhso"])
 
 
+def test_openapi_card_schema_is_unchanged():
+    from agent.api.openapi import SCHEMAS
+
+    recorded = json.loads(GOLDEN.read_text(encoding="utf-8"))["openapi_card"]
+    assert dumps(SCHEMAS["Card"]) == recorded
+
+
 # -- recording ----------------------------------------------------------------------------
 def _profiles() -> list[tuple[str, CardProfile]]:
     """Demo cards and hypothesis-drawn ones (drawn once; the images are what is kept)."""
@@ -152,7 +160,10 @@ def record() -> dict[str, Any]:
     cases[-1]["nhso"] = _pack(rng_nhso)
     for case in cases:
         case["answers"] = answers(case)
-    return {"note": "recorded by tests/test_card_golden.py --write", "cases": cases}
+    from agent.api.openapi import SCHEMAS
+
+    return {"note": "recorded by tests/test_card_golden.py --write",
+            "openapi_card": dumps(SCHEMAS["Card"]), "cases": cases}
 
 
 if __name__ == "__main__":
