@@ -2,6 +2,8 @@
 
 Each value keeps what the card holds (``raw``) and derives the parsed view from it, so a
 real card that disagrees with the public descriptions can still be shown and corrected.
+``CardText`` and ``NhsoCoverage`` hold one attribute per field of their layout table
+(``layout.py``), and their ``/v1`` JSON is written from that table (``fields_json``).
 """
 
 from __future__ import annotations
@@ -229,7 +231,7 @@ def format_request_number(raw: str) -> str:
 
 @dataclass(frozen=True)
 class CardText:
-    """Every text field of the MOI applet (everything but the photo)."""
+    """Every text field of the MOI applet (everything but the photo): ``L.FIELDS``' names."""
 
     citizen_id: str
     name_th: Name
