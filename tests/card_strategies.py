@@ -5,8 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from agent.card import layout as L
-from agent.card.values import (ADDRESS_PARTS, Address, CardDate, CardProfile, CardText,
-                               Gender, Name)
+from agent.card.values import ADDRESS_PARTS, Address, CardDate, CardProfile, CardText, Gender, Name
 
 # Every character cp874 can encode, but the name/address separator and control bytes.
 _CP874 = [bytes([b]).decode("cp874", errors="replace") for b in range(0x20, 0x100)]
@@ -58,25 +57,37 @@ def address() -> st.SearchStrategy[Address]:
             .filter(lambda a: len(a.raw.encode("cp874")) <= L.ADDRESS.length))
 
 
+# Text fields whose real content is digits (the rest may hold any text that fits).
+DIGIT_FIELDS = ("citizen_id", "request_number", "issuer_code")
+
+
+def photo() -> st.SearchStrategy[bytes]:
+    """A JPEG-framed photo that fits the field (its one end marker is the last)."""
+    body = st.binary(min_size=0, max_size=L.PHOTO.length - 4)
+    return body.map(lambda b: b"\xff\xd8" + b.replace(b"\xff\xd9", b"\xff\x00") + b"\xff\xd9")
+
+
+def field_value(f: L.Field) -> st.SearchStrategy:
+    """Values a real card can hold in field ``f``, by the field's kind."""
+    match f.kind:
+        case L.Kind.TEXT:
+            return digits(f.length) if f.name in DIGIT_FIELDS else text(f.length)
+        case L.Kind.NAME:
+            return name(f.length)
+        case L.Kind.DATE:
+            return card_date()
+        case L.Kind.GENDER:
+            return st.sampled_from(["1", "2", "", "0"]).map(Gender)
+        case L.Kind.ADDRESS:
+            return address()
+        case L.Kind.PHOTO:
+            return photo()
+    raise AssertionError(f"no strategy for {f.kind}")
+
+
 @st.composite
 def card_profile(draw: st.DrawFn) -> CardProfile:
-    t = CardText(
-        citizen_id=draw(digits(13)),
-        name_th=draw(name(L.NAME_TH.length)),
-        name_en=draw(name(L.NAME_EN.length)),
-        birth_date=draw(card_date()),
-        gender=Gender(draw(st.sampled_from(["1", "2", "", "0"]))),
-        issuer=draw(text(L.ISSUER.length)),
-        issue_date=draw(card_date()),
-        expiry_date=draw(card_date()),
-        address=draw(address()),
-        request_number=draw(digits(14)),
-        issuer_code=draw(digits(13)),
-        version=draw(text(4)),
-        card_info=draw(text(20)),
-        card_type=draw(text(2)),
-        unknown_0179=draw(text(2)),
-    )
-    body = draw(st.binary(min_size=0, max_size=L.PHOTO.length - 4))
-    photo = b"\xff\xd8" + body.replace(b"\xff\xd9", b"\xff\x00") + b"\xff\xd9"
-    return CardProfile(text=t, photo=photo)
+    """A whole card: every field of the layout (``L.FIELDS``)."""
+    values = {f.name: draw(field_value(f)) for f in L.FIELDS}
+    image = values.pop(L.PHOTO.name)
+    return CardProfile(text=CardText(**values), photo=image)

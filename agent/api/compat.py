@@ -12,10 +12,13 @@ import base64
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from ..card import layout as L
 from ..card.session import CardRead
 from ..card.values import CardDate, CardText
 from ..errors import AgentError, PcscUnavailable
@@ -88,29 +91,52 @@ def local_timestamp(moment: dt.datetime) -> str:
     return moment.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """What a key of the answer may depend on besides its card field."""
+
+    card: CardRead
+    stamp: str
+    today: dt.date
+    image: bool
+
+
+# The NHSO agent's answer, key by key in the order it writes them. A card key is given the
+# value of the layout field that lists it in ``compat`` (agent/card/layout.py), the answer's
+# own keys None; a key whose value comes out None is left out.
+ANSWER_KEYS: dict[str, Callable[[Any, _Answer], Any]] = {
+    "pid": lambda cid, _: cid,
+    "titleName": lambda _name, a: title_code(a.card.text),
+    "fname": lambda name, _: name.first,
+    "lname": lambda name, _: name.last,
+    "nation": lambda cid, _: nation_code(cid),
+    "birthDate": lambda birth, _: birth.raw,
+    "sex": lambda gender, _: gender.th,
+    "age": lambda birth, a: thai_age(birth, a.today),
+    "transDate": lambda _, a: a.stamp,
+    "checkDate": lambda _, a: a.stamp,
+    "correlationId": lambda _, a: str(uuid.uuid4()),
+    # Additions (documented): the raw prefix, so a code never hides what the card says.
+    "titleNameText": lambda name, _: name.prefix,
+    "mname": lambda name, _: name.middle or None,
+    "image": lambda photo, a: (base64.b64encode(photo).decode()
+                               if a.image and photo is not None else None),
+}
+# Which card field each card key is made from: the layout says.
+CARD_KEYS: dict[str, L.Field] = {key: f for f in L.FIELDS for key in f.compat}
+if set(CARD_KEYS) != set(ANSWER_KEYS) - {"transDate", "checkDate", "correlationId"}:
+    raise RuntimeError("the card layout's NHSO keys and the NHSO answer disagree")
+
+
 def card_fields(card: CardRead, *, image: bool, now: dt.datetime) -> dict[str, Any]:
     """The card part of ``/api/smartcard/read``, in the NHSO agent's names and formats."""
-    text = card.text
-    stamp = local_timestamp(now)
-    out: dict[str, Any] = {
-        "pid": text.citizen_id,
-        "titleName": title_code(text),
-        "fname": text.name_th.first,
-        "lname": text.name_th.last,
-        "nation": nation_code(text.citizen_id),
-        "birthDate": text.birth_date.raw,
-        "sex": text.gender.th,
-        "age": thai_age(text.birth_date, now.date()),
-        "transDate": stamp,
-        "checkDate": stamp,
-        "correlationId": str(uuid.uuid4()),
-        # Additions (documented): the raw prefix, so a code never hides what the card says.
-        "titleNameText": text.name_th.prefix,
-    }
-    if text.name_th.middle:
-        out["mname"] = text.name_th.middle
-    if image and card.photo is not None:
-        out["image"] = base64.b64encode(card.photo).decode()
+    answer = _Answer(card, local_timestamp(now), now.date(), image)
+    out: dict[str, Any] = {}
+    for key, make in ANSWER_KEYS.items():
+        source = CARD_KEYS.get(key)
+        value = make(None if source is None else card.value(source), answer)
+        if value is not None:
+            out[key] = value
     return out
 
 

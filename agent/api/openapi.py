@@ -8,11 +8,12 @@ routes: ``agent/nhso/openapi.py``); the helpers below are shared with them.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, assert_never
 
 from aiohttp import web
 
 from .. import __version__
+from ..card import layout as L
 from ..errors import ERROR_TABLE
 from .keys import OPENAPI_EXTRA
 from .responses import json_response
@@ -45,6 +46,56 @@ OBJ_NULL = {"type": ["object", "null"]}
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"oneOf": [schema, {"type": "null"}]}
+
+
+# The schema of each /v1 view of a card value (agent/card/values.py view_json); a parsed
+# value's schema is named after its kind.
+_PARSED = {L.Kind.DATE: "CardDate", L.Kind.GENDER: "Gender", L.Kind.ADDRESS: "Address"}
+
+
+def _view_schema(f: L.Field) -> dict[str, Any]:
+    match f.view:
+        case L.View.TEXT:
+            return {f.name: S}
+        case L.View.CHECKED:
+            return {f.name: S, f"{f.name}_valid": B}
+        case L.View.NAME_TH | L.View.NAME_EN:
+            return {f.name: ref("Name")}
+        case L.View.PARSED:
+            return {f.name: ref(_PARSED[f.kind])}
+        case L.View.PRINTED:
+            return {f.name: obj({"raw": S, "formatted": S})}
+        case L.View.NONE:
+            return {}
+        case _:
+            assert_never(f.view)
+
+
+def card_schema() -> dict[str, Any]:
+    """``Card``: every field of the layout as /v1 shows it, then what the read adds."""
+    props: dict[str, Any] = {}
+    for f in L.FIELDS:
+        if not f.group:
+            props.update(_view_schema(f))
+    for group in L.json_groups(L.FIELDS):
+        members: dict[str, Any] = {}
+        for f in L.FIELDS:
+            if f.group == group:
+                members.update(_view_schema(f))
+        if group == "card":         # the read adds the ATR and the generation it names
+            members.update({"atr": S, "generation": S})
+        props[group] = obj(members)
+    required = [*props, "photo", "read"]
+    props.update({
+        "photo": nullable(obj({"size": I, "format": {"const": "image/jpeg"},
+                               "base64": {**S, "contentEncoding": "base64"}},
+                              ["size", "format"])),
+        "photo_error": ref("ErrorInfo"),
+        "nhso_applet": {"type": "object"},
+        "laser_id": S,
+        "read": ref("ReadStats"),
+    })
+    return obj(props, required)
 
 
 SCHEMAS: dict[str, Any] = {
@@ -112,26 +163,7 @@ SCHEMAS: dict[str, Any] = {
                     "other": S, "subdistrict": S, "district": S, "province": S}),
     "ReadStats": obj({"apdus": I, "text_apdus": I, "text_ms": N, "photo_ms": N,
                       "total_ms": N}),
-    "Card": obj({
-        "citizen_id": S, "citizen_id_valid": B,
-        "name_th": ref("Name"), "name_en": ref("Name"),
-        "birth_date": ref("CardDate"), "gender": ref("Gender"),
-        "issuer": S, "issuer_code": S,
-        "issue_date": ref("CardDate"), "expiry_date": ref("CardDate"),
-        "address": ref("Address"),
-        "request_number": obj({"raw": S, "formatted": S}),
-        "card": obj({"version": S, "card_info": S, "card_type": S, "unknown_0179": S,
-                     "atr": S, "generation": S}),
-        "photo": nullable(obj({"size": I, "format": {"const": "image/jpeg"},
-                               "base64": {**S, "contentEncoding": "base64"}},
-                              ["size", "format"])),
-        "photo_error": ref("ErrorInfo"),
-        "nhso_applet": {"type": "object"},
-        "laser_id": S,
-        "read": ref("ReadStats"),
-    }, ["citizen_id", "citizen_id_valid", "name_th", "name_en", "birth_date", "gender",
-        "issuer", "issuer_code", "issue_date", "expiry_date", "address", "request_number",
-        "card", "photo", "read"]),
+    "Card": card_schema(),
     "CardResponse": obj({"reader": S, "status": S,
                          "read_at": {**S_NULL, "format": "date-time"}, "card": ref("Card")}),
     "Status": obj({

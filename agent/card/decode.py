@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, assert_never
+
 from ..errors import CardDataInvalid
 from . import layout as L
 from .values import ADDRESS_PARTS, Address, CardDate, CardText, Gender, Name, NhsoCoverage
@@ -20,7 +22,7 @@ def decode_name(data: bytes) -> Name:
     # Split on '#' before any other cleaning: a name without '#' is not a prefix.
     parts = [p.strip(_PAD) for p in data.decode("cp874", errors="replace").split("#")]
     if len(parts) > 4:
-        parts = parts[:3] + [" ".join(p for p in parts[3:] if p)]
+        parts = [*parts[:3], " ".join(p for p in parts[3:] if p)]
     parts += [""] * (4 - len(parts))
     return Name(*parts)
 
@@ -30,7 +32,7 @@ def decode_address(data: bytes) -> Address:
     parts = [p.strip(_PAD) for p in text.split("#")]
     if len(parts) > ADDRESS_PARTS:
         # More separators than parts: keep the tail in the province slot, lose nothing.
-        parts = parts[:ADDRESS_PARTS - 1] + ["#".join(parts[ADDRESS_PARTS - 1:])]
+        parts = [*parts[:ADDRESS_PARTS - 1], "#".join(parts[ADDRESS_PARTS - 1:])]
     parts += [""] * (ADDRESS_PARTS - len(parts))
     return Address(tuple(parts))
 
@@ -39,33 +41,41 @@ def decode_date(data: bytes) -> CardDate:
     return CardDate(decode_text(data))
 
 
+def decode_gender(data: bytes) -> Gender:
+    return Gender(decode_text(data))
+
+
+def decode_field(f: L.Field, data: bytes) -> Any:
+    """One field's value from its bytes, by the field's kind."""
+    match f.kind:
+        case L.Kind.TEXT:
+            return decode_text(data)
+        case L.Kind.NAME:
+            return decode_name(data)
+        case L.Kind.DATE:
+            return decode_date(data)
+        case L.Kind.GENDER:
+            return decode_gender(data)
+        case L.Kind.ADDRESS:
+            return decode_address(data)
+        case L.Kind.PHOTO:
+            return decode_photo(data)
+        case _:
+            assert_never(f.kind)
+
+
+def _decode_block(fields: tuple[L.Field, ...], block: bytes, base: int) -> dict[str, Any]:
+    return {f.name: decode_field(f, f.cut(block, base)) for f in fields}
+
+
 def decode_text_fields(block: bytes, tail: bytes) -> CardText:
-    """Decode the text block (file 0x0000..0x017A) and the tail block (address + request no)."""
+    """Decode the text block (every field before the photo) and the tail block (after it)."""
     if len(block) != L.TEXT_BLOCK.length:
         raise CardDataInvalid(f"text block is {len(block)} bytes, expected {L.TEXT_BLOCK.length}")
     if len(tail) != L.TAIL_BLOCK.length:
         raise CardDataInvalid(f"address block is {len(tail)} bytes, expected {L.TAIL_BLOCK.length}")
-
-    def field(f: L.Field) -> bytes:
-        return f.cut(block, L.TEXT_BLOCK.offset)
-
-    return CardText(
-        citizen_id=decode_text(field(L.CITIZEN_ID)),
-        name_th=decode_name(field(L.NAME_TH)),
-        name_en=decode_name(field(L.NAME_EN)),
-        birth_date=decode_date(field(L.BIRTH_DATE)),
-        gender=Gender(decode_text(field(L.GENDER))),
-        issuer=decode_text(field(L.ISSUER)),
-        issue_date=decode_date(field(L.ISSUE_DATE)),
-        expiry_date=decode_date(field(L.EXPIRY_DATE)),
-        address=decode_address(L.ADDRESS.cut(tail, L.TAIL_BLOCK.offset)),
-        request_number=decode_text(L.REQUEST_NUMBER.cut(tail, L.TAIL_BLOCK.offset)),
-        issuer_code=decode_text(field(L.ISSUER_CODE)),
-        version=decode_text(field(L.VERSION)),
-        card_info=decode_text(field(L.CARD_INFO)),
-        card_type=decode_text(field(L.CARD_TYPE)),
-        unknown_0179=decode_text(field(L.UNKNOWN_0179)),
-    )
+    return CardText(**_decode_block(L.TEXT_FIELDS, block, L.TEXT_BLOCK.offset),
+                    **_decode_block(L.TAIL_FIELDS, tail, L.TAIL_BLOCK.offset))
 
 
 def decode_photo(data: bytes) -> bytes:
@@ -81,21 +91,10 @@ def decode_photo(data: bytes) -> bytes:
 
 
 def decode_nhso(block: bytes) -> NhsoCoverage:
-    """Decode the NHSO applet's block (file 0x0004..0x015D)."""
+    """Decode the NHSO applet's block (every field of ``L.NHSO_FIELDS``)."""
     if len(block) != L.NHSO_BLOCK.length:
         raise CardDataInvalid(f"NHSO block is {len(block)} bytes, expected {L.NHSO_BLOCK.length}")
-    f = L.NhsoLayout
-
-    def text(fl: L.Field) -> str:
-        return decode_text(fl.cut(block, L.NHSO_BLOCK.offset))
-
-    return NhsoCoverage(
-        main_inscl=text(f.main_inscl), sub_inscl=text(f.sub_inscl),
-        main_hospital=text(f.main_hospital), sub_hospital=text(f.sub_hospital),
-        paid_type=text(f.paid_type), issue_date=CardDate(text(f.issue_date)),
-        expiry_date=CardDate(text(f.expiry_date)), update_date=CardDate(text(f.update_date)),
-        change_count=text(f.change_count),
-    )
+    return NhsoCoverage(**_decode_block(L.NHSO_FIELDS, block, L.NHSO_BLOCK.offset))
 
 
 def decode_laser_id(response: bytes) -> str:

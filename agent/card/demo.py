@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 from functools import lru_cache
 
-from .values import (Address, CardDate, CardProfile, CardText, Gender, Name,
-                     citizen_id_check_digit)
+from .values import Address, CardDate, CardProfile, CardText, Gender, Name, citizen_id_check_digit
 
 PHOTO_SIZE = (148, 178)   # what real cards hold
 

@@ -6,8 +6,11 @@ round-trip tests. Raises ``ValueError`` for values a real card could not hold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, assert_never
+
 from . import layout as L
-from .values import ADDRESS_PARTS, CardDate, CardProfile, CardText, Name, NhsoCoverage
+from .values import ADDRESS_PARTS, Address, CardDate, CardProfile, Gender, Name, NhsoCoverage
 
 PHOTO_PAD = b"\x00"
 
@@ -30,9 +33,14 @@ def encode_date(value: CardDate, f: L.Field) -> bytes:
     return encode_text(value.raw, f)
 
 
-def _put(image: bytearray, f: L.Field, data: bytes) -> None:
-    assert len(data) == f.length, f.name
-    image[f.offset:f.end] = data
+def encode_gender(value: Gender, f: L.Field) -> bytes:
+    return encode_text(value.raw, f)
+
+
+def encode_address(value: Address, f: L.Field) -> bytes:
+    if len(value.parts) != ADDRESS_PARTS or any("#" in p for p in value.parts):
+        raise ValueError(f"{f.name}: exactly 8 parts, none containing '#'")
+    return encode_text(value.raw, f)
 
 
 def encode_photo(photo: bytes) -> bytes:
@@ -41,39 +49,41 @@ def encode_photo(photo: bytes) -> bytes:
     return photo.ljust(L.PHOTO.length, PHOTO_PAD)
 
 
+def encode_field(f: L.Field, value: Any) -> bytes:
+    """One field's bytes (exactly ``f.length``) for ``value``, by the field's kind."""
+    match f.kind:
+        case L.Kind.TEXT:
+            return encode_text(value, f)
+        case L.Kind.NAME:
+            return encode_name(value, f)
+        case L.Kind.DATE:
+            return encode_date(value, f)
+        case L.Kind.GENDER:
+            return encode_gender(value, f)
+        case L.Kind.ADDRESS:
+            return encode_address(value, f)
+        case L.Kind.PHOTO:
+            return encode_photo(value)
+        case _:
+            assert_never(f.kind)
+
+
+def _encode_file(fields: tuple[L.Field, ...], size: int,
+                 value: Callable[[L.Field], Any]) -> bytes:
+    """The file image: spaces, with every field written at its offset (``value(field)``)."""
+    image = bytearray(b" " * size)
+    for f in fields:
+        data = encode_field(f, value(f))
+        assert len(data) == f.length, f.name
+        image[f.offset:f.end] = data
+    return bytes(image)
+
+
 def encode_card(profile: CardProfile) -> bytes:
     """The MOI applet's whole file (0x0000..0x1626) for ``profile``."""
-    t: CardText = profile.text
-    if len(t.address.parts) != ADDRESS_PARTS or any("#" in p for p in t.address.parts):
-        raise ValueError("address: exactly 8 parts, none containing '#'")
-    image = bytearray(b" " * L.FILE_SIZE)
-    _put(image, L.VERSION, encode_text(t.version, L.VERSION))
-    _put(image, L.CITIZEN_ID, encode_text(t.citizen_id, L.CITIZEN_ID))
-    _put(image, L.NAME_TH, encode_name(t.name_th, L.NAME_TH))
-    _put(image, L.NAME_EN, encode_name(t.name_en, L.NAME_EN))
-    _put(image, L.BIRTH_DATE, encode_date(t.birth_date, L.BIRTH_DATE))
-    _put(image, L.GENDER, encode_text(t.gender.raw, L.GENDER))
-    _put(image, L.CARD_INFO, encode_text(t.card_info, L.CARD_INFO))
-    _put(image, L.ISSUER, encode_text(t.issuer, L.ISSUER))
-    _put(image, L.ISSUER_CODE, encode_text(t.issuer_code, L.ISSUER_CODE))
-    _put(image, L.ISSUE_DATE, encode_date(t.issue_date, L.ISSUE_DATE))
-    _put(image, L.EXPIRY_DATE, encode_date(t.expiry_date, L.EXPIRY_DATE))
-    _put(image, L.CARD_TYPE, encode_text(t.card_type, L.CARD_TYPE))
-    _put(image, L.UNKNOWN_0179, encode_text(t.unknown_0179, L.UNKNOWN_0179))
-    _put(image, L.PHOTO, encode_photo(profile.photo))
-    _put(image, L.ADDRESS, encode_text(t.address.raw, L.ADDRESS))
-    _put(image, L.REQUEST_NUMBER, encode_text(t.request_number, L.REQUEST_NUMBER))
-    return bytes(image)
+    return _encode_file(L.FIELDS, L.FILE_SIZE, profile.value)
 
 
 def encode_nhso(cov: NhsoCoverage) -> bytes:
     """The NHSO applet's file (0x0000..0x015D) for ``cov``."""
-    f = L.NhsoLayout
-    image = bytearray(b" " * L.NHSO_FILE_SIZE)
-    for fl, value in ((f.main_inscl, cov.main_inscl), (f.sub_inscl, cov.sub_inscl),
-                      (f.main_hospital, cov.main_hospital), (f.sub_hospital, cov.sub_hospital),
-                      (f.paid_type, cov.paid_type), (f.issue_date, cov.issue_date.raw),
-                      (f.expiry_date, cov.expiry_date.raw), (f.update_date, cov.update_date.raw),
-                      (f.change_count, cov.change_count)):
-        _put(image, fl, encode_text(value, fl))
-    return bytes(image)
+    return _encode_file(L.NHSO_FIELDS, L.NHSO_FILE_SIZE, lambda f: getattr(cov, f.name))

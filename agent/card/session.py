@@ -55,6 +55,10 @@ class CardRead:
     laser_id: str | None = None
     stats: ReadStats = field(default_factory=ReadStats)
 
+    def value(self, f: L.Field) -> Any:
+        """The value of one layout field (``L.FIELDS``) as read; the photo may be None."""
+        return self.photo if f.kind is L.Kind.PHOTO else getattr(self.text, f.name)
+
     def to_json(self, *, photo_b64: bool = False) -> dict[str, Any]:
         import base64
 
@@ -84,7 +88,8 @@ def run_script(script: Script[T], transmit: Transmit, conv: Conversation) -> T:
             conv.apdus += 1
             command = script.send(response)
     except StopIteration as done:
-        return done.value
+        result: T = done.value          # what the script returned: typed by the script
+        return result
 
 
 def read_card(transmit: Transmit, atr: bytes, *, photo: bool = True,
@@ -98,7 +103,9 @@ def read_card(transmit: Transmit, atr: bytes, *, photo: bool = True,
     """
     conv = Conversation(atr)
     started = time.perf_counter()
-    run = lambda script: run_script(script, transmit, conv)  # noqa: E731
+
+    def run(script: Script[T]) -> T:
+        return run_script(script, transmit, conv)
 
     run(conv.select_script(L.MOI_AID))
     block = run(conv.read_span_script(L.TEXT_BLOCK.offset, L.TEXT_BLOCK.length, "read_text"))

@@ -1,8 +1,8 @@
 """A simulated Thai ID card: answers command APDUs from a file image. Pure, no I/O.
 
 The demo reader runs it in-process; the PC/SC tests put it behind the vpcd virtual reader.
-Behaviour follows the public descriptions of real cards (thai-id-card.md), including the
-``3B 67`` generation's GET RESPONSE P2 and ``6C xx`` for a wrong length.
+Behaviour follows the public descriptions of real cards, including the ``3B 67``
+generation's GET RESPONSE P2 and ``6C xx`` for a wrong length.
 """
 
 from __future__ import annotations

@@ -2,13 +2,17 @@
 
 Each value keeps what the card holds (``raw``) and derives the parsed view from it, so a
 real card that disagrees with the public descriptions can still be shown and corrected.
+``CardText`` and ``NhsoCoverage`` hold one attribute per field of their layout table
+(``layout.py``), and their ``/v1`` JSON is written from that table (``fields_json``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, assert_never
+
+from . import layout as L
 
 BE_OFFSET = 543  # Buddhist era year - 543 = Gregorian year
 LIFELONG = "99999999"
@@ -117,7 +121,8 @@ class CardDate:
         return None
 
     def as_date(self) -> _dt.date | None:
-        return _dt.date(self.year, self.month, self.day) if self.precision == "day" else None
+        year, month, day = self.year, self.month, self.day     # the day is known only with all
+        return None if year is None or month is None or day is None else _dt.date(year, month, day)
 
     def to_json(self) -> dict[str, Any]:
         return {"raw": self.raw, "iso": self.iso, "precision": self.precision,
@@ -226,7 +231,7 @@ def format_request_number(raw: str) -> str:
 
 @dataclass(frozen=True)
 class CardText:
-    """Every text field of the MOI applet (everything but the photo)."""
+    """Every text field of the MOI applet (everything but the photo): ``L.FIELDS``' names."""
 
     citizen_id: str
     name_th: Name
@@ -249,23 +254,7 @@ class CardText:
         return citizen_id_valid(self.citizen_id)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "citizen_id": self.citizen_id,
-            "citizen_id_valid": self.citizen_id_valid,
-            "name_th": self.name_th.to_json(thai=True),
-            "name_en": self.name_en.to_json(thai=False),
-            "birth_date": self.birth_date.to_json(),
-            "gender": self.gender.to_json(),
-            "issuer": self.issuer,
-            "issuer_code": self.issuer_code,
-            "issue_date": self.issue_date.to_json(),
-            "expiry_date": self.expiry_date.to_json(),
-            "address": self.address.to_json(),
-            "request_number": {"raw": self.request_number,
-                               "formatted": format_request_number(self.request_number)},
-            "card": {"version": self.version, "card_info": self.card_info,
-                     "card_type": self.card_type, "unknown_0179": self.unknown_0179},
-        }
+        return fields_json(L.FIELDS, self)
 
 
 @dataclass(frozen=True)
@@ -274,6 +263,10 @@ class CardProfile:
 
     text: CardText
     photo: bytes = field(default=b"", repr=False)
+
+    def value(self, f: L.Field) -> Any:
+        """The value of one layout field (``L.FIELDS``) on this card."""
+        return self.photo if f.kind is L.Kind.PHOTO else getattr(self.text, f.name)
 
 
 @dataclass(frozen=True)
@@ -291,8 +284,53 @@ class NhsoCoverage:
     change_count: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"main_inscl": self.main_inscl, "sub_inscl": self.sub_inscl,
-                "main_hospital": self.main_hospital, "sub_hospital": self.sub_hospital,
-                "paid_type": self.paid_type, "issue_date": self.issue_date.to_json(),
-                "expiry_date": self.expiry_date.to_json(),
-                "update_date": self.update_date.to_json(), "change_count": self.change_count}
+        return fields_json(L.NHSO_FIELDS, self)
+
+
+def view_json(f: L.Field, value: Any) -> dict[str, Any]:
+    """The JSON keys (one, or two for a checked id) that ``value`` of field ``f`` is shown as."""
+    match f.view:
+        case L.View.TEXT:
+            return {f.name: value}
+        case L.View.CHECKED:
+            return {f.name: value, f"{f.name}_valid": citizen_id_valid(value)}
+        case L.View.NAME_TH | L.View.NAME_EN:
+            return {f.name: value.to_json(thai=f.view is L.View.NAME_TH)}
+        case L.View.PARSED:
+            return {f.name: value.to_json()}
+        case L.View.PRINTED:
+            return {f.name: {"raw": value, "formatted": format_request_number(value)}}
+        case L.View.NONE:
+            return {}
+        case _:
+            assert_never(f.view)
+
+
+def fields_json(table: tuple[L.Field, ...], values: object) -> dict[str, Any]:
+    """The ``/v1`` JSON of ``values`` (attributes named as the table's fields).
+
+    Top-level fields come in file order, then each group's fields, in file order too: the
+    person first, then what describes the card itself.
+    """
+    out: dict[str, Any] = {}
+    for f in table:
+        if not f.group and f.view is not L.View.NONE:
+            out.update(view_json(f, getattr(values, f.name)))
+    for group in L.json_groups(table):
+        out[group] = {}
+        for f in table:
+            if f.group == group:
+                out[group].update(view_json(f, getattr(values, f.name)))
+    return out
+
+
+def _check_table(cls: type, table: tuple[L.Field, ...]) -> None:
+    """The value class and its layout table name the same fields (one cannot drift alone)."""
+    attrs = {a.name for a in fields(cls)}
+    named = {f.name for f in table if f.kind is not L.Kind.PHOTO}
+    if attrs != named:
+        raise RuntimeError(f"{cls.__name__} and its layout disagree: {sorted(attrs ^ named)}")
+
+
+_check_table(CardText, L.FIELDS)
+_check_table(NhsoCoverage, L.NHSO_FIELDS)
