@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .. import __version__
+from .. import __version__, osroom
 from ..config import Config
 from ..errors import AgentError
 from ..readers.base import ReaderBackend
@@ -38,10 +38,7 @@ def bind_socket(port: int) -> socket.socket:
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        if sys.platform == "win32":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)  # type: ignore[attr-defined]
-        else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        osroom.current().set_listen_options(sock)
         sock.bind((HOST, port))
         sock.listen(128)
     except OSError as exc:
