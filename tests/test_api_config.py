@@ -157,6 +157,7 @@ def test_windows_registry_policy(tmp_path):
     room = WindowsRoom(registry=fake)
     read, where = room.read_policy()
     assert opened == [("HKLM", r"Software\Policies\ThaiCardAgent")]
+    assert read == {"Port": 8191, "AllowedOrigins": ["https://his.hospital.test"], "ReadPhoto": 0}
     assert where == r"HKLM\Software\Policies\ThaiCardAgent"
     c = load(tmp_path, policy=room.read_policy)
     assert (c.port, c.read_photo) == (8191, False)
@@ -164,7 +165,7 @@ def test_windows_registry_policy(tmp_path):
 
 
 def test_linux_policy_file_is_read_from_etc(tmp_path):
-    assert linux.POLICY_FILE == Path("/etc/thaicard-agent/policy.json")
+    assert Path("/etc/thaicard-agent/policy.json") == linux.POLICY_FILE
     assert isinstance(for_platform("linux"), LinuxRoom)
     path = tmp_path / "policy.json"
     path.write_text(json.dumps({"allowedOrigins": "https://his.hospital.test"}))

@@ -1,7 +1,7 @@
 """The per-OS rooms: ``current()`` is the one for the OS this process runs on.
 
 This package is the only place in ``agent/`` and ``tray/`` that asks which OS it is on
-(``tests/test_structure.py`` holds that).
+(``tests/test_platform_boundaries.py`` holds that).
 """
 
 from __future__ import annotations

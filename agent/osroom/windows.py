@@ -7,6 +7,7 @@ stand-in that has the same calls.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -90,8 +91,8 @@ class WindowsRoom(OsRoom):
         return RegistryRunAutostart(command, self._registry)
 
     def lock_exclusive(self, fh: IO[str]) -> None:
-        import msvcrt
-
+        # By name: type checkers on other systems see no msvcrt module.
+        msvcrt: Any = importlib.import_module("msvcrt")
         fh.seek(0)
         msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
 
