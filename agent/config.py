@@ -6,6 +6,10 @@ the user's file (``<user config dir>/config.json``, or ``--config FILE`` /
 admin policy (Linux ``/etc/thaicard-agent/policy.json``, Windows
 ``HKLM\\Software\\Policies\\ThaiCardAgent``, macOS managed preferences
 ``th.thaicard.agent``). A key set by policy cannot be changed by the user in any way.
+
+The merge itself is ``agent/layered_settings.py`` (shared with the NHSO settings); this
+module holds the agent's key table, its validation and the ``Config`` it builds. Where
+the files are: ``agent/paths.py``; where the policy is read from: ``agent/osroom``.
 """
 
 from __future__ import annotations
