@@ -72,7 +72,8 @@ class KeyTable:
         except (TypeError, ValueError):
             raise self.error(f"{key.json}: {value!r} is not a valid {key.kind}") from None
 
-    def _find(self, name: str, fold: bool) -> Key | None:
+    def find(self, name: str, fold: bool) -> Key | None:
+        """The key a JSON or policy name means (``fold``: regardless of case), or None."""
         if not fold:
             return self.by_json.get(name)
         folded = name.lower()
@@ -84,7 +85,7 @@ class KeyTable:
         for name, value in layer.items():
             if name.startswith(("#", "_")):
                 continue
-            key = self._find(name, self.fold_case)
+            key = self.find(name, self.fold_case)
             if key is None:
                 raise self.error(f"{where}: unknown setting {name!r} "
                                  f"(known: {', '.join(self.by_json)})")
@@ -116,7 +117,7 @@ class KeyTable:
             mine[name[len(prefix):]] = value
         out: dict[str, Any] = {}
         for name, value in mine.items():
-            key = self._find(name, True)
+            key = self.find(name, True)
             if key is None or not key.policy:
                 known = [self.policy_prefix + k.json[:1].upper() + k.json[1:]
                          if self.policy_prefix else k.json for k in self.keys if k.policy]
@@ -181,7 +182,7 @@ class Layers:
 def refuse_locked(table: KeyTable, changes: Iterable[str], sources: Mapping[str, str]) -> None:
     """A user's change to a key the policy fixes is refused, not silently ignored."""
     for name in changes:
-        key = table._find(name, table.fold_case)
+        key = table.find(name, table.fold_case)
         if key is not None and sources.get(key.field) == "policy":
             raise table.error(f"{key.json} is fixed by the admin policy")
 
