@@ -1,7 +1,8 @@
 """What differs between operating systems, as one interface: each OS has its own room.
 
 ``agent.osroom.current()`` gives the room of the OS this process runs on; everything else
-in ``agent/`` and ``tray/`` asks it instead of testing ``sys.platform`` (``tests/test_platform_boundaries.py``).
+in ``agent/`` and ``tray/`` asks it instead of testing ``sys.platform``
+(``tests/test_platform_boundaries.py`` holds that).
 The rooms for other systems still import on any OS, so their pure parts are unit-tested
 everywhere with stand-ins for what only exists there (``winreg``, ``msvcrt``).
 """
