@@ -19,7 +19,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from . import __version__
-from .core import BACKENDS, list_readers, open_backend, read_once
+from .config import BACKENDS
+from .core import list_readers, open_backend, read_once
 from .errors import AgentError
 from .nhso.cli import add_token_commands
 from .server_cli import add_commands as add_server_commands

@@ -6,38 +6,39 @@ the user's file (``<user config dir>/config.json``, or ``--config FILE`` /
 admin policy (Linux ``/etc/thaicard-agent/policy.json``, Windows
 ``HKLM\\Software\\Policies\\ThaiCardAgent``, macOS managed preferences
 ``th.thaicard.agent``). A key set by policy cannot be changed by the user in any way.
+
+The merge itself is ``agent/layered_settings.py`` (shared with the NHSO settings); this
+module holds the agent's key table, its validation and the ``Config`` it builds. Where
+the files are: ``agent/paths.py``; where the policy is read from: ``agent/osroom``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import platformdirs
-
+from . import osroom, paths
 from .errors import AgentError
-from .readers.factory import BACKENDS
+from .layered_settings import Key, KeyTable, Layers, to_bool, to_float, to_int, to_str
+from .layered_settings import read_json_file as _read_json_file
+
+# Values of the "backend" setting; agent/readers/factory.py builds each.
+BACKENDS = ("pcsc", "demo", "auto")
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "thaicard-agent"
-CONFIG_FILE = "config.json"
+APP_NAME = paths.APP_NAME
+CONFIG_FILE = paths.AGENT_CONFIG_FILE
 DEFAULT_PORT = 8189
 # The NHSO "New Authen Code" page: the one page every hospital uses with the agent.
 NHSO_AUTHEN_ORIGIN = "https://authenservice.nhso.go.th"
 DEFAULT_ALLOWED_ORIGINS = (NHSO_AUTHEN_ORIGIN,)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-LINUX_POLICY_FILE = Path("/etc/thaicard-agent/policy.json")
-WINDOWS_POLICY_KEY = r"Software\Policies\ThaiCardAgent"
-MACOS_POLICY_FILE = Path("/Library/Managed Preferences/th.thaicard.agent.plist")
 
 
 class ConfigInvalid(AgentError):
@@ -76,21 +77,6 @@ class Config:
                 "policyKeys": [KEY_NAMES[k] for k in self.policy_keys]}
 
 
-# JSON / policy key -> field; environment variable = THAICARD_ + upper snake case of the field.
-KEYS: dict[str, str] = {
-    "port": "port", "backend": "backend", "defaultTerminal": "default_terminal",
-    "allowedOrigins": "allowed_origins", "readPhoto": "read_photo",
-    "readTimeout": "read_timeout", "heartbeatInterval": "heartbeat_interval",
-    "logLevel": "log_level", "logDir": "log_dir",
-}
-KEY_NAMES = {v: k for k, v in KEYS.items()}
-ENV_PREFIX = "THAICARD_"
-
-
-def env_name(name: str) -> str:
-    return ENV_PREFIX + name.upper()
-
-
 def normalize_origin(value: str) -> str:
     """``scheme://host[:port]`` exactly as a browser sends it in ``Origin``; else ConfigInvalid."""
     text = str(value).strip()
@@ -118,39 +104,55 @@ def _split_list(value: Any) -> list[str]:
     return [v for v in str(value).replace(",", " ").split() if v]
 
 
+def _origins(value: Any) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(normalize_origin(v) for v in _split_list(value)))
+
+
+def _log_dir(value: Any) -> Path | None:
+    return Path(str(value)).expanduser() if str(value).strip() else None
+
+
+def _optional_str(value: Any) -> str | None:
+    return str(value).strip() or None
+
+
+def _upper(value: Any) -> str:
+    return str(value).strip().upper()
+
+
+ENV_PREFIX = "THAICARD_"
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a field: THAICARD_ + the field in upper case."""
+    return ENV_PREFIX + name.upper()
+
+
+def _key(json_key: str, name: str, coerce: Any, kind: str) -> Key:
+    return Key(json_key, name, coerce, env=env_name(name), kind=kind)
+
+
+# The agent config's keys: JSON / policy key, field, coercion. Policy keys have no prefix.
+TABLE = KeyTable((
+    _key("port", "port", to_int, "port number"),
+    _key("backend", "backend", to_str, "backend"),
+    _key("defaultTerminal", "default_terminal", _optional_str, "reader name"),
+    _key("allowedOrigins", "allowed_origins", _origins, "origin list"),
+    _key("readPhoto", "read_photo", to_bool, "true/false"),
+    _key("readTimeout", "read_timeout", to_float, "number"),
+    _key("heartbeatInterval", "heartbeat_interval", to_float, "number"),
+    _key("logLevel", "log_level", _upper, "log level"),
+    _key("logDir", "log_dir", _log_dir, "folder"),
+), error=ConfigInvalid, policy_prefix="", fold_case=True, env_empty_is_unset=True)
+
+# JSON / policy key -> field, and back (kept for callers of the old tables).
+KEYS: dict[str, str] = {k.json: k.field for k in TABLE.keys}
+KEY_NAMES = {v: k for k, v in KEYS.items()}
+
+
 def coerce(name: str, value: Any) -> Any:
     """A value from JSON, the environment, the registry or a flag, as the field's type."""
-    try:
-        if name == "allowed_origins":
-            return tuple(dict.fromkeys(normalize_origin(v) for v in _split_list(value)))
-        if name == "read_photo":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, int):        # a REG_DWORD policy value
-                return bool(value)
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if name == "port":
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return int(value)
-        if name in ("read_timeout", "heartbeat_interval"):
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if name == "log_level":
-            return str(value).strip().upper()
-        if name == "log_dir":
-            return Path(str(value)).expanduser() if str(value).strip() else None
-        if name == "default_terminal":
-            return str(value).strip() or None
-        return str(value).strip()
-    except (TypeError, ValueError):
-        raise ConfigInvalid(f"{KEY_NAMES.get(name, name)}: {value!r} is not valid") from None
+    return TABLE.coerce(TABLE.by_field[name], value)
 
 
 def validate(config: Config) -> Config:
@@ -172,137 +174,46 @@ def validate(config: Config) -> Config:
 
 # -- the layers ------------------------------------------------------------------------------
 def user_config_path(env: Mapping[str, str]) -> Path:
-    if env.get("THAICARD_CONFIG"):
-        return Path(env["THAICARD_CONFIG"])
-    if env.get("THAICARD_CONFIG_DIR"):
-        return Path(env["THAICARD_CONFIG_DIR"]) / CONFIG_FILE
-    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / CONFIG_FILE
+    return paths.agent_config_file(env)
 
 
 def site_config_path() -> Path:
-    return Path(platformdirs.site_config_dir(APP_NAME, appauthor=False)) / CONFIG_FILE
+    return paths.site_agent_config_file()
 
 
 def read_json_file(path: Path, error: type[AgentError] | None = None) -> dict[str, Any]:
     """A settings file's JSON object; {} when absent; ``error`` (ConfigInvalid) when broken."""
-    error = error or ConfigInvalid
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise error(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise error(f"{path} must hold a JSON object")
-    return data
-
-
-def _from_mapping(layer: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """JSON/policy keys -> fields. Keys are matched without regard to case (registry style)."""
-    by_folded = {k.lower(): v for k, v in KEYS.items()}
-    out: dict[str, Any] = {}
-    for key, value in layer.items():
-        if key.startswith(("#", "_")):       # comments in JSON files
-            continue
-        name = by_folded.get(key.lower())
-        if name is None:
-            raise ConfigInvalid(f"{source}: unknown setting {key!r} "
-                                f"(known: {', '.join(KEYS)})")
-        out[name] = coerce(name, value)
-    return out
-
-
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    return {name: coerce(name, env[env_name(name)]) for name in KEY_NAMES
-            if env.get(env_name(name), "") != ""}
-
-
-def read_windows_policy() -> dict[str, Any]:
-    import winreg  # type: ignore[import-not-found]  # Windows only
-
-    values: dict[str, Any] = {}
-    try:
-        key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, WINDOWS_POLICY_KEY)
-    except OSError:
-        return values
-    with key:
-        index = 0
-        while True:
-            try:
-                name, value, _kind = winreg.EnumValue(key, index)
-            except OSError:
-                break
-            values[name] = value
-            index += 1
-    return values
-
-
-def read_macos_policy(path: Path = MACOS_POLICY_FILE) -> dict[str, Any]:
-    import plistlib
-
-    try:
-        with path.open("rb") as fh:
-            data = plistlib.load(fh)
-    except FileNotFoundError:
-        return {}
-    except (OSError, plistlib.InvalidFileException, ValueError) as exc:
-        raise ConfigInvalid(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        return {}
-    # Some MDMs copy the profile's own Payload* keys into the managed preferences.
-    return {k: v for k, v in data.items() if not k.startswith("Payload")}
+    return _read_json_file(path, error or ConfigInvalid)
 
 
 def read_platform_policy() -> tuple[dict[str, Any], str]:
-    """The admin policy of this machine and where it was read from."""
-    if sys.platform == "win32":
-        return read_windows_policy(), "HKLM\\" + WINDOWS_POLICY_KEY
-    if sys.platform == "darwin":
-        return read_macos_policy(), str(MACOS_POLICY_FILE)
-    return read_json_file(LINUX_POLICY_FILE), str(LINUX_POLICY_FILE)
+    """The admin policy of this machine and where it was read from (agent/osroom)."""
+    return osroom.current().read_policy()
 
 
 def load_config(*, cli: Mapping[str, Any] | None = None, config_file: Path | None = None,
                 env: Mapping[str, str] | None = None,
                 site_path: Path | None = None,
-                policy: Callable[[], tuple[dict[str, Any], str]] = read_platform_policy,
+                policy: Callable[[], tuple[dict[str, Any], str]] | None = None,
                 ) -> Config:
     """Merge every layer. ``cli`` holds field names (``None`` = flag not given);
     ``cli["extra_origins"]`` adds origins to the list instead of replacing it."""
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-
-    def apply(layer: dict[str, Any], source: str) -> None:
-        values.update(layer)
-        sources.update({k: source for k in layer})
-
-    site = site_path if site_path is not None else site_config_path()
-    apply(_from_mapping(read_json_file(site), str(site)), "site")
-    user = config_file or user_config_path(env)
+    layers = Layers(TABLE)
+    layers.file(site_path if site_path is not None else site_config_path(), "site")
     if config_file is not None and not config_file.exists():
         raise ConfigInvalid(f"config file {config_file} does not exist")
-    apply(_from_mapping(read_json_file(user), str(user)), "user")
-    apply(_from_env(env), "env")
+    layers.file(config_file or user_config_path(env), "user")
+    layers.env(env)
 
     cli = dict(cli or {})
     extra = [normalize_origin(o) for o in cli.pop("extra_origins", None) or []]
-    apply({k: (coerce(k, v) if k in KEY_NAMES else v) for k, v in cli.items()
-           if v is not None and k in KEY_NAMES}, "cli")
+    layers.apply({k: coerce(k, v) for k, v in cli.items()
+                  if v is not None and k in KEY_NAMES}, "cli")
     if extra:
-        base = values.get("allowed_origins", DEFAULT_ALLOWED_ORIGINS)
-        values["allowed_origins"] = tuple(dict.fromkeys((*base, *extra)))
-        sources["allowed_origins"] = "cli"
+        base = layers.values.get("allowed_origins", DEFAULT_ALLOWED_ORIGINS)
+        layers.apply({"allowed_origins": tuple(dict.fromkeys((*base, *extra)))}, "cli")
 
-    policy_values, policy_source = policy()
-    locked = _from_mapping(policy_values, policy_source)
-    for name in locked:
-        if sources.get(name) in ("user", "env", "cli") and values.get(name) != locked[name]:
-            log.warning("setting %s is fixed by the admin policy (%s); the %s value is ignored",
-                        KEY_NAMES[name], policy_source, sources[name])
-    apply(locked, "policy")
-
-    for f in fields(Config):
-        if f.name != "sources":
-            sources.setdefault(f.name, "default")
-    return validate(replace(Config(**values), sources=sources))
+    layers.policy(policy or read_platform_policy)
+    sources = layers.finish(f.name for f in fields(Config) if f.name != "sources")
+    return validate(replace(Config(**layers.values), sources=sources))

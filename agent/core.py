@@ -35,9 +35,9 @@ from .events import EventBus
 from .monitor import ReaderMonitor
 from .readers.base import ReaderBackend, ReaderEvent, ReaderState
 from .readers.demo import DemoBackend, demo_card
-from .readers.factory import BACKENDS, make_backend
+from .readers.factory import make_backend
 
-__all__ = ["BACKENDS", "DEMO_VARIANTS", "CardService", "ReaderBackend", "ReaderView",
+__all__ = ["DEMO_VARIANTS", "CardService", "ReaderBackend", "ReaderView",
            "list_readers", "open_backend", "pick_reader", "read_once"]
 
 log = logging.getLogger(__name__)

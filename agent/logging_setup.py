@@ -14,9 +14,9 @@ import logging.handlers
 import re
 from pathlib import Path
 
-import platformdirs
+from . import paths
 
-APP_NAME = "thaicard-agent"
+APP_NAME = paths.APP_NAME
 LOG_FILE = "agent.log"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -47,7 +47,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format string must not lose the record
+        except Exception:
             message = str(record.msg)
         record.msg, record.args = redact(message), None
         if record.exc_info and not record.exc_text:
@@ -60,7 +60,7 @@ class RedactingFilter(logging.Filter):
 
 
 def default_log_dir() -> Path:
-    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+    return paths.user_log_dir()
 
 
 def setup_logging(level: str = "INFO", *, log_dir: Path | None = None, to_file: bool = True,

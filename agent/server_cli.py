@@ -6,8 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from .config import LOG_LEVELS, load_config
-from .core import BACKENDS
+from .config import BACKENDS, LOG_LEVELS, load_config
 from .logging_setup import setup_logging
 
 

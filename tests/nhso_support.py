@@ -62,7 +62,7 @@ def secret_service(home: Path) -> Iterator[dict[str, str]]:
 
 
 def run_cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.nhso.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "agent", *args], input=stdin,
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 

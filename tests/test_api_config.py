@@ -12,6 +12,7 @@ import pytest
 
 from agent import config as cfg
 from agent.config import Config, ConfigInvalid, load_config, normalize_origin
+from agent.osroom import LinuxRoom, MacRoom, WindowsRoom, for_platform, linux
 
 
 def no_policy():
@@ -126,13 +127,13 @@ def test_macos_managed_preferences(tmp_path):
     plist = tmp_path / "th.thaicard.agent.plist"
     plist.write_bytes(plistlib.dumps({"AllowedOrigins": ["https://his.hospital.test"],
                                       "Port": 8190, "PayloadUUID": "from-the-mdm"}))
-    values = cfg.read_macos_policy(plist)
-    c = load(tmp_path, policy=lambda: (values, str(plist)))
+    room = MacRoom(plist)
+    c = load(tmp_path, policy=room.read_policy)
     assert c.port == 8190 and c.allowed_origins == ("https://his.hospital.test",)
-    assert cfg.read_macos_policy(tmp_path / "absent.plist") == {}
+    assert MacRoom(tmp_path / "absent.plist").read_policy()[0] == {}
 
 
-def test_windows_registry_policy(tmp_path, monkeypatch):
+def test_windows_registry_policy(tmp_path):
     """The registry reader over a stand-in winreg (the real one exists only on Windows)."""
     values = [("Port", 8191, 4), ("AllowedOrigins", ["https://his.hospital.test"], 7),
               ("ReadPhoto", 0, 4)]
@@ -153,18 +154,20 @@ def test_windows_registry_policy(tmp_path, monkeypatch):
     fake = types.SimpleNamespace(HKEY_LOCAL_MACHINE="HKLM",
                                  OpenKey=lambda root, path: opened.append((root, path)) or Key(),
                                  EnumValue=enum_value)
-    monkeypatch.setitem(sys.modules, "winreg", fake)
-    read = cfg.read_windows_policy()
+    room = WindowsRoom(registry=fake)
+    read, where = room.read_policy()
     assert opened == [("HKLM", r"Software\Policies\ThaiCardAgent")]
-    c = load(tmp_path, policy=lambda: (read, "registry"))
+    assert read == {"Port": 8191, "AllowedOrigins": ["https://his.hospital.test"], "ReadPhoto": 0}
+    assert where == r"HKLM\Software\Policies\ThaiCardAgent"
+    c = load(tmp_path, policy=room.read_policy)
     assert (c.port, c.read_photo) == (8191, False)
     assert c.allowed_origins == ("https://his.hospital.test",)
 
 
-def test_linux_policy_file_is_read_from_etc(monkeypatch, tmp_path):
+def test_linux_policy_file_is_read_from_etc(tmp_path):
+    assert Path("/etc/thaicard-agent/policy.json") == linux.POLICY_FILE
+    assert isinstance(for_platform("linux"), LinuxRoom)
     path = tmp_path / "policy.json"
     path.write_text(json.dumps({"allowedOrigins": "https://his.hospital.test"}))
-    monkeypatch.setattr(cfg, "LINUX_POLICY_FILE", path)
-    monkeypatch.setattr(cfg.sys, "platform", "linux")
-    values, source = cfg.read_platform_policy()
+    values, source = LinuxRoom(path).read_policy()
     assert source == str(path) and values == {"allowedOrigins": "https://his.hospital.test"}

@@ -12,21 +12,18 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
 import threading
 import webbrowser
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from PIL import Image
 
-from agent import __version__
+from agent import __version__, osroom, paths
 
 from . import icons
 from .autostart import Autostart
@@ -76,10 +73,15 @@ def helper_command(*args: str) -> list[str]:
 XORG_BACKGROUND = (216, 216, 216, 255)
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object from the agent's answer, or {} when it is something else."""
+    return value if isinstance(value, dict) else {}
+
+
 def _backend_name() -> str:
     import pystray
 
-    return type.__getattribute__(pystray.Icon, "__module__")
+    return str(type.__getattribute__(pystray.Icon, "__module__"))
 
 
 class TrayApp:
@@ -95,7 +97,7 @@ class TrayApp:
         self.prefs = TrayPrefs.load(prefs_path)
         self.autostart = autostart
         self.agent = agent
-        self.log_dir = log_dir or platformdirs.user_log_path("thaicard-agent", appauthor=False)
+        self.log_dir = log_dir or paths.user_log_dir()
         self.popen = popen
         self.state = TrayState()
         self.default_reader: str | None = None
@@ -160,7 +162,7 @@ class TrayApp:
             icon.title = self.title_for(icon)
             if getattr(icon, "HAS_MENU", True):
                 icon.menu = to_pystray(items)
-        except Exception:  # noqa: BLE001 - a tray host that went away must not stop the agent
+        except Exception:  # a tray host that went away must not stop the agent
             log.exception("could not update the tray icon")
 
     def _on_change(self, state: TrayState, notices: list[Notice]) -> None:
@@ -179,14 +181,14 @@ class TrayApp:
         """What the event stream does not carry: settings, policy and claim counts."""
         try:
             status = http_json(self.base_url, "GET", "/v1/status")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.debug("status not available: %s", exc)
             return
         if isinstance(status, dict):
-            config = status.get("config") if isinstance(status.get("config"), dict) else {}
+            config = _object(status.get("config"))
             self.default_reader = config.get("defaultTerminal") or None
             self.locked_keys = list(config.get("policyKeys") or [])
-            nhso = status.get("nhso") if isinstance(status.get("nhso"), dict) else {}
+            nhso = _object(status.get("nhso"))
             self.nhso = bool(nhso.get("available"))
             if "tokenConfigured" in nhso:
                 self.state.token_set = bool(nhso["tokenConfigured"])
@@ -199,7 +201,7 @@ class TrayApp:
     def _claim_count(self, status: str) -> int | None:
         try:
             answer = http_json(self.base_url, "GET", f"/v1/claims?status={status}")
-        except Exception as exc:  # noqa: BLE001 - counts are a nicety; the events keep them current
+        except Exception as exc:  # counts are a nicety; the events keep them current
             log.debug("claims not available: %s", exc)
             return None
         if isinstance(answer, dict):
@@ -221,7 +223,7 @@ class TrayApp:
             elif icon is not None and shutil.which("notify-send"):
                 self.popen(["notify-send", "--app-name=Thai Card Agent", "Thai Card Agent",
                             message])
-        except Exception:  # noqa: BLE001 - a missing notification service is not an error
+        except Exception:  # a missing notification service is not an error
             log.debug("notification not shown", exc_info=True)
 
     def message(self, msg: str, *, error: bool = False) -> None:
@@ -270,7 +272,7 @@ class TrayApp:
         if self.agent is not None:
             try:
                 self.loop.submit(self.agent.stop()).result(15)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("agent did not stop cleanly")
         self._stopped.set()
         if self.icon is not None:
@@ -306,8 +308,7 @@ class TrayApp:
 
     def copy_url(self) -> None:
         url = self.base_url
-        for tool in (["clip"], ["pbcopy"], ["wl-copy"], ["xclip", "-selection", "clipboard"],
-                     ["xsel", "--clipboard", "--input"]):
+        for tool in osroom.current().clipboard_commands():
             if shutil.which(tool[0]):
                 try:
                     proc = self.popen(tool, stdin=subprocess.PIPE, text=True)
@@ -336,13 +337,13 @@ class TrayApp:
 
         try:
             save_user_settings(changes, locked=self.locked_keys)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:  # shown to the user
             self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
             return
         if self.agent is not None and hasattr(self.agent, "restart"):
             try:
                 self.base_url = self.loop.submit(self.agent.restart()).result(30)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
                 return
             self.client.base_url = self.base_url
@@ -372,10 +373,10 @@ class TrayApp:
     def clear_token(self) -> None:
         def run() -> None:
             try:
-                from agent.nhso.token import TokenStore
+                from agent.usecases import clear_token
 
-                TokenStore().clear()
-            except Exception as exc:  # noqa: BLE001
+                clear_token()
+            except Exception as exc:
                 self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
                 return
             self.state.token_set = False
@@ -387,7 +388,7 @@ class TrayApp:
         def run() -> None:
             try:
                 http_json(self.base_url, "POST", "/v1/claims/retry", {"status": "failed"})
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
             self.sync_from_agent()
         self.run_async(run)
@@ -404,14 +405,8 @@ class TrayApp:
     def open_logs(self) -> None:
         path = self.log_dir
         path.mkdir(parents=True, exist_ok=True)
-        if sys.platform == "win32":
-            os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606
-        else:
-            opener = "open" if sys.platform == "darwin" else "xdg-open"
-            if shutil.which(opener):
-                self.popen([opener, str(path)])
-            else:
-                self.message(str(path))
+        if not osroom.current().open_folder(path, self.popen):
+            self.message(str(path))              # no file manager to ask: show where it is
 
     def about(self) -> None:
         self.message(f"Thai Card Agent {__version__}\n{self.base_url}\nApache-2.0")

@@ -9,9 +9,11 @@ import argparse
 import logging
 import os
 import sys
-import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from agent import osroom
 
 log = logging.getLogger("tray")
 
@@ -36,32 +38,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.set_defaults(func=lambda a: __import__("tray.popup", fromlist=["main"]).main(a.rest))
 
 
-def display_problem() -> str | None:
-    """Why no icon can be shown here, or None when one may be."""
-    if sys.platform.startswith("linux") or "bsd" in sys.platform:
-        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-            return "no display (DISPLAY and WAYLAND_DISPLAY are not set)"
-    return None
+def display_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """Why no icon can be shown here, or None when one may be (the OS room knows)."""
+    return osroom.current().display_problem(os.environ if environ is None else environ)
 
 
-def tray_host_problem() -> str | None:
-    """On plain X11: whether any program owns the system tray selection."""
-    if not os.environ.get("DISPLAY") or os.environ.get("PYSTRAY_BACKEND", "xorg") != "xorg":
-        return None
-    try:
-        import Xlib.display
-
-        display = Xlib.display.Display()
-        try:
-            atom = display.intern_atom(f"_NET_SYSTEM_TRAY_S{display.get_default_screen()}")
-            owner = display.get_selection_owner(atom)
-        finally:
-            display.close()
-    except Exception as exc:  # noqa: BLE001 - only a diagnostic
-        return f"cannot ask the X server for a tray host: {exc}"
-    if not owner or getattr(owner, "id", 0) == 0:
-        return "no tray host (system tray) is running; the icon appears when one starts"
-    return None
+def tray_host_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """Whether a program shows tray icons: asked of X11 on plain X11 only, never on Windows."""
+    return osroom.current().tray_host_problem(os.environ if environ is None else environ)
 
 
 def make_icon(image: Any, title: str) -> Any:
@@ -81,6 +65,7 @@ def make_icon(image: Any, title: str) -> Any:
 
 
 def cmd_tray(args: argparse.Namespace) -> int:
+    from agent.config import load_config
     from agent.logging_setup import setup_logging
 
     from .app import LoopThread, TrayApp
@@ -89,25 +74,22 @@ def cmd_tray(args: argparse.Namespace) -> int:
     from .prefs import TrayPrefs, default_path
     from .single import AlreadyRunning, InstanceLock
 
-    from agent.config import load_config
-
     config = load_config(cli={"port": args.port})      # ConfigInvalid: a clear message
     log_file = setup_logging("DEBUG" if args.debug else config.log_level,
                              log_dir=config.log_dir)
     prefs_path = default_path()
     lang = resolve_language(TrayPrefs.load(prefs_path).language)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")      # platformdirs warns when XDG_RUNTIME_DIR is unset
-        lock = InstanceLock(args.lock_file)
+    lock = InstanceLock(args.lock_file)
     try:
         lock.acquire()
     except AlreadyRunning:
         message = f"{text('msg.already_running', 'th')}\n{text('msg.already_running', 'en')}"
         print(message, file=sys.stderr)
         if display_problem() is None:
-            from .app import helper_command
             import subprocess
+
+            from .app import helper_command
 
             subprocess.Popen(helper_command("message", "--text", message))
         return EXIT_ALREADY_RUNNING
@@ -152,7 +134,7 @@ def cmd_tray(args: argparse.Namespace) -> int:
         try:
             image, _, _ = app.render()
             icon = make_icon(app.image_for(None, image), app.title_for(None))
-        except Exception as exc:  # noqa: BLE001 - Xlib raises its own errors, not ImportError
+        except Exception as exc:  # Xlib raises its own errors, not ImportError
             problem = f"the tray icon cannot be created: {type(exc).__name__}: {exc}"
     if problem is None:
         host = tray_host_problem()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import locale
 import os
-import sys
+
+from agent import osroom
 
 LANGUAGES = ("th", "en")
 
@@ -97,14 +98,10 @@ def text(key: str, lang: str, **values: object) -> str:
 def system_language(environ: dict[str, str] | None = None) -> str:
     """``th`` when the user's OS language is Thai, else ``en``."""
     env = os.environ if environ is None else environ
-    if sys.platform == "win32" and environ is None:
-        try:
-            import ctypes
-
-            lang_id = ctypes.windll.kernel32.GetUserDefaultUILanguage()  # type: ignore[attr-defined]
-            return "th" if lang_id & 0x3FF == 0x1E else "en"   # LANG_THAI primary id
-        except (AttributeError, OSError):
-            pass
+    if environ is None:
+        own = osroom.current().ui_language()     # Windows: the UI language, not the locale
+        if own:
+            return own
     # POSIX precedence: LANGUAGE (a list), then LC_ALL, LC_MESSAGES, LANG.
     for var in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
         value = env.get(var, "")

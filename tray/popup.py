@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .i18n import text
@@ -176,7 +177,11 @@ def settings_dialog(lang: str, locked: list[str]) -> dict[str, Any] | None:
     root.deiconify()
     if "port" not in locked:
         # Typing replaces the port at once, like a selected field in any dialog.
-        root.after(50, lambda: (port.focus_force(), port.select_range(0, "end")))
+        def focus_port() -> None:
+            port.focus_force()
+            port.select_range(0, "end")
+
+        root.after(50, focus_port)
     root.mainloop()
     root.destroy()
     return result[0] if result else None
@@ -254,21 +259,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _set_token(lang: str) -> int:
-    """The dialog stores the token itself: it never passes through the tray's pipes."""
-    from agent.errors import AgentError
-    from agent.nhso.token import TokenStore
+def _set_token(lang: str, dialog: Callable[[str], str | None] | None = None) -> int:
+    """The dialog stores the token itself: it never passes through the tray's pipes.
 
-    token = token_dialog(lang)
-    if token is None:
-        return 1
+    Through the same use case as ``thaicard-agent token set``: the configured hospital
+    code is recorded as the token's (``tokenHcode``).
+    """
+    from agent.errors import AgentError
+    from agent.usecases import set_token
+
+    ask = dialog or token_dialog
     try:
-        TokenStore().set(token)
+        saved = set_token(lambda: ask(lang), require_hcode=False)
     except AgentError as exc:
         detail = f" ({exc.detail})" if getattr(exc, "detail", None) else ""
         message_box("Thai Card Agent", text("msg.action_failed", lang, error=(
             exc.info.message_th if lang == "th" else exc.info.message_en) + detail), error=True)
         return 2
+    if saved is None:
+        return 1
     message_box("Thai Card Agent", text("msg.token_set", lang))
     return 0
 

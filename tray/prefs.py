@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import platformdirs
+from agent import paths
+from agent.atomic_file import SHARED, write_atomic
 
 log = logging.getLogger(__name__)
 
 
 def default_path() -> Path:
-    return platformdirs.user_config_path("thaicard-agent", appauthor=False) / "tray.json"
+    return paths.tray_prefs_file()
 
 
 @dataclass
@@ -22,7 +22,7 @@ class TrayPrefs:
     language: str = "auto"            # auto | th | en
 
     @classmethod
-    def load(cls, path: Path) -> "TrayPrefs":
+    def load(cls, path: Path) -> TrayPrefs:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -36,7 +36,4 @@ class TrayPrefs:
         return prefs
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(asdict(self), indent=2), mode=SHARED)

@@ -6,16 +6,14 @@ The OS drops the lock when the process dies, so a crash never leaves a stale loc
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import IO
 
-import platformdirs
+from agent import osroom, paths
 
 
 def default_lock_path() -> Path:
-    base = platformdirs.user_runtime_path("thaicard-agent", appauthor=False, ensure_exists=True)
-    return base / "tray.lock"
+    return paths.tray_lock_file()
 
 
 class AlreadyRunning(Exception):
@@ -27,19 +25,11 @@ class InstanceLock:
         self.path = path or default_lock_path()
         self._fh: IO[str] | None = None
 
-    def acquire(self) -> "InstanceLock":
+    def acquire(self) -> InstanceLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="ascii")
+        fh = open(self.path, "a+", encoding="ascii")  # noqa: SIM115 - held until release()
         try:
-            if sys.platform == "win32":
-                import msvcrt
-
-                fh.seek(0)
-                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            osroom.current().lock_exclusive(fh)
         except OSError:
             fh.close()
             raise AlreadyRunning(str(self.path)) from None
@@ -55,7 +45,7 @@ class InstanceLock:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> "InstanceLock":
+    def __enter__(self) -> InstanceLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

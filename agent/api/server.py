@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import errno
 import socket
-import sys
 
+from .. import osroom
 from ..errors import AgentError, PortInUse
 
 HOST = "127.0.0.1"
@@ -25,10 +25,7 @@ def bind_socket(port: int) -> socket.socket:
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        if sys.platform == "win32":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)  # type: ignore[attr-defined]
-        else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        osroom.current().set_listen_options(sock)
         sock.bind((HOST, port))
         sock.listen(128)
     except OSError as exc:

@@ -14,7 +14,8 @@ import sys
 from typing import Any
 
 from ..errors import ERROR_TABLE
-from .settings import ZONES, SettingsError, load_settings, save_user_settings
+from ..usecases import clear_token, set_token, update_nhso_settings
+from .settings import ZONES, load_settings
 from .token import TokenStore, backend_name, mask
 
 # What ``nhso config`` options set: option dest -> JSON key of the settings file.
@@ -71,26 +72,15 @@ def read_token_input() -> str:
 
 
 def cmd_token_set(args: argparse.Namespace, store: TokenStore | None = None) -> int:
-    store = store or TokenStore()
-    settings = load_settings()
-    hcode = args.hcode or settings.hcode
-    if not hcode:
-        raise SettingsError("give --hcode (the hospital code the token was issued for)")
-    # Check before asking for the secret: no point typing it into a store that will refuse.
-    store.check_backend()
-    token = read_token_input()
-    store.set(token)
-    changes: dict[str, Any] = {"tokenHcode": hcode}
-    if not settings.hcode:
-        changes["hcode"] = hcode
-    save_user_settings(settings, changes)
-    stored = store.get() or ""
-    _say(f"บันทึก Token ในที่เก็บรหัสผ่านของระบบแล้ว (รหัสหน่วยบริการ {hcode}): {mask(stored)}",
-         f"Token stored in the system keyring for hcode {hcode}: {mask(stored)} "
-         f"[{backend_name(store.backend)}]")
-    if settings.hcode and settings.hcode != hcode:
-        _say(f"คำเตือน: รหัสหน่วยบริการที่ตั้งไว้คือ {settings.hcode} ไม่ตรงกับ Token",
-             f"Warning: the configured hcode is {settings.hcode}, not {hcode}.",
+    saved = set_token(read_token_input, hcode=args.hcode, store=store)
+    assert saved is not None                 # the prompt has no cancel: it reads a line
+    hcode = saved.hcode
+    _say(f"บันทึก Token ในที่เก็บรหัสผ่านของระบบแล้ว (รหัสหน่วยบริการ {hcode}): {saved.masked}",
+         f"Token stored in the system keyring for hcode {hcode}: {saved.masked} "
+         f"[{saved.backend}]")
+    if saved.hcode_mismatch:
+        _say(f"คำเตือน: รหัสหน่วยบริการที่ตั้งไว้คือ {saved.configured_hcode} ไม่ตรงกับ Token",
+             f"Warning: the configured hcode is {saved.configured_hcode}, not {hcode}.",
              stream=sys.stderr)
     return 0
 
@@ -114,12 +104,7 @@ def cmd_token_status(args: argparse.Namespace, store: TokenStore | None = None) 
 
 
 def cmd_token_clear(args: argparse.Namespace, store: TokenStore | None = None) -> int:
-    store = store or TokenStore()
-    removed = store.clear()
-    settings = load_settings()
-    if settings.token_hcode:
-        save_user_settings(settings, {"tokenHcode": None})
-    if removed:
+    if clear_token(store=store):
         _say("ลบ Token ออกจากที่เก็บรหัสผ่านแล้ว", "The NHSO token was removed.")
     else:
         _say("ไม่มี Token ให้ลบ", "There was no NHSO token to remove.")
@@ -135,9 +120,7 @@ def cmd_nhso_config(args: argparse.Namespace) -> int:
         if dest == "authen_code_api":
             value = value == "on"
         changes[key] = value
-    settings = load_settings()
-    if changes:
-        settings = save_user_settings(settings, changes)
+    settings = update_nhso_settings(changes)
     json.dump(settings.public_view(), sys.stdout, ensure_ascii=False, indent=2)
     print()
     return 0
@@ -153,12 +136,3 @@ def cmd_nhso_show(args: argparse.Namespace) -> int:
     print()
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m agent.nhso.cli``: these commands alone, through the agent's error handling."""
-    from ..cli import main as agent_main
-    return agent_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

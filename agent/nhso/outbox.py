@@ -18,10 +18,8 @@ All SQLite work runs on one dedicated thread, which also makes each method atomi
 from __future__ import annotations
 
 import asyncio
-import builtins
 import datetime as dt
 import json
-import os
 import sqlite3
 import time
 import uuid
@@ -31,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import osroom
 from ..errors import ClaimConflict, OutboxUnavailable
 from .validation import BANGKOK, service_date
 
@@ -123,6 +122,10 @@ class Claim:
         }
 
 
+# Outbox has a method named ``list``: inside the class that name is not the builtin.
+ClaimList = list[Claim]
+
+
 class Outbox:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -175,8 +178,8 @@ class Outbox:
 
     def _setup(self, db: sqlite3.Connection, new: bool) -> None:
         db.row_factory = sqlite3.Row
-        if new and os.name == "posix":
-            os.chmod(self.path, 0o600)   # personal data: readable by this user only
+        if new:
+            osroom.current().restrict_to_user(self.path)   # personal data: this user only
         db.execute("PRAGMA journal_mode=WAL")
         # FULL: the commit that precedes a 202 is on disk, not only in the OS cache.
         db.execute("PRAGMA synchronous=FULL")
@@ -282,10 +285,10 @@ class Outbox:
                                transaction_id)
 
     async def list(self, *, day: str | None = None, statuses: tuple[str, ...] = (),
-                   limit: int = 1000) -> builtins.list[Claim]:
+                   limit: int = 1000) -> ClaimList:
         return await self._run(self._list, day, statuses, limit)
 
-    def _list(self, day: str | None, statuses: tuple[str, ...], limit: int) -> builtins.list[Claim]:
+    def _list(self, day: str | None, statuses: tuple[str, ...], limit: int) -> ClaimList:
         sql = "SELECT * FROM claims WHERE 1=1"
         params: list[Any] = []
         if day:
@@ -354,7 +357,8 @@ class Outbox:
     def _next_attempt_at(self) -> float | None:
         row = self.db.execute("SELECT MIN(next_attempt_at) FROM claims "
                               "WHERE status='queued'").fetchone()
-        return None if row[0] is None else float(row[0])
+        when: float | None = row[0]
+        return when
 
     async def mark_attempt(self, claim_id: str) -> None:
         """Committed before the request leaves: from here the claim may be at NHSO."""
@@ -392,11 +396,11 @@ class Outbox:
         await self._run(self._write, "UPDATE claims SET next_attempt_at=? WHERE status='queued'",
                         time.time())
 
-    async def requeue_failed(self) -> builtins.list[Claim]:
+    async def requeue_failed(self) -> ClaimList:
         """Queue refused claims again (staff asked to retry; NHSO holds none of them)."""
         return await self._run(self._requeue_failed)
 
-    def _requeue_failed(self) -> builtins.list[Claim]:
+    def _requeue_failed(self) -> ClaimList:
         rows = self.db.execute("SELECT * FROM claims WHERE status='failed' "
                                "ORDER BY created_at").fetchall()
         claims = [Claim.from_row(r) for r in rows]
@@ -418,11 +422,11 @@ class Outbox:
 
     # -- housekeeping ---------------------------------------------------------------------
 
-    async def flag_due(self, now: dt.datetime, due_time: str) -> builtins.list[Claim]:
+    async def flag_due(self, now: dt.datetime, due_time: str) -> ClaimList:
         """Unsent claims whose service day is over or nearly over, flagged once each."""
         return await self._run(self._flag_due, now, due_time)
 
-    def _flag_due(self, now: dt.datetime, due_time: str) -> builtins.list[Claim]:
+    def _flag_due(self, now: dt.datetime, due_time: str) -> ClaimList:
         local = now.astimezone(BANGKOK)
         today = local.date().isoformat()
         hh, mm = (int(x) for x in due_time.split(":"))

@@ -1,9 +1,11 @@
 """NHSO settings: who the hospital is, which NHSO zone to talk to, how the outbox behaves.
 
-Layers, later wins: built-in defaults, the machine-wide file an admin deploys
-(``<site config dir>/nhso.json``), the user's file (``<user config dir>/nhso.json``, written
-by ``thaicard-agent nhso config``), then ``THAICARD_NHSO_*`` environment variables. The
-token is never here: it lives in the OS keyring (``token.py``).
+Layers, later wins (``agent/layered_settings.py``): built-in defaults, the machine-wide
+file an admin deploys (``<site config dir>/nhso.json``), the user's file (``<user config
+dir>/nhso.json``, written by ``thaicard-agent nhso config``), ``THAICARD_NHSO_*``
+environment variables, values given by the caller, and last the admin policy's ``nhso*``
+keys (``nhsoHcode``, ``nhsoZone``...), which the user cannot change. The token is never
+here: it lives in the OS keyring (``token.py``).
 """
 
 from __future__ import annotations
@@ -12,19 +14,30 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from .. import osroom, paths
+from ..atomic_file import PRIVATE, write_atomic
 from ..card.values import citizen_id_valid
-from ..config import read_json_file
 from ..errors import AgentError
+from ..layered_settings import (
+    Key,
+    KeyTable,
+    Layers,
+    read_json_file,
+    refuse_locked,
+    to_bool,
+    to_float,
+    to_int,
+    to_str,
+)
+from ..osroom import PolicySource
 
-APP_NAME = "thaicard-agent"
-SETTINGS_FILE = "nhso.json"
+APP_NAME = paths.APP_NAME
+SETTINGS_FILE = paths.NHSO_SETTINGS_FILE
 OUTBOX_FILE = "nhso-outbox.sqlite3"
 
 
@@ -92,6 +105,8 @@ class NhsoSettings:
     authen_code_api: bool = True    # confirm-save forwards to the (unverified) AuthenCode API
     config_dir: Path = field(default_factory=lambda: default_config_dir())
     data_dir: Path = field(default_factory=lambda: default_data_dir())
+    # Where each setting came from (default, site, user, env, cli, policy).
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def urls(self) -> ZoneUrls:
@@ -120,65 +135,66 @@ class NhsoSettings:
                 "recorderPidSet": bool(self.recorder_pid), "zone": self.zone,
                 "baseUrl": self.base_url or None, "tokenHcode": self.token_hcode or None,
                 "retentionDays": self.retention_days, "dueTime": self.due_time,
-                "authenCodeApi": self.authen_code_api}
+                "authenCodeApi": self.authen_code_api, "policyKeys": self.policy_keys}
 
-
-# JSON key / env suffix -> dataclass field. The JSON file uses NHSO's camelCase names.
-KEYS: dict[str, str] = {
-    "hcode": "hcode", "sourceId": "source_id", "recorderPid": "recorder_pid", "zone": "zone",
-    "baseUrl": "base_url", "tokenHcode": "token_hcode", "retentionDays": "retention_days",
-    "dueTime": "due_time", "requestTimeout": "request_timeout",
-    "connectTimeout": "connect_timeout", "senderConcurrency": "sender_concurrency",
-    "retryBase": "retry_base", "retryMax": "retry_max", "inDoubtDelay": "in_doubt_delay",
-    "tokenRetry": "token_retry", "dueCheckInterval": "due_check_interval",
-    "coverageCacheSeconds": "coverage_cache_seconds", "authenCodeApi": "authen_code_api",
-}
-ENV_PREFIX = "THAICARD_NHSO_"
-
-
-def default_config_dir() -> Path:
-    override = os.environ.get("THAICARD_CONFIG_DIR")
-    return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME,
-                                                                             appauthor=False))
-
-
-def default_data_dir() -> Path:
-    override = os.environ.get("THAICARD_DATA_DIR")
-    return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME,
-                                                                           appauthor=False))
-
-
-def site_settings_path() -> Path:
-    return Path(platformdirs.site_config_dir(APP_NAME, appauthor=False)) / SETTINGS_FILE
+    @property
+    def policy_keys(self) -> list[str]:
+        """JSON names of the settings the admin policy fixes."""
+        return sorted(TABLE.json_name(k) for k, src in self.sources.items() if src == "policy")
 
 
 def _env_name(key: str) -> str:
+    """THAICARD_NHSO_ + the JSON key in upper snake case (``dueTime`` -> ``DUE_TIME``)."""
     return ENV_PREFIX + re.sub(r"(?<!^)([A-Z])", r"_\1", key).upper()
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Convert a JSON or environment value to the field's type, or raise SettingsError."""
+ENV_PREFIX = "THAICARD_NHSO_"
+# In the admin policy (shared with the agent config) NHSO keys carry this prefix: nhsoHcode.
+POLICY_PREFIX = "nhso"
+
+
+def _key(json_key: str, name: str, *, policy: bool = True) -> Key:
     kind = type(NhsoSettings.__dataclass_fields__[name].default)
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if kind is int:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        return str(value).strip()
-    except (TypeError, ValueError):
-        raise SettingsError(f"setting {name}: {value!r} is not a valid {kind.__name__}") from None
+    coerce, label = {bool: (to_bool, "true/false"), int: (to_int, "int"),
+                     float: (to_float, "number")}.get(kind, (to_str, "text"))
+    return Key(json_key, name, coerce, env=_env_name(json_key), policy=policy, kind=label)
+
+
+# The NHSO settings' keys: the JSON file uses NHSO's camelCase names.
+TABLE = KeyTable((
+    _key("hcode", "hcode"), _key("sourceId", "source_id"), _key("recorderPid", "recorder_pid"),
+    _key("zone", "zone"), _key("baseUrl", "base_url"),
+    # The hcode the user's own token was issued for: the user's, never the admin's.
+    _key("tokenHcode", "token_hcode", policy=False),
+    _key("retentionDays", "retention_days"), _key("dueTime", "due_time"),
+    _key("requestTimeout", "request_timeout"), _key("connectTimeout", "connect_timeout"),
+    _key("senderConcurrency", "sender_concurrency"), _key("retryBase", "retry_base"),
+    _key("retryMax", "retry_max"), _key("inDoubtDelay", "in_doubt_delay"),
+    _key("tokenRetry", "token_retry"), _key("dueCheckInterval", "due_check_interval"),
+    _key("coverageCacheSeconds", "coverage_cache_seconds"),
+    _key("authenCodeApi", "authen_code_api"),
+), error=SettingsError, policy_prefix=POLICY_PREFIX, fold_case=False, env_empty_is_unset=False)
+
+# JSON key -> dataclass field (kept for callers of the old table).
+KEYS: dict[str, str] = {k.json: k.field for k in TABLE.keys}
+SETTING_FIELDS = tuple(KEYS.values())
+
+
+def default_config_dir() -> Path:
+    return paths.user_config_dir()
+
+
+def default_data_dir() -> Path:
+    return paths.user_data_dir()
+
+
+def site_settings_path() -> Path:
+    return paths.site_nhso_settings_file()
+
+
+def read_platform_policy() -> tuple[dict[str, Any], str]:
+    """The machine's admin policy (agent/osroom); this module takes its ``nhso*`` keys."""
+    return osroom.current().read_policy()
 
 
 def validate(settings: NhsoSettings) -> NhsoSettings:
@@ -213,55 +229,45 @@ def validate(settings: NhsoSettings) -> NhsoSettings:
     return settings
 
 
-def _apply(values: dict[str, Any], layer: dict[str, Any], source: str) -> None:
-    for key, value in layer.items():
-        if key not in KEYS:
-            raise SettingsError(f"{source}: unknown setting {key!r}")
-        values[KEYS[key]] = _coerce(KEYS[key], value)
-
-
 def load_settings(*, config_dir: Path | None = None, data_dir: Path | None = None,
-                  env: dict[str, str] | None = None, site_path: Path | None = None,
-                  **overrides: Any) -> NhsoSettings:
+                  env: Mapping[str, str] | None = None, site_path: Path | None = None,
+                  policy: PolicySource | None = None, **overrides: Any) -> NhsoSettings:
+    """Merge the layers; ``overrides`` (field names) are the command-line layer."""
     env = os.environ if env is None else env
-    config_dir = config_dir or (Path(env["THAICARD_CONFIG_DIR"]) if env.get(
-        "THAICARD_CONFIG_DIR") else default_config_dir())
-    data_dir = data_dir or (Path(env["THAICARD_DATA_DIR"]) if env.get(
-        "THAICARD_DATA_DIR") else default_data_dir())
-    values: dict[str, Any] = {}
-    site = site_path if site_path is not None else site_settings_path()
-    _apply(values, read_json_file(site, SettingsError), str(site))
-    user = config_dir / SETTINGS_FILE
-    _apply(values, read_json_file(user, SettingsError), str(user))
-    for key, name in KEYS.items():
-        if _env_name(key) in env:
-            values[name] = _coerce(name, env[_env_name(key)])
-    values.update(overrides)
-    return validate(NhsoSettings(config_dir=config_dir, data_dir=data_dir, **values))
+    config_dir = config_dir or paths.user_config_dir(env)
+    data_dir = data_dir or paths.user_data_dir(env)
+    layers = Layers(TABLE)
+    layers.file(site_path if site_path is not None else site_settings_path(), "site")
+    layers.file(config_dir / SETTINGS_FILE, "user")
+    layers.env(env)
+    layers.apply(overrides, "cli")
+    layers.policy(policy or read_platform_policy)
+    sources = layers.finish(SETTING_FIELDS)
+    return validate(NhsoSettings(config_dir=config_dir, data_dir=data_dir, sources=sources,
+                                 **layers.values))
 
 
 def save_user_settings(settings: NhsoSettings, changes: dict[str, Any]) -> NhsoSettings:
     """Merge ``changes`` (JSON keys) into the user's settings file and return the result.
 
     Only the user's file is written: the site file and environment keep their say, so an
-    admin's deployed values still apply to keys the user never set.
+    admin's deployed values still apply to keys the user never set. A key the admin
+    policy fixes is refused.
     """
     path = settings.settings_path
     current = read_json_file(path, SettingsError)
+    refuse_locked(TABLE, [k for k, v in changes.items() if v is not None and v != ""],
+                  settings.sources)
     for key, value in changes.items():
-        if key not in KEYS:
+        if key not in TABLE.by_json:
             raise SettingsError(f"unknown setting {key!r}")
         if value is None or value == "":
             current.pop(key, None)
         else:
-            current[key] = _coerce(KEYS[key], value)
+            current[key] = TABLE.coerce(TABLE.by_json[key], value)
     # Validate the merged result before touching the file.
-    merged = dataclasses.replace(settings, **{KEYS[k]: v for k, v in current.items()})
+    merged = dataclasses.replace(settings, **TABLE.from_mapping(current, str(path)))
     validate(merged)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
-                                     prefix=".nhso-", suffix=".json", delete=False) as tmp:
-        json.dump(current, tmp, ensure_ascii=False, indent=2, sort_keys=True)
-        tmp.write("\n")
-    os.replace(tmp.name, path)
+    write_atomic(path, json.dumps(current, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
+                 mode=PRIVATE)
     return load_settings(config_dir=settings.config_dir, data_dir=settings.data_dir)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from ..config import BACKENDS
 from ..errors import PcscUnavailable
 from .base import ReaderBackend
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("pcsc", "demo", "auto")
 
 
 def make_backend(kind: str = "pcsc", *, apdu_delay: float = 0.0) -> ReaderBackend:

@@ -1,0 +1,114 @@
+"""What differs between operating systems, as one interface: each OS has its own room.
+
+``agent.osroom.current()`` gives the room of the OS this process runs on; everything else
+in ``agent/`` and ``tray/`` asks it instead of testing ``sys.platform``
+(``tests/test_platform_boundaries.py`` holds that).
+The rooms for other systems still import on any OS, so their pure parts are unit-tested
+everywhere with stand-ins for what only exists there (``winreg``, ``msvcrt``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from ..errors import AgentError
+
+
+class PolicyInvalid(AgentError):
+    """An admin policy that cannot be read: the agent stops rather than guess."""
+
+    code = "config_invalid"
+
+
+class Autostart(Protocol):
+    """Per-user "start at login" of the tray."""
+
+    def enabled(self) -> bool: ...
+    def set(self, on: bool) -> None: ...
+
+
+# Policy readers answer (values, where they came from); the settings engine takes it from here.
+PolicySource = Callable[[], tuple[dict[str, Any], str]]
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON policy/settings file's object; {} when absent; PolicyInvalid when broken."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise PolicyInvalid(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise PolicyInvalid(f"{path} must hold a JSON object")
+    return data
+
+
+class OsRoom:
+    """Defaults shared by the POSIX systems; Windows overrides most of them."""
+
+    name = "other"
+    executable_suffix = ""
+
+    # -- admin policy ---------------------------------------------------------------------
+    def read_policy(self) -> tuple[dict[str, Any], str]:
+        """The machine's admin policy (agent and NHSO keys together) and its location."""
+        return {}, "none"
+
+    # -- start at login -------------------------------------------------------------------
+    def autostart(self, command: list[str]) -> Autostart | None:
+        return None
+
+    # -- single instance ------------------------------------------------------------------
+    def lock_exclusive(self, fh: IO[str]) -> None:
+        """Lock an open file for this process without waiting; OSError when held elsewhere.
+
+        The OS drops the lock when the process dies, so a crash leaves no stale lock.
+        """
+        import fcntl
+
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    # -- files ------------------------------------------------------------------------------
+    def restrict_to_user(self, path: Path) -> None:
+        """Make a new file with personal data readable by this user only."""
+        path.chmod(0o600)
+
+    def open_folder(self, path: Path, popen: Callable[..., Any]) -> bool:
+        """Show a folder in the file manager; False when this system has no way to."""
+        opener = self.folder_opener()
+        if opener and shutil.which(opener):
+            popen([opener, str(path)])
+            return True
+        return False
+
+    def folder_opener(self) -> str | None:
+        return "xdg-open"
+
+    def clipboard_commands(self) -> list[list[str]]:
+        """Programs that take text on stdin into the clipboard, in the order to try them."""
+        return [["wl-copy"], ["xclip", "-selection", "clipboard"],
+                ["xsel", "--clipboard", "--input"]]
+
+    # -- the listening socket -------------------------------------------------------------
+    def set_listen_options(self, sock: socket.socket) -> None:
+        """On POSIX, SO_REUSEADDR only skips TIME_WAIT and never allows two listeners."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    # -- the tray ---------------------------------------------------------------------------
+    def display_problem(self, environ: Mapping[str, str]) -> str | None:
+        """Why no tray icon can be shown in this session, or None when one may be."""
+        return None
+
+    def tray_host_problem(self, environ: Mapping[str, str]) -> str | None:
+        """Whether a program is there to show tray icons; None when fine or unknown."""
+        return None
+
+    def ui_language(self) -> str | None:
+        """The OS's own UI language (``th``/``en``) where the OS says it; None: use locale."""
+        return None
