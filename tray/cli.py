@@ -134,7 +134,7 @@ def cmd_tray(args: argparse.Namespace) -> int:
         try:
             image, _, _ = app.render()
             icon = make_icon(app.image_for(None, image), app.title_for(None))
-        except Exception as exc:  # Xlib raises its own errors, not ImportError
+        except Exception as exc:  # noqa: BLE001 - Xlib raises its own errors, not ImportError
             problem = f"the tray icon cannot be created: {type(exc).__name__}: {exc}"
     if problem is None:
         host = tray_host_problem()

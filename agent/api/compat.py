@@ -1,9 +1,9 @@
 """The NHSO agent's local API, shape for shape: existing hospital pages work unchanged.
 
-What callers read, and what we add, is documented in docs/integration.md. Coverage fields come only from the NHSO lookup (``agent.nhso``) when a
-token is configured; without it the card fields are answered with
-``coverageStatus: "unavailable"`` and the header ``X-Coverage: unavailable``: coverage is
-never made up.
+What callers read, and what we add, is documented in docs/integration.md. Coverage fields
+come only from the NHSO lookup (``agent.nhso``) when a token is configured; without it the
+card fields are answered with ``coverageStatus: "unavailable"`` and the header
+``X-Coverage: unavailable``: coverage is never made up.
 """
 
 from __future__ import annotations
