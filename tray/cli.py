@@ -20,7 +20,7 @@ log = logging.getLogger("tray")
 EXIT_ALREADY_RUNNING = 0     # a second start is not an error: the first one is there
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "tray", help="run the agent with its tray icon (what auto-start launches)",
         description="Run the agent server and its tray icon in one process. Without a "
