@@ -32,8 +32,12 @@ import pytest
 
 from agent.card.decode import decode_laser_id, decode_nhso, decode_photo, decode_text_fields
 from agent.card.session import read_card
+from agent.readers.pcsc import PcscBackend
 from tests.known import card_images as K
 from tests.known.doc_card import DocCard
+from tests.pcsc_rig import card_present, pcscd, slots, wait_states  # noqa: F401  (fixtures)
+from tests.robust_support import AgentProcess
+from tests.vpcd_card import READER_NAMES, VirtualCard
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = ROOT / "tests" / "known"
@@ -152,48 +156,18 @@ def test_a_3b67_card_is_read_with_p2_01():
 pcsc = pytest.mark.pcsc
 
 
-def _rig() -> Any:
-    from tests import pcsc_rig
-    return pcsc_rig
-
-
 @pytest.fixture
-def rig_slots() -> Iterator[Any]:
-    """The rig's ``slots`` fixture, without importing pcsc_rig at collection time for the
-    pure tests above (it reserves ports and needs pyscard)."""
-    rig = _rig()
-    missing = rig.missing_requirements()
-    if missing:
-        message = "REAL PC/SC TESTS NOT RUN: missing " + ", ".join(missing)
-        if rig.in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    try:
-        daemon = rig.acquire_daemon()
-    except rig.RigBusy as busy:
-        if rig.in_ci():
-            pytest.fail(str(busy), pytrace=False)
-        pytest.skip(f"REAL PC/SC TESTS NOT RUN: {busy}")
-    slots = rig.CardSlots()
-    try:
-        yield slots
-    finally:
-        slots.remove_all()
-        try:
-            rig.settle_empty()
-        finally:
-            del daemon
-            rig.release_daemon()
+def rig_slots(slots: Any) -> Any:
+    """The rig's own ``slots`` (its pcscd, lock and skip-or-fail policy), under a name that
+    says these tests need the real rig."""
+    return slots
 
 
 def insert_known(slots: Any, which: str, slot: int) -> Any:
-    from agent.readers.pcsc import PcscBackend
-    from tests.vpcd_card import VirtualCard
-
     card = slots.insert(VirtualCard(doc_card(which)), slot)
     backend = PcscBackend()
     try:
-        _rig().wait_states(backend, _rig().card_present(card.reader), timeout=20)
+        wait_states(backend, card_present(card.reader), timeout=20)
     finally:
         backend.close()
     return card
@@ -221,9 +195,6 @@ def test_cli_read_over_pcscd_is_the_known_answer(rig_slots, tmp_path, which, slo
 
 @pytest.fixture
 def pcsc_agent(rig_slots: Any) -> Iterator[Any]:
-    from tests.robust_support import AgentProcess
-    from tests.vpcd_card import READER_NAMES
-
     agent = AgentProcess(backend="pcsc", log_level="INFO")
     agent.start()
     try:
