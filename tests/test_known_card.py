@@ -130,6 +130,23 @@ def test_request_number_is_the_documented_field():
     assert out["request_number"]["raw"] == "10040123456/12345678"
 
 
+@pytest.mark.xfail(strict=True, reason="issue 12: field-notes §1 says the 2 bytes at 0x0179 "
+                   "hold the JPEG's length and reading only that many photo bytes saves reads; "
+                   "the agent reads the whole 5118-byte field")
+@pytest.mark.parametrize("text_first", [False, True], ids=["one-span", "text-first"])
+def test_photo_read_stops_near_the_cards_own_photo_length(text_first):
+    card = doc_card("PLAIN")
+    result = read_card(card.process, card.atr, on_text=(lambda _: None) if text_first else None)
+    assert result.photo == K.JPEG
+    photo_end = 0x017B + len(K.JPEG)
+    beyond = 0
+    for c in card.commands:
+        if c[:2] == b"\x80\xb0":
+            start, end = c[2] << 8 | c[3], (c[2] << 8 | c[3]) + c[6]
+            beyond += max(0, min(end, 0x1579) - max(start, photo_end))
+    assert beyond < 255        # at most the rest of the read that holds the JPEG's end
+
+
 def test_the_doc_card_follows_the_documented_framing():
     """The stand-in card itself: GET RESPONSE P2 by the ATR rule, 61 LL then data."""
     card = doc_card("PLAIN")
@@ -268,6 +285,24 @@ def test_compat_read_is_the_documented_shape(pcsc_agent, served_cards):
     # Only the year of birth is known (BE 2523 = 1980): the age cannot claim months or days.
     assert re.fullmatch(r"\d+ ปี", edge["age"]), edge["age"]
     assert int(edge["age"].split()[0]) in {today.year - 1980, today.year - 1981}
+
+
+@pcsc
+def test_compat_card_only_and_terminals(pcsc_agent, served_cards):
+    """nhso-agent-api.md §1: read-card-only is the card's part alone, terminals lists
+    ``{terminalName, isPresent}``."""
+    for which, reader in served_cards.items():
+        query = urllib.parse.urlencode({"readImageFlag": "false", "terminal": reader})
+        status, body = pcsc_agent.get(f"/api/smartcard/read-card-only?{query}")
+        assert status == 200, body[:500]
+        out = json.loads(body)
+        assert mismatches(COMPAT[which], out) == [], which
+        assert "image" not in out                     # not asked for
+        assert not set(COMPAT["_coverage_keys"]) & set(out)
+    status, body = pcsc_agent.get("/api/smartcard/terminals")
+    assert status == 200
+    listed = {t["terminalName"]: t["isPresent"] for t in json.loads(body)}
+    assert {listed.get(reader) for reader in served_cards.values()} == {True}
 
 
 @pcsc
