@@ -25,7 +25,7 @@ from aiohttp import web
 from agent.errors import AgentError, NhsoRejected, NhsoTokenInvalid, NhsoUnavailable
 from agent.nhso.client import ClaimAnswer, NhsoClient, nhso_message
 from agent.nhso.sender import match_history
-from agent.nhso.service import coverage_fields
+from agent.nhso.lookups import coverage_fields
 from agent.nhso.settings import NhsoSettings
 from agent.nhso.validation import ValidationFailed, validate_claim, validate_confirm_save
 from tests.nhso_server import make_app
