@@ -104,6 +104,14 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
         ErrorInfo("card_unresponsive", 500, 5,
                   "The card does not answer: insert it chip first, chip facing up.",
                   "บัตรไม่ตอบสนอง กรุณาเสียบบัตรใหม่ โดยหันด้านชิปขึ้นและเสียบด้านชิปเข้าก่อน"),
+        ErrorInfo("read_interrupted", 503, 8,
+                  "Another program kept resetting the card during the read: close programs "
+                  "that use the card reader, then try again.",
+                  "โปรแกรมอื่นรบกวนการอ่านบัตรซ้ำหลายครั้ง กรุณาปิดโปรแกรมอื่นที่ใช้เครื่องอ่านบัตร "
+                  "แล้วลองใหม่"),
+        ErrorInfo("laser_unavailable", 404, 7,
+                  "This card has no readable laser id (cards issued before 2015 have none).",
+                  "อ่านเลขหลังบัตร (Laser ID) จากบัตรนี้ไม่ได้ (บัตรที่ออกก่อนปี 2558 ไม่มีข้อมูลนี้)"),
     )
 }
 
@@ -188,6 +196,19 @@ class ReaderError(AgentError):
 
 class CardUnresponsive(AgentError):
     code = "card_unresponsive"
+
+
+class ReadInterrupted(AgentError):
+    code = "read_interrupted"
+
+
+class CardReset(ReadInterrupted):
+    """Another program reset the card or broke our transaction: the read starts again from
+    the SELECT (the core does, a bounded number of times, then answers read_interrupted)."""
+
+
+class LaserUnavailable(AgentError):
+    code = "laser_unavailable"
 
 
 class NotFound(AgentError):

@@ -58,7 +58,7 @@ def address() -> st.SearchStrategy[Address]:
 
 
 # Text fields whose real content is digits (the rest may hold any text that fits).
-DIGIT_FIELDS = ("citizen_id", "request_number", "issuer_code")
+DIGIT_FIELDS = ("citizen_id", "number_under_photo", "issuer_code")
 
 
 def photo() -> st.SearchStrategy[bytes]:
@@ -82,6 +82,8 @@ def field_value(f: L.Field) -> st.SearchStrategy:
             return address()
         case L.Kind.PHOTO:
             return photo()
+        case L.Kind.LENGTH:
+            return st.integers(0, (1 << (8 * f.length)) - 1)
     raise AssertionError(f"no strategy for {f.kind}")
 
 
@@ -90,4 +92,6 @@ def card_profile(draw: st.DrawFn) -> CardProfile:
     """A whole card: every field of the layout (``L.FIELDS``)."""
     values = {f.name: draw(field_value(f)) for f in L.FIELDS}
     image = values.pop(L.PHOTO.name)
+    if draw(st.booleans()):             # most real cards state their photo's length
+        values[L.PHOTO_LENGTH.name] = len(image)
     return CardProfile(text=CardText(**values), photo=image)

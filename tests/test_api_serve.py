@@ -115,7 +115,7 @@ def test_logs_hold_no_card_data(agent_process, tmp_path):
         profile = demo_profile(variant)
         text = profile.text
         secrets |= {text.citizen_id, text.name_th.first, text.name_th.last, text.name_en.first,
-                    text.name_en.last, text.request_number, text.issuer, text.birth_date.raw,
+                    text.name_en.last, text.number_under_photo, text.issuer, text.birth_date.raw,
                     text.address.raw, base64.b64encode(profile.photo).decode()[:40]}
         secrets |= {part for part in text.address.parts if len(part) > 3}
         secrets.add(f"{text.citizen_id[0]}-{text.citizen_id[1:5]}")

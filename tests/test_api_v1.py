@@ -56,7 +56,8 @@ async def test_card_all_fields(aiohttp_client):
     assert card["address"]["province"] == "นนทบุรี" and card["address"]["moo"] == "9"
     assert len(card["address"]["parts"]) == 8
     assert card["issuer"] == text.issuer
-    assert card["request_number"]["formatted"] == "1234-56-78901234"
+    assert card["number_under_photo"]["formatted"] == "1234-56-78901234"
+    assert card["request_number"] == {"raw": "12345678901/00000001", "well_formed": True}
     assert card["card"]["atr"]
     assert card["read"]["apdus"] > 0 and card["read"]["text_ms"] >= 0
     assert card["photo"] is None or "base64" not in card["photo"]

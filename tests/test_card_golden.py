@@ -5,7 +5,8 @@ and what the agent answered for them when they were recorded, and the OpenAPI ``
 schema that describes those answers. A change to the field table,
 the decoders, the encoder or the JSON views that alters any answer fails here, key order
 included (pages and tests compare the JSON text). Re-record only for an intended change:
-``.venv/bin/python -m tests.test_card_golden --write``.
+``.venv/bin/python -m tests.test_card_golden --answers`` keeps the recorded card images and
+writes what the agent answers for them now (and the schema); ``--write`` draws new cards.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def _profiles() -> list[tuple[str, CardProfile]]:
     demo = demo_profile(0)
     out.append(("demo_partial_dates", CardProfile(replace(
         demo.text, birth_date=CardDate("25100000"), expiry_date=CardDate("99999999"),
-        card_info="ABC", unknown_0179="x1"), demo.photo)))
+        request_number="ABC", photo_length=0x7831), demo.photo)))
     drawn: list[CardProfile] = []
 
     @seed(11)
@@ -166,10 +167,21 @@ def record() -> dict[str, Any]:
             "openapi_card": dumps(SCHEMAS["Card"]), "cases": cases}
 
 
+def re_answer() -> dict[str, Any]:
+    """The recorded cards (same bytes) with today's answers: for an intended change of output."""
+    from agent.api.openapi import SCHEMAS
+
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    for case in golden["cases"]:
+        case["answers"] = answers(case)
+    golden["openapi_card"] = dumps(SCHEMAS["Card"])
+    return golden
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python -m tests.test_card_golden --write")
+    if sys.argv[1:] not in (["--write"], ["--answers"]):
+        sys.exit("usage: python -m tests.test_card_golden --write | --answers")
     GOLDEN.parent.mkdir(exist_ok=True)
-    GOLDEN.write_text(json.dumps(record(), ensure_ascii=False, indent=1) + "\n",
-                      encoding="utf-8")
+    data = record() if sys.argv[1:] == ["--write"] else re_answer()
+    GOLDEN.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {GOLDEN}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 
@@ -38,6 +39,14 @@ def get_responses(sent: list[bytes]) -> list[bytes]:
 
 @pytest.fixture
 def profile() -> CardProfile:
+    """A card that does not state its photo's length (00 00 at 0x0179): read as always."""
+    demo = demo_profile(0)
+    return CardProfile(replace(demo.text, photo_length=0), demo.photo)
+
+
+@pytest.fixture
+def stated() -> CardProfile:
+    """A card that states its photo's length at 0x0179, as real cards do."""
     return demo_profile(0)
 
 
@@ -192,6 +201,93 @@ def test_lifelong_card_and_unknown_birth_day_month(profile):
     assert j["card"]["atr"].startswith("3B 67")
 
 
+def _photo_reads(sent: list[bytes]) -> int:
+    return sum(1 for c in sent if c[:2] == b"\x80\xb0" and (c[2] << 8 | c[3]) >= L.PHOTO.offset
+               and (c[2] << 8 | c[3]) < L.PHOTO.end)
+
+
+@pytest.mark.parametrize("text_first", [False, True])
+def test_stated_photo_length_reads_only_that_many_bytes(stated, text_first):
+    card = SimulatedCard(encode_card(stated))
+    rec = Recorder(card)
+    result = read_card(rec, card.atr, on_text=(lambda r: None) if text_first else None)
+    assert result.photo == stated.photo and result.text == stated.text
+    chunks = -(-len(stated.photo) // 255)
+    assert _photo_reads(rec.sent) == chunks
+    # SELECT, 2 text reads, the address read, the photo's reads; 2 APDUs a read.
+    assert result.stats.apdus == len(rec.sent) == 1 + 2 * (2 + 1 + chunks)
+    assert result.stats.text_apdus == 7
+
+
+def test_a_3_9_kb_photo_takes_at_most_40_apdus(stated):
+    photo = _jpeg_of_size(3900)
+    p = CardProfile(replace(stated.text, photo_length=len(photo)), photo)
+    card = SimulatedCard(encode_card(p))
+    result = read_card(card.process, card.atr)
+    assert result.photo == photo and result.stats.apdus <= 40
+
+
+@pytest.mark.parametrize("length", [0, 1, 3, 5119, 0x2020, 0xFFFF])
+def test_an_unusable_length_reads_exactly_as_without_one(profile, length):
+    plain = Recorder(SimulatedCard(encode_card(profile)))
+    read_card(plain, plain.card.atr)
+    odd = CardProfile(replace(profile.text, photo_length=length), profile.photo)
+    rec = Recorder(SimulatedCard(encode_card(odd)))
+    result = read_card(rec, rec.card.atr)
+    assert result.photo == profile.photo and rec.sent == plain.sent
+
+
+@pytest.mark.parametrize("wrong", [-1, +1, -100, +300])
+def test_a_stated_length_that_misses_the_end_marker_falls_back(stated, wrong):
+    length = len(stated.photo) + wrong
+    p = CardProfile(replace(stated.text, photo_length=length), stated.photo)
+    card = SimulatedCard(encode_card(p))
+    result = read_card(card.process, card.atr)
+    assert result.photo == stated.photo and result.photo_error is None
+
+
+def test_late_end_marker_photo_read_whole_with_its_length(stated):
+    photo = _jpeg_of_size(5112)
+    p = CardProfile(replace(stated.text, photo_length=len(photo)), photo)
+    card = SimulatedCard(encode_card(p))
+    assert read_card(card.process, card.atr).photo == photo
+
+
+class LaserCard(SimulatedCard):
+    """A card whose laser applet answers only one of the three command forms."""
+
+    form: bytes = b""
+
+    def process(self, apdu: bytes) -> bytes:
+        if apdu[:4] == b"\x80\x00\x00\x00" and self._selected == L.LASER_AID:
+            if apdu != self.form:
+                return b"\x6d\x00"
+            if apdu == bytes.fromhex("80000000FF"):
+                return (self.laser_answer or b"") + b"\x90\x00"   # data at once
+        return super().process(apdu)
+
+
+@pytest.mark.parametrize("form", [f for f, _ in L.LASER_FORMS])
+def test_laser_id_tries_the_three_forms_in_order(profile, form):
+    card = LaserCard(encode_card(profile), laser_answer=bytes(7) + b"ME0123456789\0\0\0\0")
+    card.form = form
+    rec = Recorder(card)
+    result = read_card(rec, card.atr, photo=False, laser=True)
+    assert result.laser_id == "ME0123456789" and result.laser_command == form
+    tried = [c for c in rec.sent if c[:4] == b"\x80\x00\x00\x00"]
+    order = [f for f, _ in L.LASER_FORMS]
+    assert tried == order[:order.index(form) + 1]
+    assert result.to_json()["laser_id_command"] == form.hex(" ").upper()
+
+
+def test_laser_id_unavailable_is_not_an_error_for_the_read(profile):
+    bare = SimulatedCard(encode_card(profile))
+    result = read_card(bare.process, bare.atr, photo=False, laser=True)
+    assert result.laser_id is None and result.laser_error is not None
+    assert result.to_json()["laser_error"]["code"] == "laser_unavailable"
+    assert result.to_json()["citizen_id"] == profile.text.citizen_id
+
+
 def test_optional_nhso_applet_and_laser_id(profile):
     cov = NhsoCoverage("UCS", "89", "10699", "10699", "1", CardDate("25660101"),
                        CardDate("25700101"), CardDate("25660101"), "0")
@@ -202,6 +298,7 @@ def test_optional_nhso_applet_and_laser_id(profile):
     bare = SimulatedCard(encode_card(profile))          # most cards: neither applet
     result = read_card(Recorder(bare), bare.atr, nhso=True, laser=True)
     assert result.nhso is None and result.laser_id is None and result.text == profile.text
+    assert result.to_json()["nhso_applet"] is None        # asked for, absent
 
 
 def test_run_script_counts_apdus():

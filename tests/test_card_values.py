@@ -6,7 +6,7 @@ import pytest
 
 from agent.card.decode import decode_address, decode_name, decode_text
 from agent.card.values import (Address, CardDate, Gender, Name, citizen_id_check_digit,
-                               citizen_id_valid, format_request_number, mask_citizen_id)
+                               citizen_id_valid, format_photo_number, request_number_well_formed, mask_citizen_id)
 
 
 @pytest.mark.parametrize("raw, precision, iso, year, month, day", [
@@ -123,6 +123,12 @@ def test_citizen_id_check_digit():
     assert mask_citizen_id("1101700203361") == "1-1017-xxxxx-xx-1"
 
 
-def test_request_number_format():
-    assert format_request_number("12345678901234") == "1234-56-78901234"
-    assert format_request_number("123") == "123"
+def test_number_under_photo_format():
+    assert format_photo_number("12345678901234") == "1234-56-78901234"
+    assert format_photo_number("123") == "123"
+
+
+def test_request_number_shape():
+    assert request_number_well_formed("10040123456/12345678")
+    assert not request_number_well_formed("1004012345612345678 ")
+    assert not request_number_well_formed("")

@@ -121,18 +121,15 @@ def test_nhso_applet_and_laser_id_decoders():
     assert decode_laser_id(K.LASER_ANSWER) == EXPECTED["EDGE"]["laser_id"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: thai-id-card.md and field-notes §1 say "
-                   "0x00E2/20 is the request number and 0x1619/14 the number under the photo; "
-                   "the agent still serves 0x1619 as request_number")
 def test_request_number_is_the_documented_field():
+    """thai-id-card.md and field-notes §1: 0x00E2/20 is the request number, 0x1619/14 the
+    number printed under the photo."""
     card = doc_card("EDGE")
     out = read_card(card.process, card.atr).to_json()
     assert out["request_number"]["raw"] == "10040123456/12345678"
+    assert out["number_under_photo"]["raw"] == "10040812345678"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: field-notes §1 says the 2 bytes at 0x0179 "
-                   "hold the JPEG's length and reading only that many photo bytes saves reads; "
-                   "the agent reads the whole 5118-byte field")
 @pytest.mark.parametrize("text_first", [False, True], ids=["one-span", "text-first"])
 def test_photo_read_stops_near_the_cards_own_photo_length(text_first):
     card = doc_card("PLAIN")

@@ -53,7 +53,16 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
 _PARSED = {L.Kind.DATE: "CardDate", L.Kind.GENDER: "Gender", L.Kind.ADDRESS: "Address"}
 
 
+def _described(schema: dict[str, Any], f: L.Field) -> dict[str, Any]:
+    return {**schema, "description": f.doc} if f.doc else schema
+
+
 def _view_schema(f: L.Field) -> dict[str, Any]:
+    return {key: _described(schema, f) if key == f.name else schema
+            for key, schema in _bare_view_schema(f).items()}
+
+
+def _bare_view_schema(f: L.Field) -> dict[str, Any]:
     match f.view:
         case L.View.TEXT:
             return {f.name: S}
@@ -65,6 +74,10 @@ def _view_schema(f: L.Field) -> dict[str, Any]:
             return {f.name: ref(_PARSED[f.kind])}
         case L.View.PRINTED:
             return {f.name: obj({"raw": S, "formatted": S})}
+        case L.View.REQUEST:
+            return {f.name: obj({"raw": S, "well_formed": B})}
+        case L.View.NUMBER:
+            return {f.name: INT}
         case L.View.NONE:
             return {}
         case _:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TypeVar
 
-from ..errors import ApduFailed, CardDataInvalid, NotThaiIdCard
+from ..errors import ApduFailed, CardDataInvalid, LaserUnavailable, NotThaiIdCard
 from . import layout as L
 
 T = TypeVar("T")
@@ -113,11 +113,31 @@ class Conversation:
             out += yield from self.read_script(offset + len(out), chunk, step)
         return bytes(out)
 
-    def laser_id_script(self) -> Script[bytes]:
-        """Experimental laser-id recipe: returns the 23-byte answer."""
-        yield from self.select_script(bytes.fromhex("A000000084060002"), "select_laser")
-        response = yield bytes.fromhex("80000000")
-        sw = sw_of(response)
-        if (sw >> 8) != 0x61:
-            raise ApduFailed(sw, "laser_id")
-        return (yield from self.fetch_script(sw & 0xFF, "laser_id"))
+    def laser_id_script(self) -> Script[tuple[bytes, bytes]]:
+        """The laser id's answer and the command form that gave it.
+
+        Three forms are in use (``L.LASER_FORMS``), tried in that order on one selection;
+        a card without the applet, or one that refuses every form, raises
+        ``LaserUnavailable``: the rest of the read stands.
+        """
+        try:
+            yield from self.select_script(L.LASER_AID, "select_laser")
+        except (NotThaiIdCard, ApduFailed) as exc:
+            raise LaserUnavailable(f"no laser applet ({exc})") from None
+        refused: list[str] = []
+        for command, fetch in L.LASER_FORMS:
+            response = yield command
+            sw = sw_of(response)
+            if sw == SW_OK and len(response) > 2:        # the reader fetched it already
+                return response[:-2], command
+            if (sw >> 8) == 0x61:
+                try:
+                    data = yield from self.fetch_script(fetch or (sw & 0xFF) or 0x100,
+                                                        "laser_id")
+                except ApduFailed as exc:
+                    refused.append(f"{command.hex(' ').upper()}: {exc.sw:04X}")
+                    continue
+                if data:
+                    return data, command
+            refused.append(f"{command.hex(' ').upper()}: {sw:04X}")
+        raise LaserUnavailable("every laser id command refused: " + "; ".join(refused))

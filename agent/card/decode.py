@@ -60,6 +60,8 @@ def decode_field(f: L.Field, data: bytes) -> Any:
             return decode_address(data)
         case L.Kind.PHOTO:
             return decode_photo(data)
+        case L.Kind.LENGTH:
+            return int.from_bytes(data, "big")
         case _:
             assert_never(f.kind)
 
@@ -97,8 +99,19 @@ def decode_nhso(block: bytes) -> NhsoCoverage:
     return NhsoCoverage(**_decode_block(L.NHSO_FIELDS, block, L.NHSO_BLOCK.offset))
 
 
+LASER_RECORD = 23      # the header-alone form's record: the id at bytes 7-22
+
+
 def decode_laser_id(response: bytes) -> str:
-    """Experimental: the laser id printed on the back, from the 23-byte answer."""
-    if len(response) < 23:
-        raise CardDataInvalid(f"laser id answer is {len(response)} bytes, expected 23")
-    return response[7:23].decode("ascii", errors="replace").strip(_PAD)
+    """The laser id printed on the back: from the 23-byte record, or the bare 16 bytes
+    (12 characters + 4 NULs) that ``80 00 00 00 07`` + GET RESPONSE ``10`` answers."""
+    if len(response) >= LASER_RECORD:
+        data = response[7:LASER_RECORD]
+    elif len(response) == 16:
+        data = response
+    else:
+        raise CardDataInvalid(f"laser id answer is {len(response)} bytes, expected 23 or 16")
+    text = data.decode("ascii", errors="replace").strip(_PAD)
+    if not text:
+        raise CardDataInvalid("laser id answer is empty")
+    return text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from functools import lru_cache
 
 from .values import Address, CardDate, CardProfile, CardText, Gender, Name, citizen_id_check_digit
@@ -53,11 +54,12 @@ def demo_profile(variant: int = 0) -> CardProfile:
         expiry_date=CardDate("25750114" if variant % 2 == 0 else "99999999"),
         address=Address(("99/9", "หมู่ที่ 9", "", "ซอยสาธิต", "ถนนทดสอบ", "ตำบลตัวอย่าง",
                          "อำเภอสาธิต", "จังหวัดนนทบุรี")),
-        request_number="1234" "56" f"{78901234 + variant:08d}",
+        number_under_photo="1234" "56" f"{78901234 + variant:08d}",
         issuer_code="1234567890123",
         version="0003",
-        card_info="",
+        request_number=f"{12345678901 + variant:011d}/{variant + 1:08d}",
         card_type="01",
-        unknown_0179="",
     )
-    return CardProfile(text=text, photo=demo_photo("DEMO", variant * 17))
+    photo = demo_photo("DEMO", variant * 17)
+    # Real cards state their photo's length at 0x0179; the demo card does too.
+    return CardProfile(text=replace(text, photo_length=len(photo)), photo=photo)

@@ -64,6 +64,10 @@ def encode_field(f: L.Field, value: Any) -> bytes:
             return encode_address(value, f)
         case L.Kind.PHOTO:
             return encode_photo(value)
+        case L.Kind.LENGTH:
+            if not 0 <= value < 1 << (8 * f.length):
+                raise ValueError(f"{f.name}: {value} does not fit in {f.length} bytes")
+            return int(value).to_bytes(f.length, "big")
         case _:
             assert_never(f.kind)
 

@@ -24,6 +24,16 @@ from enum import Enum
 
 MOI_AID = bytes.fromhex("A000000054480001")
 NHSO_AID = bytes.fromhex("A000000054480083")
+LASER_AID = bytes.fromhex("A000000084060002")
+# The laser id's command forms in use, in the order they are tried: (command, the length
+# GET RESPONSE asks for, 0 = what the card's 61xx says). The header alone is the most
+# self-consistent recipe (a 23-byte record, the id at bytes 7-22); 80 00 00 00 07 answers
+# 12 characters + 4 NULs on GET RESPONSE 10; 80 00 00 00 FF is the third form seen.
+LASER_FORMS: tuple[tuple[bytes, int], ...] = (
+    (bytes.fromhex("80000000"), 0),
+    (bytes.fromhex("8000000007"), 0x10),
+    (bytes.fromhex("80000000FF"), 0),
+)
 
 MAX_READ = 0xFF  # one READ BINARY-like command returns at most 255 bytes
 
@@ -37,6 +47,7 @@ class Kind(Enum):
     GENDER = "gender"      # one digit, 1 male / 2 female -> Gender
     ADDRESS = "address"    # 8 '#'-separated parts -> Address
     PHOTO = "photo"        # a JPEG padded with NULs -> bytes
+    LENGTH = "length"      # a big-endian unsigned number (the photo's own length) -> int
 
 
 class View(Enum):
@@ -48,6 +59,8 @@ class View(Enum):
     NAME_EN = "name_en"    # the name's parts and its English full form (title spaced)
     PARSED = "parsed"      # the value's own to_json(): the raw text kept beside every parsed part
     PRINTED = "printed"    # {"raw", "formatted"}: raw kept beside the form printed on the card
+    REQUEST = "request"    # {"raw", "well_formed"}: the request number, NNNNNNNNNNN/NNNNNNNN
+    NUMBER = "number"      # the number as read (a raw field: out of range stays as it is)
     NONE = "none"          # not in the text JSON (the photo: the read describes it)
 
 
@@ -60,6 +73,7 @@ class Field:
     view: View = View.TEXT
     group: str = ""        # /v1 JSON: nested under this key, after the top-level fields
     compat: tuple[str, ...] = ()   # NHSO agent keys made from this field (api/compat.py)
+    doc: str = ""          # what the card means by it (the OpenAPI description)
 
     @property
     def end(self) -> int:
@@ -75,23 +89,29 @@ class Field:
 # field (checked below), so the reads can cover the file in a few spans.
 FIELDS: tuple[Field, ...] = (
     #     name              offset  length  kind          view          JSON group, NHSO keys
-    Field("version",        0x0000,    4,  Kind.TEXT,    View.TEXT,    group="card"),
+    Field("version",        0x0000,    4,  Kind.TEXT,    View.TEXT,    group="card",
+          doc="Data format version, raw (\"0002\", \"0003\", \"0004\" seen)"),
     Field("citizen_id",     0x0004,   13,  Kind.TEXT,    View.CHECKED, compat=("pid", "nation")),
     Field("name_th",        0x0011,  100,  Kind.NAME,    View.NAME_TH,
           compat=("titleName", "fname", "lname", "titleNameText", "mname")),
     Field("name_en",        0x0075,  100,  Kind.NAME,    View.NAME_EN),
     Field("birth_date",     0x00D9,    8,  Kind.DATE,    View.PARSED,  compat=("birthDate", "age")),
     Field("gender",         0x00E1,    1,  Kind.GENDER,  View.PARSED,  compat=("sex",)),
-    Field("card_info",      0x00E2,   20,  Kind.TEXT,    View.TEXT,    group="card"),
+    Field("request_number", 0x00E2,   20,  Kind.TEXT,    View.REQUEST,
+          doc="The card's request number, NNNNNNNNNNN/NNNNNNNN (vendor SDKs: RequestNo)"),
     Field("issuer",         0x00F6,  100,  Kind.TEXT,    View.TEXT),
     Field("issuer_code",    0x015A,   13,  Kind.TEXT,    View.TEXT),
     Field("issue_date",     0x0167,    8,  Kind.DATE,    View.PARSED),
     Field("expiry_date",    0x016F,    8,  Kind.DATE,    View.PARSED),
-    Field("card_type",      0x0177,    2,  Kind.TEXT,    View.TEXT,    group="card"),
-    Field("unknown_0179",   0x0179,    2,  Kind.TEXT,    View.TEXT,    group="card"),
+    Field("card_type",      0x0177,    2,  Kind.TEXT,    View.TEXT,    group="card",
+          doc="Card type, raw (\"01\" seen)"),
+    Field("photo_length",   0x0179,    2,  Kind.LENGTH,  View.NUMBER,  group="card",
+          doc="The photo's length in bytes as the card states it (big-endian), raw: "
+              "cards without it hold other bytes here"),
     Field("photo",          0x017B, 5118,  Kind.PHOTO,   View.NONE,    compat=("image",)),
     Field("address",        0x1579,  160,  Kind.ADDRESS, View.PARSED),
-    Field("request_number", 0x1619,   14,  Kind.TEXT,    View.PRINTED),
+    Field("number_under_photo", 0x1619, 14, Kind.TEXT,   View.PRINTED,
+          doc="The number printed under the photo (vendor SDKs: PhotoRefNo)"),
 )
 
 # The optional NHSO coverage applet (not on every card); its fields are raw strings whose
@@ -137,15 +157,15 @@ NAME_TH = BY_NAME["name_th"]
 NAME_EN = BY_NAME["name_en"]
 BIRTH_DATE = BY_NAME["birth_date"]
 GENDER = BY_NAME["gender"]
-CARD_INFO = BY_NAME["card_info"]
 ISSUER = BY_NAME["issuer"]
 ISSUER_CODE = BY_NAME["issuer_code"]
 ISSUE_DATE = BY_NAME["issue_date"]
 EXPIRY_DATE = BY_NAME["expiry_date"]
 CARD_TYPE = BY_NAME["card_type"]
-UNKNOWN_0179 = BY_NAME["unknown_0179"]
+PHOTO_LENGTH = BY_NAME["photo_length"]
 ADDRESS = BY_NAME["address"]
 REQUEST_NUMBER = BY_NAME["request_number"]
+NUMBER_UNDER_PHOTO = BY_NAME["number_under_photo"]
 
 
 def json_groups(fields: tuple[Field, ...]) -> tuple[str, ...]:

@@ -12,10 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ..errors import AgentError
+from ..errors import AgentError, CardDataInvalid, LaserUnavailable
 from . import layout as L
 from .apdu import Conversation, Script
-from .decode import decode_laser_id, decode_nhso, decode_photo, decode_text_fields
+from .decode import (
+    JPEG_END,
+    JPEG_START,
+    decode_laser_id,
+    decode_nhso,
+    decode_photo,
+    decode_text_fields,
+)
 from .values import CardText, NhsoCoverage
 
 T = TypeVar("T")
@@ -52,7 +59,10 @@ class CardRead:
     photo: bytes | None = None
     photo_error: AgentError | None = None
     nhso: NhsoCoverage | None = None
+    nhso_asked: bool = False           # asked for: an absent applet shows as null
     laser_id: str | None = None
+    laser_command: bytes | None = None  # which of the laser id's command forms answered
+    laser_error: AgentError | None = None
     stats: ReadStats = field(default_factory=ReadStats)
 
     def value(self, f: L.Field) -> Any:
@@ -71,10 +81,14 @@ class CardRead:
             out["photo"]["base64"] = base64.b64encode(self.photo).decode()
         if self.photo_error is not None:
             out["photo_error"] = self.photo_error.to_dict()
-        if self.nhso is not None:
-            out["nhso_applet"] = self.nhso.to_json()
+        if self.nhso is not None or self.nhso_asked:
+            out["nhso_applet"] = None if self.nhso is None else self.nhso.to_json()
         if self.laser_id is not None:
             out["laser_id"] = self.laser_id
+            if self.laser_command is not None:
+                out["laser_id_command"] = self.laser_command.hex(" ").upper()
+        if self.laser_error is not None:
+            out["laser_error"] = self.laser_error.to_dict()
         out["read"] = self.stats.to_json()
         return out
 
@@ -92,14 +106,22 @@ def run_script(script: Script[T], transmit: Transmit, conv: Conversation) -> T:
         return result
 
 
+def photo_length_of(block: bytes) -> int | None:
+    """The photo's length as the card states it at 0x0179 (in the text block), when usable."""
+    stated = int.from_bytes(L.PHOTO_LENGTH.cut(block, L.TEXT_BLOCK.offset), "big")
+    return stated if 4 <= stated <= L.PHOTO.length else None
+
+
 def read_card(transmit: Transmit, atr: bytes, *, photo: bool = True,
               on_text: Callable[[CardRead], None] | None = None,
               nhso: bool = False, laser: bool = False) -> CardRead:
     """Read the card: SELECT, text fields in bulk, then the photo.
 
     With ``on_text`` the text fields (address included) are read first and handed over
-    before the photo is read, so callers can show the name at once. Without it, the photo
-    and the address are read as one span, which saves two APDUs.
+    before the photo is read, so callers can show the name at once. Without it, and when
+    the card does not state its photo's length, the photo and the address are read as one
+    span, which saves two APDUs. When the card states the length (0x0179, read with the
+    text), only that many photo bytes are read.
     """
     conv = Conversation(atr)
     started = time.perf_counter()
@@ -109,9 +131,10 @@ def read_card(transmit: Transmit, atr: bytes, *, photo: bool = True,
 
     run(conv.select_script(L.MOI_AID))
     block = run(conv.read_span_script(L.TEXT_BLOCK.offset, L.TEXT_BLOCK.length, "read_text"))
+    length = photo_length_of(block)
     stats = ReadStats()
     photo_raw = None
-    if photo and on_text is None:
+    if photo and on_text is None and length is None:
         span = run(conv.read_span_script(L.PHOTO.offset, L.PHOTO.length + L.TAIL_BLOCK.length,
                                          "read_photo"))
         photo_raw, tail = span[:L.PHOTO.length], span[L.PHOTO.length:]
@@ -127,21 +150,43 @@ def read_card(transmit: Transmit, atr: bytes, *, photo: bool = True,
 
     if photo:
         photo_started = time.perf_counter()
-        if photo_raw is None:
-            photo_raw = run(conv.read_span_script(L.PHOTO.offset, L.PHOTO.length, "read_photo"))
         try:
-            result.photo = decode_photo(photo_raw)
+            result.photo = (decode_photo(photo_raw) if photo_raw is not None
+                            else _read_photo(conv, run, length))
         except AgentError as exc:       # a bad photo does not void the text fields
+            if not isinstance(exc, CardDataInvalid):
+                raise                   # a removed card or a dead reader ends the read
             result.photo_error = exc
         stats.photo_ms = (time.perf_counter() - photo_started) * 1000
 
     if nhso:
+        result.nhso_asked = True
         result.nhso = _optional(lambda: _read_nhso(conv, run))
     if laser:
-        result.laser_id = _optional(lambda: decode_laser_id(run(conv.laser_id_script())))
+        try:
+            answer, result.laser_command = run(conv.laser_id_script())
+            result.laser_id = decode_laser_id(answer)
+        except (LaserUnavailable, CardDataInvalid) as exc:
+            result.laser_error = LaserUnavailable(str(exc))
+            result.laser_command = None
     stats.apdus = conv.apdus
     stats.total_ms = (time.perf_counter() - started) * 1000
     return result
+
+
+def _read_photo(conv: Conversation, run: Callable[[Script[Any]], Any],
+                length: int | None) -> bytes:
+    """The photo: only the card's stated length when it holds a whole JPEG, else the field."""
+    if length is None:
+        return decode_photo(run(conv.read_span_script(L.PHOTO.offset, L.PHOTO.length,
+                                                      "read_photo")))
+    head = run(conv.read_span_script(L.PHOTO.offset, length, "read_photo"))
+    if head.startswith(JPEG_START) and head.endswith(JPEG_END):
+        return bytes(head)
+    # The stated length does not hold a whole JPEG: read the rest of the field as before.
+    rest = run(conv.read_span_script(L.PHOTO.offset + length, L.PHOTO.length - length,
+                                     "read_photo"))
+    return decode_photo(head + rest)
 
 
 def _read_nhso(conv: Conversation, run: Callable[[Script[Any]], Any]) -> NhsoCoverage:
@@ -155,11 +200,19 @@ def _optional(read: Callable[[], T]) -> T | None:
 
     A removed card or a dead reader is not 'absent', so those still end the read.
     """
-    from ..errors import CardRemoved, PcscUnavailable, ReaderError
+    from ..errors import (
+        CardRemoved,
+        CardUnresponsive,
+        PcscUnavailable,
+        ReaderError,
+        ReadInterrupted,
+        ReadTimeout,
+    )
 
     try:
         return read()
-    except (CardRemoved, PcscUnavailable, ReaderError):
+    except (CardRemoved, PcscUnavailable, ReaderError, ReadInterrupted, ReadTimeout,
+            CardUnresponsive):
         raise
     except AgentError:
         return None

@@ -9,6 +9,7 @@ real card that disagrees with the public descriptions can still be shown and cor
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, assert_never
 
@@ -222,11 +223,19 @@ class Address:
         }
 
 
-def format_request_number(raw: str) -> str:
-    """The number printed on the back of the card: ``XXXX-XX-XXXXXXXX``."""
+def format_photo_number(raw: str) -> str:
+    """The number printed under the photo, as printed: ``XXXX-XX-XXXXXXXX``."""
     if len(raw) != 14:
         return raw
     return f"{raw[:4]}-{raw[4:6]}-{raw[6:]}"
+
+
+_REQUEST_NUMBER = re.compile(r"[0-9]{11}/[0-9]{8}")
+
+
+def request_number_well_formed(raw: str) -> bool:
+    """``NNNNNNNNNNN/NNNNNNNN``, as the sources describe the request number (0x00E2)."""
+    return _REQUEST_NUMBER.fullmatch(raw) is not None
 
 
 @dataclass(frozen=True)
@@ -242,12 +251,12 @@ class CardText:
     issue_date: CardDate
     expiry_date: CardDate
     address: Address
-    request_number: str = ""
+    number_under_photo: str = ""
     issuer_code: str = ""
     version: str = ""
-    card_info: str = ""
+    request_number: str = ""
     card_type: str = ""
-    unknown_0179: str = ""
+    photo_length: int = 0
 
     @property
     def citizen_id_valid(self) -> bool:
@@ -299,7 +308,11 @@ def view_json(f: L.Field, value: Any) -> dict[str, Any]:
         case L.View.PARSED:
             return {f.name: value.to_json()}
         case L.View.PRINTED:
-            return {f.name: {"raw": value, "formatted": format_request_number(value)}}
+            return {f.name: {"raw": value, "formatted": format_photo_number(value)}}
+        case L.View.REQUEST:
+            return {f.name: {"raw": value, "well_formed": request_number_well_formed(value)}}
+        case L.View.NUMBER:
+            return {f.name: value}
         case L.View.NONE:
             return {}
         case _:
