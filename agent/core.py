@@ -15,20 +15,30 @@ import base64
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .card.session import CardRead, card_generation, read_card
+from .card.session import (
+    AppletRead,
+    CardRead,
+    card_generation,
+    read_card,
+    read_optional_applets,
+)
 from .errors import (
     AgentError,
+    ApduFailed,
+    CardDataInvalid,
     CardRemoved,
+    CardReset,
     NoCard,
     NoReader,
     NotFound,
     NotThaiIdCard,
     PcscUnavailable,
     ReaderNotFound,
+    ReadInterrupted,
     ReadTimeout,
 )
 from .events import EventBus
@@ -38,7 +48,8 @@ from .readers.demo import DemoBackend, demo_card
 from .readers.factory import make_backend
 
 __all__ = ["DEMO_VARIANTS", "CardService", "ReaderBackend", "ReaderView",
-           "list_readers", "open_backend", "pick_reader", "read_once"]
+           "list_readers", "open_backend", "pick_reader", "read_applets", "read_exclusive",
+           "read_once"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +104,8 @@ class ReaderSlot:
     read_at: dt.datetime | None = None
     text_ready: asyncio.Future[CardRead] | None = None
     photo_ready: asyncio.Future[CardRead] | None = None
+    applets: AppletRead = field(default_factory=AppletRead)   # opt-in applets, on request
+    applets_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def view(self) -> ReaderView:
@@ -209,6 +222,7 @@ class CardService:
             slot.task.cancel()           # the thread ends on its own at the next APDU
         slot.present, slot.atr, slot.status = False, None, "empty"
         slot.card, slot.photo_done, slot.error, slot.read_at = None, False, None, None
+        slot.applets = AppletRead()
         slot.text_ready = slot.photo_ready = None
         slot.task = None
 
@@ -237,11 +251,9 @@ class CardService:
                                 photo_pending=self.read_photo)
 
         def work() -> CardRead:
-            with self._backend.connect(slot.name) as channel:
-                return read_card(channel.transmit, channel.atr or slot.atr or b"",
-                                 photo=self.read_photo,
-                                 on_text=lambda c: _discard(loop.call_soon_threadsafe(
-                                     text_arrived, c)))
+            return read_exclusive(self._backend, slot.name, slot.atr, photo=self.read_photo,
+                                  on_text=lambda c: _discard(loop.call_soon_threadsafe(
+                                      text_arrived, c)))
 
         try:
             card = await asyncio.to_thread(work)
@@ -337,8 +349,43 @@ class CardService:
         return self._choose(name).view()
 
     async def get_card(self, name: str | None = None, *, photo: bool = False,
-                       timeout: float | None = None) -> tuple[ReaderView, CardRead]:
-        """The cached card of a reader, waiting for the read in progress if needed."""
+                       timeout: float | None = None, nhso: bool = False,
+                       laser: bool = False) -> tuple[ReaderView, CardRead]:
+        """The cached card of a reader, waiting for the read in progress if needed.
+
+        ``nhso`` / ``laser``: with the opt-in applets too, read once per insertion when first
+        asked for (after the card's own read, in a transaction of their own).
+        """
+        view, card = await self._get_card(name, photo=photo or nhso or laser, timeout=timeout)
+        if not (nhso or laser):
+            return view, card
+        slot = self._choose(view.name)
+        insertion = slot.insertion
+        async with slot.applets_lock:
+            have = slot.applets
+            want_nhso = nhso and not have.nhso_asked
+            want_laser = laser and not have.laser_asked
+            if want_nhso or want_laser:
+                got = await asyncio.to_thread(read_applets, self._backend, slot.name, slot.atr,
+                                              nhso=want_nhso, laser=want_laser)
+                if slot.insertion != insertion:
+                    raise CardRemoved(slot.name)
+                merged = replace(have)
+                if want_nhso:
+                    merged.nhso_asked, merged.nhso = True, got.nhso
+                if want_laser:
+                    merged.laser_asked, merged.laser_id = True, got.laser_id
+                    merged.laser_command, merged.laser_error = got.laser_command, got.laser_error
+                slot.applets = merged
+            have = slot.applets
+        # Each caller sees the applets it asked for: a copy, the cached read stays as read.
+        shown = replace(card)
+        replace(have, nhso_asked=nhso and have.nhso_asked,
+                laser_asked=laser and have.laser_asked).apply(shown)
+        return view, shown
+
+    async def _get_card(self, name: str | None, *, photo: bool,
+                        timeout: float | None) -> tuple[ReaderView, CardRead]:
         slot = self._choose(name)
         if not slot.present:
             raise NoCard(slot.name)
@@ -392,6 +439,92 @@ class CardService:
         return any(state.present for state in self._backend.snapshot())
 
 
+# A card reset by another program, or a command that timed out, restarts the read from the
+# SELECT this many times before read_interrupted is answered; the pauses between tries are
+# short (another program's own exchange usually takes tens of milliseconds).
+MAX_RESTARTS = 4
+RESTART_PAUSE_S = 0.05
+
+
+def _doubtful(card: CardRead) -> bool:
+    """A read that a one-off interleaving may have spoiled: worth one more read."""
+    return (not card.text.citizen_id_valid
+            or isinstance(card.photo_error, CardDataInvalid))
+
+
+def read_exclusive(backend: ReaderBackend, reader: str, atr: bytes | None = None, *,
+                   photo: bool = True, on_text: Callable[[CardRead], None] | None = None,
+                   nhso: bool = False, laser: bool = False) -> CardRead:
+    """One card read, start to end in one PC/SC transaction (docs/pcsc.md).
+
+    Another program that resets the card (or a command that timed out) makes the read
+    start again from the SELECT on a fresh connection, at most ``MAX_RESTARTS`` times,
+    then ``read_interrupted``. A read that fails validation (a check digit, data that
+    cannot be decoded, a photo without its end marker) is read once more while the card
+    stays in: if it left, the fresh connect says so. The text goes to ``on_text`` once,
+    when its citizen id checks out (or on the last try).
+    """
+    restarts = 0
+    retry_left = 1
+    handed = False
+
+    def hand(card: CardRead) -> None:
+        nonlocal handed
+        if on_text is not None and not handed and (card.text.citizen_id_valid or not retry_left):
+            handed = True
+            on_text(card)
+
+    while True:
+        try:
+            with backend.connect(reader) as channel:
+                channel.begin_transaction()
+                try:
+                    card = read_card(channel.transmit, channel.atr or atr or b"", photo=photo,
+                                     on_text=hand if on_text is not None else None,
+                                     nhso=nhso, laser=laser)
+                finally:
+                    channel.end_transaction()
+        except CardReset as exc:
+            restarts += 1
+            if restarts > MAX_RESTARTS:
+                raise ReadInterrupted(f"{reader}: {exc} ({restarts} tries)") from exc
+            log.info("read on %s restarts (%d/%d): %s", reader, restarts, MAX_RESTARTS, exc)
+            time.sleep(RESTART_PAUSE_S * restarts)
+            continue
+        except (CardDataInvalid, ApduFailed) as exc:
+            if not retry_left:
+                raise
+            retry_left = 0
+            log.info("read on %s failed validation (%s); reading once more", reader, exc)
+            continue
+        if retry_left and _doubtful(card):
+            retry_left = 0
+            log.info("read on %s looks spoiled; reading once more", reader)
+            continue
+        hand(card)
+        return card
+
+
+def read_applets(backend: ReaderBackend, reader: str, atr: bytes | None = None, *,
+                 nhso: bool = False, laser: bool = False) -> AppletRead:
+    """The opt-in applets alone (NHSO coverage, laser id), in one transaction."""
+    restarts = 0
+    while True:
+        try:
+            with backend.connect(reader) as channel:
+                channel.begin_transaction()
+                try:
+                    return read_optional_applets(channel.transmit, channel.atr or atr or b"",
+                                                 nhso=nhso, laser=laser)
+                finally:
+                    channel.end_transaction()
+        except CardReset as exc:
+            restarts += 1
+            if restarts > MAX_RESTARTS:
+                raise ReadInterrupted(f"{reader}: {exc} ({restarts} tries)") from exc
+            time.sleep(RESTART_PAUSE_S * restarts)
+
+
 def open_backend(kind: str = "pcsc") -> ReaderBackend:
     """The reader backend of that kind (``pcsc``, ``demo`` or ``auto``): the only way in."""
     return make_backend(kind)
@@ -405,9 +538,7 @@ def read_once(backend: ReaderBackend, reader: str | None = None, *, photo: bool 
     state = next(s for s in states if s.name == name)
     if not state.present:
         raise NoCard(name)
-    with backend.connect(name) as channel:
-        return name, read_card(channel.transmit, channel.atr or state.atr or b"",
-                               photo=photo, nhso=nhso, laser=laser)
+    return name, read_exclusive(backend, name, state.atr, photo=photo, nhso=nhso, laser=laser)
 
 
 def list_readers(backend: ReaderBackend) -> list[ReaderState]:

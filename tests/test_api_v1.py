@@ -203,3 +203,36 @@ async def test_demo_control_only_in_demo_mode(aiohttp_client):
         assert resp.status == 404 and body["code"] == "not_found", body
     resp = await client.get("/v1/card")
     assert resp.status == 200                          # the card is still there
+
+
+async def test_opt_in_applets_by_query_flags(aiohttp_client):
+    """nhso=1 / laser=1 read the opt-in applets once per insertion; each caller sees what
+    it asked for; a card without them says so beside the card, never as a failed read."""
+    from agent.card.encode import encode_card, encode_nhso
+    from agent.card.simulator import SimulatedCard
+    from agent.card.values import CardDate, NhsoCoverage
+
+    cov = NhsoCoverage("UCS", "89", "10699", "10699", "1", CardDate("25660101"),
+                       CardDate("25700101"), CardDate("25660101"), "0")
+    agent = await start_agent(aiohttp_client, insert=False)
+    card = SimulatedCard(encode_card(demo_profile(0)), nhso_image=encode_nhso(cov),
+                         laser_answer=bytes(7) + b"ME0123456789\0\0\0\0")
+    await agent._change(lambda: agent.backend.insert(DEMO_READER, card), "card.photo",
+                        DEMO_READER)
+    plain = (await agent.get_json(f"/v1/readers/{READER}/card"))["card"]
+    assert "nhso_applet" not in plain and "laser_id" not in plain
+    before = card.apdus
+    both = (await agent.get_json(f"/v1/readers/{READER}/card?nhso=1&laser=true"))["card"]
+    assert both["nhso_applet"]["main_inscl"] == "UCS"
+    assert both["laser_id"] == "ME0123456789" and both["laser_id_command"] == "80 00 00 00"
+    used = card.apdus - before
+    again = (await agent.get_json("/v1/card?laser=1"))["card"]
+    assert again["laser_id"] == "ME0123456789" and "nhso_applet" not in again
+    assert card.apdus - before == used                  # cached for this insertion
+    assert "nhso_applet" not in (await agent.get_json("/v1/card"))["card"]
+
+    await agent.insert(1)                                 # the demo card: neither applet
+    bare = (await agent.get_json("/v1/card?nhso=1&laser=1"))["card"]
+    assert bare["nhso_applet"] is None
+    assert bare["laser_error"]["code"] == "laser_unavailable" and "laser_id" not in bare
+    await agent.get_json("/v1/card?nhso=maybe", status=400)

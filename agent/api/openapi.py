@@ -104,8 +104,14 @@ def card_schema() -> dict[str, Any]:
                                "base64": {**S, "contentEncoding": "base64"}},
                               ["size", "format"])),
         "photo_error": ref("ErrorInfo"),
-        "nhso_applet": {"type": "object"},
-        "laser_id": S,
+        "nhso_applet": {"type": ["object", "null"],
+                        "description": "The NHSO applet's fields (asked for with nhso=1); "
+                                       "null when the card has no such applet"},
+        "laser_id": {**S, "description": "The laser id printed on the back (laser=1)"},
+        "laser_id_command": {**S, "description": "Which laser id command form answered "
+                                                 "(hex): 80 00 00 00, 80 00 00 00 07 or "
+                                                 "80 00 00 00 FF, tried in that order"},
+        "laser_error": ref("ErrorInfo"),
         "read": ref("ReadStats"),
     })
     return obj(props, required)
@@ -260,6 +266,13 @@ PHOTO_PARAM = query_param("photo", {"type": "string", "enum": ["0", "1", "true",
                      "1: include the photo (base64) and wait for it")
 IMAGE_FLAG = query_param("readImageFlag", {"type": "string", "enum": ["true", "false"]},
                     "true: include the photo as raw base64 JPEG in 'image'")
+FLAG = {"type": "string", "enum": ["0", "1", "true", "false"]}
+APPLET_PARAMS = [
+    query_param("nhso", FLAG, "1: also read the card's NHSO coverage applet (once per "
+                              "insertion; nhso_applet is null when the card has none)"),
+    query_param("laser", FLAG, "1: also read the laser id (once per insertion; "
+                               "laser_error laser_unavailable when the card has none)"),
+]
 TERMINAL = query_param("terminal", S, "Reader name; default: the configured default terminal, "
                                  "else the reader with a card, else the first")
 COMPAT_READ_ERRORS = (404, 418, 500)
@@ -304,11 +317,12 @@ def base_paths() -> dict[str, Any]:
                                    tags=v1)},
         "/v1/card": {"get": _op(
             "The card in the default reader (configured, else the one with a card)",
-            json_ok(ref("CardResponse")), tags=v1, params=[PHOTO_PARAM],
+            json_ok(ref("CardResponse")), tags=v1, params=[PHOTO_PARAM, *APPLET_PARAMS],
             errors=(404, 418, 500, 503, 504))},
         "/v1/readers/{name}/card": {"get": _op(
             "Every card field, raw and parsed", json_ok(ref("CardResponse")), tags=v1,
-            params=[READER_PARAM, PHOTO_PARAM], errors=(404, 418, 500, 503, 504))},
+            params=[READER_PARAM, PHOTO_PARAM, *APPLET_PARAMS],
+            errors=(404, 418, 500, 503, 504))},
         "/v1/readers/{name}/photo": {"get": _op(
             "The card's photo", {"200": {"description": "JPEG",
                                          "content": {"image/jpeg": {"schema": {

@@ -54,7 +54,9 @@ async def readers(request: web.Request) -> web.Response:
 async def _card(request: web.Request, name: str | None) -> web.Response:
     service = request.app[CARD_SERVICE]
     photo = query_flag(request, "photo")
-    slot, card = await service.get_card(name, photo=photo)
+    # The opt-in applets: read once per insertion when a caller first asks for them.
+    nhso, laser = query_flag(request, "nhso"), query_flag(request, "laser")
+    slot, card = await service.get_card(name, photo=photo, nhso=nhso, laser=laser)
     return json_response(card_payload(slot, card, photo=photo))
 
 

@@ -159,16 +159,8 @@ def read_card(transmit: Transmit, atr: bytes, *, photo: bool = True,
             result.photo_error = exc
         stats.photo_ms = (time.perf_counter() - photo_started) * 1000
 
-    if nhso:
-        result.nhso_asked = True
-        result.nhso = _optional(lambda: _read_nhso(conv, run))
-    if laser:
-        try:
-            answer, result.laser_command = run(conv.laser_id_script())
-            result.laser_id = decode_laser_id(answer)
-        except (LaserUnavailable, CardDataInvalid) as exc:
-            result.laser_error = LaserUnavailable(str(exc))
-            result.laser_command = None
+    if nhso or laser:
+        _read_applets(conv, run, nhso=nhso, laser=laser).apply(result)
     stats.apdus = conv.apdus
     stats.total_ms = (time.perf_counter() - started) * 1000
     return result
@@ -187,6 +179,47 @@ def _read_photo(conv: Conversation, run: Callable[[Script[Any]], Any],
     rest = run(conv.read_span_script(L.PHOTO.offset + length, L.PHOTO.length - length,
                                      "read_photo"))
     return decode_photo(head + rest)
+
+
+@dataclass
+class AppletRead:
+    """What the opt-in applets gave: read with the card, or later on request."""
+
+    nhso_asked: bool = False
+    nhso: NhsoCoverage | None = None
+    laser_asked: bool = False
+    laser_id: str | None = None
+    laser_command: bytes | None = None
+    laser_error: AgentError | None = None
+
+    def apply(self, card: CardRead) -> None:
+        if self.nhso_asked:
+            card.nhso_asked, card.nhso = True, self.nhso
+        if self.laser_asked:
+            card.laser_id, card.laser_command = self.laser_id, self.laser_command
+            card.laser_error = self.laser_error
+
+
+def _read_applets(conv: Conversation, run: Callable[[Script[Any]], Any], *,
+                  nhso: bool, laser: bool) -> AppletRead:
+    out = AppletRead(nhso_asked=nhso, laser_asked=laser)
+    if nhso:
+        out.nhso = _optional(lambda: _read_nhso(conv, run))
+    if laser:
+        try:
+            answer, command = run(conv.laser_id_script())
+            out.laser_id, out.laser_command = decode_laser_id(answer), command
+        except (LaserUnavailable, CardDataInvalid) as exc:
+            out.laser_error = LaserUnavailable(str(exc))
+    return out
+
+
+def read_optional_applets(transmit: Transmit, atr: bytes, *, nhso: bool = False,
+                          laser: bool = False) -> AppletRead:
+    """Only the opt-in applets (for a card whose main read is already done)."""
+    conv = Conversation(atr)
+    return _read_applets(conv, lambda script: run_script(script, transmit, conv),
+                         nhso=nhso, laser=laser)
 
 
 def _read_nhso(conv: Conversation, run: Callable[[Script[Any]], Any]) -> NhsoCoverage:

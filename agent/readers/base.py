@@ -50,6 +50,12 @@ class CardChannel(ABC):
     def close(self) -> None:
         """Disconnect, leaving the card powered (never reset it under another program)."""
 
+    def begin_transaction(self) -> None:  # noqa: B027 - optional: the demo reader has one user
+        """Hold the card for one read: other programs' commands wait until ``end``."""
+
+    def end_transaction(self) -> None:  # noqa: B027 - optional, as begin_transaction
+        """Let other programs use the card again (never resets it)."""
+
     def __enter__(self) -> CardChannel:
         return self
 

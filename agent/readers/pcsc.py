@@ -12,10 +12,13 @@ its own short-lived context, which also lets two readers be read at the same tim
 
 Field rules (docs/pcsc.md): readers are addressed by name; the ATR comes
 from the reader state (no connect just to look); connect SHARED with T0|T1 and disconnect
-with LEAVE so another program's session is never reset; retry a connect once when a
-freshly inserted card reports removed/unpowered; retry a command once (after a
-reconnect) on a communication error; a card pulled mid-read ends the read with
-``CardRemoved``.
+with LEAVE so another program's session is never reset; one read runs in one transaction
+(``begin_transaction``/``end_transaction``), and a card reset by another program raises
+``CardReset`` so the core starts the read again; a connect that meets a freshly inserted
+card not ready, a lost link or a sharing violation is retried with a short bounded
+backoff; a command is retried once (after a reconnect) on a communication error; every
+call has a timeout, and a command that timed out is never repeated on its handle; a card
+pulled mid-read ends the read with ``CardRemoved``.
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
 
 from smartcard import scard
 
 from ..errors import (
     AgentError,
     CardRemoved,
+    CardReset,
     CardUnresponsive,
     NoCard,
     PcscUnavailable,
@@ -40,6 +48,7 @@ from ..errors import (
 from .base import CardChannel, ReaderBackend, ReaderState
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PNP_READER = "\\\\?PnP?\\Notification"
 
@@ -53,8 +62,10 @@ _SERVICE_GONE = {scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED}
 _CONTEXT_DEAD = _SERVICE_GONE | {scard.SCARD_E_INVALID_HANDLE, scard.SCARD_F_COMM_ERROR}
 _CARD_GONE = {scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD}
 _READER_GONE = {scard.SCARD_E_UNKNOWN_READER, scard.SCARD_E_READER_UNAVAILABLE}
-# A card that was inserted a moment ago may not be powered yet: one more try after settling.
+# A card that was inserted a moment ago may not be powered yet; a swap may lose the link for
+# a moment; a fast re-insert (or another program) may hold the card: short bounded retries.
 _NOT_SETTLED = {scard.SCARD_W_REMOVED_CARD, scard.SCARD_W_UNPOWERED_CARD}
+_TRANSIENT_CONNECT = _NOT_SETTLED | {SCARD_E_COMM_ERROR, scard.SCARD_E_SHARING_VIOLATION}
 # Transient link failures that deserve one reconnect and one more try of the command.
 _RETRYABLE = {SCARD_E_COMM_ERROR, scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_F_COMM_ERROR,
               scard.SCARD_F_UNKNOWN_ERROR}
@@ -141,16 +152,21 @@ class PcscBackend(ReaderBackend):
 
     ``snapshot`` and ``wait_for_change`` run on the monitor thread (they own the monitor
     context); ``connect`` may be called from any thread; ``cancel`` from any thread.
-    ``settle`` is the pause before the one retry of a connect that found a freshly
-    inserted card not ready; ``removal_grace`` is how long a failed command waits for
-    the reader to report the removal that most likely caused it.
+    ``settle`` is the first pause before retrying a connect that found a freshly
+    inserted card not ready, a lost link or a sharing violation (then twice as long, three
+    retries in all); ``removal_grace`` is how long a failed command waits for the reader
+    to report the removal that most likely caused it; ``transmit_timeout`` bounds every
+    command (its one reconnect-and-retry included), ``connect_timeout`` every connect.
     """
 
     kind = "pcsc"
 
-    def __init__(self, *, settle: float = 0.2, removal_grace: float = 1.0) -> None:
+    def __init__(self, *, settle: float = 0.2, removal_grace: float = 1.0,
+                 transmit_timeout: float = 5.0, connect_timeout: float = 10.0) -> None:
         self.settle = settle
         self.removal_grace = removal_grace
+        self.transmit_timeout = transmit_timeout
+        self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
         self._context: int | None = None
         self._waiting = False
@@ -296,13 +312,13 @@ class PcscBackend(ReaderBackend):
         if context is not None:
             scard.SCardCancel(context)
 
+    @property
+    def connect_retry_delays(self) -> tuple[float, ...]:
+        return (self.settle, self.settle * 2, self.settle * 2)
+
     def connect(self, reader: str) -> CardChannel:
-        context = _establish()
-        try:
-            return _PcscChannel(self, context, reader)
-        except BaseException:
-            _release(context)
-            raise
+        # The channel owns the context from here: it releases it when it fails or closes.
+        return _PcscChannel(self, _establish(), reader)
 
     def close(self) -> None:
         self._drop_context()
@@ -321,30 +337,69 @@ class _ContextFailure(Exception):
 
 
 class _PcscChannel(CardChannel):
-    """One SHARED connection on its own context; ``close`` leaves the card powered."""
+    """One SHARED connection on its own context; ``close`` leaves the card powered.
+
+    Every PC/SC call of the channel runs on the channel's own worker thread, and the caller
+    waits for it with a timeout: a command that hangs (a reader that never answers) cannot
+    hang the read. After a timeout the handle is never used again (repeating a command
+    that timed out left readers' slots broken until replug): ``transmit`` checks that a
+    fresh connection to the card works and asks for a restart of the read, or says
+    ``card_unresponsive``. The stuck handle is closed once its call returns.
+    """
 
     def __init__(self, backend: PcscBackend, context: int, reader: str) -> None:
         self._backend = backend
         self._context: int | None = context
         self._handle: int | None = None
+        self._stuck = False
+        self._in_transaction = False
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcsc-card")
         self.reader = reader
+        self.atr = b""
+        try:
+            self._call(self._open, backend.connect_timeout, "SCardConnect")
+        except _TimedOut as timed_out:
+            self.close()
+            raise CardUnresponsive(str(timed_out)) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         self._events_at_connect = self._reader_event_state()
         self._handle, self._protocol = self._connect()
         self.atr = self._status_atr()
 
+    # -- the worker ----------------------------------------------------------------------------
+    def _call(self, work: Callable[[], T], timeout: float, what: str) -> T:
+        if self._stuck:
+            raise CardUnresponsive(f"{self.reader}: an earlier command never returned")
+        future = self._worker.submit(work)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            self._stuck = True
+            raise _TimedOut(f"{self.reader}: {what} did not return in {timeout:.1f} s") from None
+
     # -- connecting ----------------------------------------------------------------------------
     def _connect(self) -> tuple[int, int]:
+        """SCardConnect, with short bounded retries of what readers report for a moment.
+
+        Right after insertion some readers say removed/unpowered; a card swap can report a
+        lost link; a fast re-insert (or macOS holding the card) a sharing violation.
+        """
         hresult = 0
-        for attempt in (1, 2):
+        delays = self._backend.connect_retry_delays
+        for attempt in range(len(delays) + 1):
             hresult, handle, protocol = scard.SCardConnect(
                 self._context, self.reader, scard.SCARD_SHARE_SHARED, _PROTOCOLS)
             code = _code(hresult)
             if code == scard.SCARD_S_SUCCESS:
                 return handle, protocol
-            if code in _NOT_SETTLED and attempt == 1:
-                log.info("connect to %r: %s right after insertion; retrying in %.2f s",
-                         self.reader, scard_error_name(code), self._backend.settle)
-                time.sleep(self._backend.settle)
+            if code in _TRANSIENT_CONNECT and attempt < len(delays):
+                log.info("connect to %r: %s; retrying in %.2f s", self.reader,
+                         scard_error_name(code), delays[attempt])
+                time.sleep(delays[attempt])
                 self._events_at_connect = self._reader_event_state()
                 continue
             break
@@ -377,6 +432,40 @@ class _PcscChannel(CardChannel):
             raise ReaderNotFound(self.reader)
         return int(event_state)
 
+    # -- the transaction: one card read, exclusive ----------------------------------------
+    def begin_transaction(self) -> None:
+        self._call(self._begin, self._backend.connect_timeout, "SCardBeginTransaction")
+
+    def _begin(self) -> None:
+        """SCardBeginTransaction; a card reset since our connect is reconnected to first."""
+        for _ in range(3):
+            hresult = scard.SCardBeginTransaction(self._handle)
+            code = _code(hresult)
+            if code == scard.SCARD_S_SUCCESS:
+                self._in_transaction = True
+                return
+            if code == scard.SCARD_W_RESET_CARD:
+                log.info("card in %r was reset by another program; reconnecting", self.reader)
+                self._reconnect()
+                continue
+            self._raise_for(hresult, "SCardBeginTransaction")
+            raise error_for(hresult, f"SCardBeginTransaction {self.reader!r}")
+        raise CardReset(f"{self.reader}: the card kept being reset before the read")
+
+    def end_transaction(self) -> None:
+        if not self._in_transaction or self._stuck or self._handle is None:
+            return
+        self._in_transaction = False
+        try:
+            self._call(self._end, self._backend.connect_timeout, "SCardEndTransaction")
+        except AgentError as exc:           # the read is over either way; pcscd ends it at close
+            log.info("ending the transaction on %r: %s", self.reader, exc)
+
+    def _end(self) -> None:
+        hresult = scard.SCardEndTransaction(self._handle, scard.SCARD_LEAVE_CARD)
+        if _code(hresult) not in (scard.SCARD_S_SUCCESS, scard.SCARD_W_RESET_CARD):
+            log.info("SCardEndTransaction on %r: %s", self.reader, scard_error_name(hresult))
+
     # -- talking to the card ------------------------------------------------------------------
     def _send(self, apdu: bytes) -> tuple[int, bytes]:
         hresult, response = scard.SCardTransmit(self._handle, self._protocol, list(apdu))
@@ -385,9 +474,32 @@ class _PcscChannel(CardChannel):
     def transmit(self, apdu: bytes) -> bytes:
         if self._handle is None:
             raise ReaderError("transmit on a closed channel")
+        try:
+            return self._call(lambda: self._transmit(apdu), self._backend.transmit_timeout,
+                              "SCardTransmit")
+        except _TimedOut as timed_out:
+            log.warning("%s; not repeating it on that handle: reconnecting", timed_out)
+            self._check_reconnect(str(timed_out))
+            raise CardReset(f"{timed_out}; reconnected, reading again") from None
+
+    def _check_reconnect(self, why: str) -> None:
+        """After a timeout: a fresh connection must work, else the card is unresponsive."""
+        try:
+            probe = self._backend.connect(self.reader)
+        except CardRemoved:
+            raise
+        except AgentError as exc:
+            raise CardUnresponsive(f"{why}; reconnecting failed: {exc}") from None
+        probe.close()
+
+    def _transmit(self, apdu: bytes) -> bytes:
         code, response = self._send(apdu)
         if code == scard.SCARD_S_SUCCESS and len(response) >= 2:
             return response
+        if code == scard.SCARD_W_RESET_CARD:
+            # Another program reset the card: what we selected is gone. The read starts
+            # again from the SELECT (the core does, a bounded number of times).
+            raise CardReset(f"{self.reader}: the card was reset by another program")
         # A failed command (or an answer without a status word, which is how some
         # drivers report a card that vanished mid-command) gets one reconnect and retry.
         self._raise_for(code, "SCardTransmit")
@@ -400,6 +512,8 @@ class _PcscChannel(CardChannel):
             code, response = self._send(apdu)
             if code == scard.SCARD_S_SUCCESS and len(response) >= 2:
                 return response
+            if code == scard.SCARD_W_RESET_CARD:
+                raise CardReset(f"{self.reader}: the card was reset by another program")
             self._raise_for(code, "SCardTransmit")
             failure: AgentError = ReaderError(f"SCardTransmit {self.reader!r}: "
                                               f"{_failure_name(code)}")
@@ -463,6 +577,18 @@ class _PcscChannel(CardChannel):
             current = event_state & ~scard.SCARD_STATE_CHANGED
 
     def close(self) -> None:
+        if self._stuck:
+            # The worker is still blocked in PC/SC: it disconnects once the call returns.
+            self._worker.submit(self._release_all)
+            self._worker.shutdown(wait=False)
+            return
+        try:
+            self.end_transaction()
+        finally:
+            self._release_all()
+            self._worker.shutdown(wait=True)
+
+    def _release_all(self) -> None:
         handle, self._handle = self._handle, None
         if handle is not None:
             try:
@@ -471,3 +597,7 @@ class _PcscChannel(CardChannel):
                 log.debug("SCardDisconnect failed", exc_info=True)
         context, self._context = self._context, None
         _release(context)
+
+
+class _TimedOut(Exception):
+    """A PC/SC call of a channel did not return within its timeout."""
