@@ -210,3 +210,67 @@ def _recv_frame(sock: socket.socket) -> bytes | None:
         return None
     (size,) = struct.unpack(">H", header)
     return _recv_exact(sock, size)
+
+
+# -- the readers' and cards' quirks, as card logic wrappers (issue 12) ------------------------
+# Each wraps any ``CardLogic`` and plugs into ``VirtualCard`` unchanged: a mode per quirk.
+
+class ReaderFetches:
+    """A reader (or driver) that runs GET RESPONSE itself: a read is answered with its data
+    and ``90 00`` at once, never ``61 LL``."""
+
+    def __init__(self, card: CardLogic) -> None:
+        self.card = card
+        self.atr = card.atr
+
+    def reset(self) -> None:
+        self.card.reset()
+
+    def process(self, apdu: bytes) -> bytes:
+        response = self.card.process(apdu)
+        if len(response) == 2 and response[0] == 0x61 and apdu[:2] == b"\x80\xb0":
+            p2 = 0x01 if self.atr[:2] == b"\x3b\x67" else 0x00
+            return self.card.process(bytes([0x00, 0xC0, 0x00, p2, response[1]]))
+        return response
+
+
+class HangingCard:
+    """A card that does not answer its ``hang_at``-th command APDU (1-based) for
+    ``hang_for`` seconds, or until ``release()`` / removal when ``hang_for`` is None.
+    ``commands`` records every command, so a test can tell a repeated one."""
+
+    def __init__(self, card: CardLogic, hang_at: int, hang_for: float | None) -> None:
+        self.card = card
+        self.atr = card.atr
+        self.hang_at = hang_at
+        self.hang_for = hang_for
+        self.commands: list[bytes] = []
+        self.hung = threading.Event()
+        self._release = threading.Event()
+
+    def reset(self) -> None:
+        self.card.reset()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def process(self, apdu: bytes) -> bytes:
+        self.commands.append(apdu)
+        if len(self.commands) == self.hang_at:
+            self.hung.set()
+            self._release.wait(self.hang_for)
+        return self.card.process(apdu)
+
+
+def jpeg_with_spaces_at_chunk_edges(size: int = 3000, chunk: int = 255) -> bytes:
+    """A valid JPEG whose bytes at every read boundary (and around it) are 0x20: a comment
+    segment of spaces right after SOI, the rest a small real JPEG."""
+    from agent.card.demo import demo_photo
+
+    base = demo_photo("EDGE", 3)
+    pad = size - len(base) - 4
+    assert 0 <= pad < 0xFFFF, size
+    photo = base[:2] + b"\xff\xfe" + (pad + 2).to_bytes(2, "big") + b"\x20" * pad + base[2:]
+    edges = range(chunk, 6 + pad, chunk)
+    assert edges and all(photo[i - 1:i + 1] == b"\x20\x20" for i in edges)
+    return photo

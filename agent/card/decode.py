@@ -23,6 +23,8 @@ def decode_name(data: bytes) -> Name:
     parts = [p.strip(_PAD) for p in data.decode("cp874", errors="replace").split("#")]
     if len(parts) > 4:
         parts = [*parts[:3], " ".join(p for p in parts[3:] if p)]
+    if len(parts) == 3:                 # prefix#first#last: no middle slot at all
+        parts.insert(2, "")
     parts += [""] * (4 - len(parts))
     return Name(*parts)
 

@@ -352,6 +352,7 @@ class _PcscChannel(CardChannel):
         self._context: int | None = context
         self._handle: int | None = None
         self._stuck = False
+        self._abandoned = False
         self._in_transaction = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcsc-card")
         self.reader = reader
@@ -434,7 +435,12 @@ class _PcscChannel(CardChannel):
 
     # -- the transaction: one card read, exclusive ----------------------------------------
     def begin_transaction(self) -> None:
-        self._call(self._begin, self._backend.connect_timeout, "SCardBeginTransaction")
+        try:
+            self._call(self._begin, self._backend.connect_timeout, "SCardBeginTransaction")
+        except _TimedOut as timed_out:
+            # Another program held the card all that time (pcsc-lite polls for the lock).
+            self._abandon()
+            raise ReaderBusy(str(timed_out)) from None
 
     def _begin(self) -> None:
         """SCardBeginTransaction; a card reset since our connect is reconnected to first."""
@@ -479,6 +485,10 @@ class _PcscChannel(CardChannel):
                               "SCardTransmit")
         except _TimedOut as timed_out:
             log.warning("%s; not repeating it on that handle: reconnecting", timed_out)
+            # The stuck handle holds our transaction, and pcscd makes other connects wait
+            # for it: it is ended and closed as soon as its call returns, then a fresh
+            # connection is tried.
+            self._abandon()
             self._check_reconnect(str(timed_out))
             raise CardReset(f"{timed_out}; reconnected, reading again") from None
 
@@ -576,11 +586,22 @@ class _PcscChannel(CardChannel):
                 return True
             current = event_state & ~scard.SCARD_STATE_CHANGED
 
+    def _abandon(self) -> None:
+        """Hand the handle's release to the worker, after the call it is stuck in."""
+        if not self._abandoned:
+            self._abandoned = True
+            self._worker.submit(self._end_and_release)
+            self._worker.shutdown(wait=False)
+
+    def _end_and_release(self) -> None:
+        if self._in_transaction and self._handle is not None:
+            self._in_transaction = False
+            self._end()
+        self._release_all()
+
     def close(self) -> None:
         if self._stuck:
-            # The worker is still blocked in PC/SC: it disconnects once the call returns.
-            self._worker.submit(self._release_all)
-            self._worker.shutdown(wait=False)
+            self._abandon()         # the worker is still blocked in PC/SC
             return
         try:
             self.end_transaction()
