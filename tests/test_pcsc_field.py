@@ -23,7 +23,9 @@ from agent.errors import CardReset, CardUnresponsive, ReadInterrupted
 from agent.readers import pcsc
 from agent.readers.pcsc import PcscBackend
 from tests.pcsc_other_client import OtherProgram, hold_exclusive
-from tests.pcsc_rig import card_present, pcscd, settle_empty, slots, wait_states  # noqa: F401
+
+# pcscd and slots are fixtures: importing them is what puts them in scope.
+from tests.pcsc_rig import card_present, pcscd, settle_empty, slots, wait_states
 from tests.vpcd_card import (
     READER_NAMES,
     HangingCard,
@@ -63,7 +65,7 @@ def served(profile: CardProfile, atr: bytes | None = None, **options) -> Virtual
 
 # -- a reader shared with other programs --------------------------------------------------------
 
-async def test_other_programs_on_the_reader_never_spoil_a_read(pcscd):  # noqa: F811
+async def test_other_programs_on_the_reader_never_spoil_a_read(pcscd):
     """Two other programs poll the reader throughout (one with its own transactions, one
     without) while the agent reads a slow card, 20 insertions of different cards: the
     agent serves the exact card every time, never a mix, never an error."""
