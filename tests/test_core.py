@@ -182,3 +182,99 @@ async def test_demo_controls_only_on_the_demo_reader():
     with pytest.raises(AgentError) as err:
         svc.demo_insert()
     assert err.value.code == "not_found"
+
+
+# -- read_exclusive: the transaction, the restarts, the one retry (no PC/SC needed) -----------
+
+class _Flaky(SimulatedCard):
+    """A card whose n-th command fails as ``failure`` says (counted across connects)."""
+
+    def __init__(self, *args, fail_at=(), failure=None, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.fail_at, self.failure, self.count = set(fail_at), failure, 0
+
+    def process(self, apdu: bytes) -> bytes:
+        self.count += 1
+        if self.count in self.fail_at:
+            return self.failure(apdu, super().process(apdu))
+        return super().process(apdu)
+
+
+class _Backend(DemoBackend):
+    """The demo reader, with transactions counted and CardReset from the card's answer."""
+
+    def __init__(self, card: SimulatedCard) -> None:
+        super().__init__((DEMO_READER,), insert_demo_card=False)
+        self.insert(DEMO_READER, card)
+        self.transactions = []
+
+    def connect(self, reader):
+        from agent.errors import CardReset
+
+        channel = super().connect(reader)
+        backend, real = self, channel.transmit
+
+        def transmit(apdu: bytes) -> bytes:
+            answer = real(apdu)
+            if answer == b"RESET":
+                raise CardReset("reset by another program")
+            return answer
+
+        channel.transmit = transmit
+        channel.begin_transaction = lambda: backend.transactions.append("begin")
+        channel.end_transaction = lambda: backend.transactions.append("end")
+        return channel
+
+
+def test_read_exclusive_restarts_after_a_reset_and_then_gives_up():
+    from agent.core import MAX_RESTARTS, read_exclusive
+    from agent.errors import ReadInterrupted
+
+    card = _Flaky(encode_card(demo_profile(0)), fail_at={5, 9},
+                  failure=lambda apdu, answer: b"RESET")
+    backend = _Backend(card)
+    result = read_exclusive(backend, DEMO_READER)
+    assert result.text == demo_profile(0).text and result.photo == demo_profile(0).photo
+    assert backend.transactions == ["begin", "end"] * 3          # one per attempt, all ended
+
+    always = _Flaky(encode_card(demo_profile(0)), fail_at=range(1, 10 ** 4),
+                    failure=lambda apdu, answer: b"RESET")
+    backend = _Backend(always)
+    with pytest.raises(ReadInterrupted) as err:
+        read_exclusive(backend, DEMO_READER)
+    assert err.value.code == "read_interrupted"
+    assert backend.transactions.count("begin") == MAX_RESTARTS + 1
+
+
+def test_read_exclusive_reads_a_spoiled_read_once_more():
+    from agent.core import read_exclusive
+
+    def corrupt(apdu, answer):          # the first text block's id loses a digit
+        return answer[:4] + b"9" + answer[5:]
+
+    card = _Flaky(encode_card(demo_profile(0)), fail_at={3}, failure=corrupt)
+    seen = []
+    result = read_exclusive(_Backend(card), DEMO_READER, on_text=seen.append)
+    assert result.text.citizen_id_valid and len(seen) == 1 and seen[0].text.citizen_id_valid
+
+    def refuse(apdu, answer):
+        return b"\x69\x85"
+
+    once = _Flaky(encode_card(demo_profile(0)), fail_at={2}, failure=refuse)
+    assert read_exclusive(_Backend(once), DEMO_READER).text == demo_profile(0).text
+    # Refused again on the second read (its SELECT is command 3, its first read 4): served.
+    twice = _Flaky(encode_card(demo_profile(0)), fail_at={2, 4}, failure=refuse)
+    with pytest.raises(AgentError):
+        read_exclusive(_Backend(twice), DEMO_READER)
+
+    # An id whose check digit never holds is served after the second read, not refused.
+    from dataclasses import replace
+
+    profile = demo_profile(0)
+    bad = replace(profile.text, citizen_id="1234567890123")
+    odd = SimulatedCard(encode_card(type(profile)(bad, profile.photo)))
+    backend = _Backend(odd)
+    seen = []
+    result = read_exclusive(backend, DEMO_READER, on_text=seen.append)
+    assert not result.text.citizen_id_valid and len(seen) == 1
+    assert backend.transactions.count("begin") == 2
