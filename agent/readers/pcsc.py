@@ -24,12 +24,13 @@ pulled mid-read ends the read with ``CardRemoved``.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from smartcard import scard
 
@@ -354,7 +355,7 @@ class _PcscChannel(CardChannel):
         self._stuck = False
         self._abandoned = False
         self._in_transaction = False
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcsc-card")
+        self._worker = _Worker(f"pcsc-card {reader}")
         self.reader = reader
         self.atr = b""
         try:
@@ -622,3 +623,36 @@ class _PcscChannel(CardChannel):
 
 class _TimedOut(Exception):
     """A PC/SC call of a channel did not return within its timeout."""
+
+
+class _Worker:
+    """One daemon thread running a channel's PC/SC calls in order.
+
+    Not a ThreadPoolExecutor: its threads are joined at interpreter exit, and a call stuck
+    in a reader that never answers would then keep the agent from exiting.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = \
+            queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, work = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work())
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+                    future.set_exception(exc)
+
+    def submit(self, work: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._jobs.put((future, work))
+        return future
+
+    def shutdown(self, *, wait: bool) -> None:
+        self._jobs.put(None)
+        if wait:
+            self._thread.join()
