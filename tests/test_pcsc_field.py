@@ -266,6 +266,23 @@ def test_cards_are_known_by_their_applet_not_their_atr(backend, slots, atr):
         assert protocol == pcsc.scard.SCARD_PROTOCOL_T1
 
 
+def test_a_reader_that_refuses_t0_and_t1_is_offered_raw(backend, slots, monkeypatch):
+    """An old reader (ACR38U-SPC) negotiates RAW: the connect offers it when T=0|T=1 fail."""
+    card = insert(backend, slots, VirtualCard.demo(0))
+    real = pcsc.scard.SCardConnect
+    offered = []
+
+    def old_reader(context, reader, share, protocols):
+        offered.append(protocols)
+        if not protocols & pcsc.scard.SCARD_PROTOCOL_RAW:
+            return pcsc.scard.SCARD_E_PROTO_MISMATCH, 0, 0
+        return real(context, reader, share, protocols)
+
+    monkeypatch.setattr(pcsc.scard, "SCardConnect", old_reader)
+    assert read_exclusive(backend, card.reader).text == demo_profile(0).text
+    assert offered[-1] & pcsc.scard.SCARD_PROTOCOL_RAW
+
+
 # -- what real cards hold ------------------------------------------------------------------------
 
 def _profile(**changes) -> CardProfile:

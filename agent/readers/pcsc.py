@@ -72,6 +72,8 @@ _RETRYABLE = {SCARD_E_COMM_ERROR, scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_F_CO
               scard.SCARD_F_UNKNOWN_ERROR}
 
 _PROTOCOLS = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+# Older readers (the ACR38U-SPC) negotiate the RAW protocol: offered when T=0/T=1 fail.
+_WITH_RAW = _PROTOCOLS | scard.SCARD_PROTOCOL_RAW
 _EVENT_COUNT_SHIFT = 16
 _NO_PNP_RELIST_S = 2.0      # only where the PnP pseudo-reader is unsupported (old macOS)
 
@@ -355,6 +357,7 @@ class _PcscChannel(CardChannel):
         self._stuck = False
         self._abandoned = False
         self._in_transaction = False
+        self._protocols = _PROTOCOLS
         self._worker = _Worker(f"pcsc-card {reader}")
         self.reader = reader
         self.atr = b""
@@ -392,11 +395,19 @@ class _PcscChannel(CardChannel):
         """
         hresult = 0
         delays = self._backend.connect_retry_delays
+        protocols = _PROTOCOLS
         for attempt in range(len(delays) + 1):
             hresult, handle, protocol = scard.SCardConnect(
-                self._context, self.reader, scard.SCARD_SHARE_SHARED, _PROTOCOLS)
+                self._context, self.reader, scard.SCARD_SHARE_SHARED, protocols)
             code = _code(hresult)
+            if code == scard.SCARD_E_PROTO_MISMATCH and protocols != _WITH_RAW:
+                log.info("%r negotiates neither T=0 nor T=1; offering RAW", self.reader)
+                protocols = _WITH_RAW
+                hresult, handle, protocol = scard.SCardConnect(
+                    self._context, self.reader, scard.SCARD_SHARE_SHARED, protocols)
+                code = _code(hresult)
             if code == scard.SCARD_S_SUCCESS:
+                self._protocols = protocols
                 return handle, protocol
             if code in _TRANSIENT_CONNECT and attempt < len(delays):
                 log.info("connect to %r: %s; retrying in %.2f s", self.reader,
@@ -409,7 +420,7 @@ class _PcscChannel(CardChannel):
 
     def _reconnect(self) -> None:
         hresult, protocol = scard.SCardReconnect(self._handle, scard.SCARD_SHARE_SHARED,
-                                                 _PROTOCOLS, scard.SCARD_LEAVE_CARD)
+                                                 self._protocols, scard.SCARD_LEAVE_CARD)
         if _code(hresult) != scard.SCARD_S_SUCCESS:
             self._raise_for(hresult, "SCardReconnect")
             raise ReaderError(f"SCardReconnect {self.reader!r}: {scard_error_name(hresult)}")
