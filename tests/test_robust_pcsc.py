@@ -200,14 +200,14 @@ def test_soak_insert_read_remove_while_an_api_client_reads(pcsc_agent, inbox):
 
 
 # -- a card pulled at every APDU position of a read ---------------------------------------------
-def read_shape() -> tuple[int, int]:
+def read_shape(variant: int = 0) -> tuple[int, int]:
     """(APDUs before the text fields are complete, APDUs of the whole read) for the core's
-    text-first read of a demo card."""
+    text-first read of a demo card (cards state their photo's length: it varies by card)."""
     from agent.card.session import read_card
     from agent.card.simulator import SimulatedCard
     from agent.card.encode import encode_card
 
-    card = SimulatedCard(encode_card(demo_profile(0)))
+    card = SimulatedCard(encode_card(demo_profile(variant)))
     result = read_card(card.process, card.atr, on_text=lambda _c: None)
     return result.stats.text_apdus, result.stats.apdus
 
@@ -223,14 +223,19 @@ async def next_of(sub, types: set[str], reader: str, timeout: float = 15.0):
 
 
 async def test_card_pulled_at_every_apdu_position_never_yields_a_partial_card(pcscd):  # noqa: F811
-    text_apdus, total = read_shape()
+    shapes = {variant: read_shape(variant) for variant in range(100)}
+    text_apdus = shapes[0][0]
+    assert {text for text, _ in shapes.values()} == {text_apdus}
+    total = max(apdus for _, apdus in shapes.values())
     settle_empty()
     service = CardService(PcscBackend())
     await service.start()
     outcomes: dict[int, list[str]] = {}
 
     async def pull_at(position: int, slot: int) -> None:
-        reader, variant = READER_NAMES[slot], position % 100
+        # A card whose read reaches this position (photo lengths differ from card to card).
+        long_enough = [v for v, (_, apdus) in shapes.items() if apdus >= position]
+        reader, variant = READER_NAMES[slot], long_enough[position % len(long_enough)]
         sub = service.events.subscribe()
         card = VirtualCard.demo(variant, pull_at_apdu=position)
         try:
