@@ -60,8 +60,12 @@ def build_parser(extra: Iterable[CommandRegistrar] | None = None) -> argparse.Ar
     p.add_argument("--photo", metavar="FILE", type=Path, help="write the photo (JPEG) to FILE")
     p.add_argument("--no-photo", action="store_true", help="skip the photo (faster)")
     p.add_argument("--nhso", action="store_true",
-                   help="also read the NHSO coverage applet when the card has one")
-    p.add_argument("--laser", action="store_true", help="also read the laser id (experimental)")
+                   help="also read the NHSO coverage applet (nhso_applet: null when the card "
+                        "has none)")
+    p.add_argument("--laser", action="store_true",
+                   help="also read the laser id printed on the back (laser_id, and "
+                        "laser_id_command: which of its three command forms answered; "
+                        "laser_error laser_unavailable when the card has none)")
     _backend_args(p)
     p.set_defaults(func=cmd_read)
 
