@@ -72,3 +72,13 @@ def test_error_docs_are_generated_from_the_table():
     doc = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
     assert error_table_markdown() in doc, \
         "docs/errors.md is stale: python -m agent.errors > docs/errors.md"
+
+
+def test_read_asks_for_the_opt_in_applets():
+    """The demo card has neither applet: both are reported beside the card, exit 0."""
+    run = cli("read", "--demo", "--no-photo", "--nhso", "--laser")
+    assert run.returncode == 0, run.stderr
+    card = json.loads(run.stdout)
+    assert card["nhso_applet"] is None
+    assert card["laser_error"]["code"] == "laser_unavailable" and "laser_id" not in card
+    assert card["citizen_id"] == demo_profile(0).text.citizen_id
