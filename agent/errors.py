@@ -64,6 +64,11 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
                   "and it did not succeed.",
                   "บริการของ สปสช. ที่ใช้ในฟังก์ชันนี้ยังไม่มีเอกสารเผยแพร่ (ยังไม่ได้ยืนยัน) "
                   "และเรียกใช้ไม่สำเร็จ"),
+        ErrorInfo("compat_unsupported", 400, 2,
+                  "Thai Card Agent does not offer this function of the old NHSO agent: what it "
+                  "does is not public. Do not retry; ask the HIS vendor to use confirm-save.",
+                  "โปรแกรมนี้ไม่รองรับคำสั่งนี้ของโปรแกรม สปสช. เดิม เนื่องจากไม่มีข้อมูลเผยแพร่ว่าทำงานอย่างไร "
+                  "ไม่ต้องลองใหม่ กรุณาแจ้งผู้พัฒนาระบบ HIS ให้ใช้ confirm-save"),
         ErrorInfo("claim_not_found", 404, 2, "No claim with that id.",
                   "ไม่พบรายการปิดสิทธิตามรหัสที่ระบุ"),
         ErrorInfo("claim_conflict", 409, 2,
@@ -234,6 +239,10 @@ class NhsoUnavailable(AgentError):
 
 class NhsoRejected(AgentError):
     code = "nhso_rejected"
+
+
+class CompatUnsupported(AgentError):
+    code = "compat_unsupported"
 
 
 class NhsoUnverified(AgentError):

@@ -98,6 +98,22 @@ def card_schema() -> dict[str, Any]:
     return obj(props, required)
 
 
+# The coverage keys of /api/smartcard/read: always present, null when unknown.
+COVERAGE_PROPS: dict[str, Any] = {
+    "coverageStatus": {"type": "string",
+                       "enum": ["ok", "no_rights", "no_token", "keyring_unavailable",
+                                "nhso_off"],
+                       "description": "Why the coverage keys hold what they hold: ok (NHSO "
+                                      "answered), no_rights (NHSO lists none), no_token "
+                                      "(fresh install), keyring_unavailable, nhso_off. "
+                                      "Values are never made up."},
+    "mainInscl": {**S_NULL, "description": "(CODE) name, from the NHSO lookup"},
+    "subInscl": S_NULL, "hospMain": OBJ_NULL, "hospSub": OBJ_NULL, "hospMainOp": OBJ_NULL,
+    "paidModel": S_NULL, "startDateTime": S_NULL, "expireDateTime": S_NULL,
+    "claimTypes": {"type": "array", "items": {"type": "object"},
+                   "description": "Always a list; empty when unknown"},
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": obj({
         "timestamp": S, "status": I, "error": S,
@@ -127,15 +143,15 @@ SCHEMAS: dict[str, Any] = {
         "correlationId": {**S, "format": "uuid"},
         "image": {**S, "contentEncoding": "base64", "contentMediaType": "image/jpeg",
                   "description": "Only with readImageFlag=true and a readable photo"},
-        "coverageStatus": {"type": "string", "enum": ["ok", "unavailable"],
-                           "description": "/read only: unavailable = no NHSO token "
-                                          "configured, card fields only (never made up)"},
-        "mainInscl": {**S_NULL, "description": "(CODE) name, from the NHSO lookup"},
-        "subInscl": S_NULL, "hospMain": OBJ_NULL, "hospSub": OBJ_NULL, "hospMainOp": OBJ_NULL,
-        "paidModel": S_NULL, "startDateTime": S_NULL, "expireDateTime": S_NULL,
-        "claimTypes": {"type": "array", "items": {"type": "object"}},
+        **COVERAGE_PROPS,
     }, ["pid", "titleName", "titleNameText", "fname", "lname", "nation", "birthDate", "sex",
-        "age", "transDate", "checkDate", "correlationId"], extra=True),
+        "age", "transDate", "checkDate", "correlationId"], extra=True,
+        description="/read always has every coverage key and coverageStatus; "
+                    "/read-card-only has none of them"),
+    "CompatCoverage": obj({"pid": {**S, "pattern": "^[0-9]{13}$"}, **COVERAGE_PROPS,
+                           "checkDate": {**S, "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$"}},
+                          description="Coverage by citizen id (probe; upstream shape "
+                                      "unverified)"),
     "Preference": obj({
         "defaultTerminal": S,
         "token": {**S, "description": "'********' when an NHSO token is set, else empty: "
@@ -250,8 +266,8 @@ IMAGE_FLAG = query_param("readImageFlag", {"type": "string", "enum": ["true", "f
 TERMINAL = query_param("terminal", S, "Reader name; default: the configured default terminal, "
                                  "else the reader with a card, else the first")
 COMPAT_READ_ERRORS = (404, 418, 500)
-X_COVERAGE = {"X-Coverage": {"description": "ok, or unavailable (no NHSO token: card fields "
-                                            "only)", "schema": {"type": "string",
+X_COVERAGE = {"X-Coverage": {"description": "ok (NHSO answered), or unavailable (no lookup "
+                                            "made; coverageStatus says why)", "schema": {"type": "string",
                                                                 "enum": ["ok", "unavailable"]}}}
 
 
@@ -280,6 +296,13 @@ def base_paths() -> dict[str, Any]:
         "/api/smartcard/read-card-only": {"get": _op(
             "Read the card fields only", json_ok(ref("CompatCard")), tags=compat,
             params=[IMAGE_FLAG, TERMINAL], errors=COMPAT_READ_ERRORS)},
+        "/api/smartcard/probe/{pid}": {"get": _op(
+            "Coverage by citizen id, without a card (upstream meaning unverified)",
+            json_ok(ref("CompatCoverage")), tags=compat,
+            params=[{"name": "pid", "in": "path", "required": True,
+                     "schema": {**S, "pattern": "^[0-9]{13}$"}}], errors=(400, 500),
+            description="Every coverage key, null when unknown, coverageStatus says why. "
+                        "400 for a bad citizen id, 500 when NHSO fails (as /read).")},
         "/api/preference": {"get": _op(
             "Default terminal; whether an NHSO token is set (never the token)",
             json_ok(ref("Preference")), tags=compat)},

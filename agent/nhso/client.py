@@ -20,7 +20,7 @@ import aiohttp
 import truststore
 
 from .. import __version__
-from ..errors import NhsoRejected, NhsoTokenInvalid, NhsoUnavailable
+from ..errors import NhsoRejected, NhsoTokenInvalid, NhsoUnavailable, NhsoUnverified
 from .settings import NhsoSettings
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,10 @@ class NhsoClient:
     async def request_authen_code(self, body: dict[str, Any]) -> dict[str, Any]:
         status, answer = await self._call("POST", self.settings.urls.authen_code_url,
                                           what="authen code", json_body=body)
+        if status in (404, 405):
+            # No such API where public code says it is: that is the unverified part, not a
+            # refusal of this request by NHSO.
+            raise NhsoUnverified(f"authen code: HTTP {status}")
         return self._json_object(status, answer, "authen code")
 
     @staticmethod
