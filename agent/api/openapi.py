@@ -266,9 +266,10 @@ IMAGE_FLAG = query_param("readImageFlag", {"type": "string", "enum": ["true", "f
 TERMINAL = query_param("terminal", S, "Reader name; default: the configured default terminal, "
                                  "else the reader with a card, else the first")
 COMPAT_READ_ERRORS = (404, 418, 500)
-X_COVERAGE = {"X-Coverage": {"description": "ok (NHSO answered), or unavailable (no lookup "
-                                            "made; coverageStatus says why)", "schema": {"type": "string",
-                                                                "enum": ["ok", "unavailable"]}}}
+X_COVERAGE = {"X-Coverage": {
+    "description": "ok (NHSO answered), or unavailable (no lookup made; coverageStatus "
+                   "says why)",
+    "schema": {"type": "string", "enum": ["ok", "unavailable"]}}}
 
 
 def base_paths() -> dict[str, Any]:

@@ -12,10 +12,10 @@ from aiohttp import web
 from ..api.openapi import (
     GUARD_STATUSES,
     JSON,
+    S_NULL,
     STATUS_TEXT,
     I,
     S,
-    S_NULL,
     error_responses,
     json_ok,
     obj,
