@@ -69,11 +69,13 @@ COMPAT_FINAL_STATUS = {"compat_unsupported": 400}
 
 def spring_error(request: web.Request, status: int, message: str,
                  errors: list[dict[str, Any]] | None = None,
-                 exc: AgentError | None = None) -> web.Response:
-    body: dict[str, Any] = {
+                 exc: AgentError | None = None,
+                 keys: dict[str, Any] | None = None) -> web.Response:
+    body: dict[str, Any] = dict(keys or {})
+    body.update({
         "timestamp": dt.datetime.now().astimezone().isoformat(timespec="milliseconds"),
         "status": status, "error": HTTPStatus(status).phrase, "message": message,
-        "path": request.path}
+        "path": request.path})
     if errors is not None:
         body["errors"] = errors
     if exc is not None:
@@ -83,30 +85,39 @@ def spring_error(request: web.Request, status: int, message: str,
                              dumps=lambda d: json.dumps(d, ensure_ascii=False))
 
 
-def compat(handler: Handler) -> Handler:
-    """The old agent's error shape: 400 for validation, 500 for every failure behind it.
+def compat_error(request: web.Request, exc: AgentError,
+                 keys: dict[str, Any] | None = None) -> web.Response:
+    """The old agent's error body for ``exc``: 400 for validation, 500 for every failure
+    behind it (a final 4xx for what must end a caller's retry loop).
 
     Callers show ``errors[0].defaultMessage`` (or ``message``) to staff as is, so both are
     Thai first with the English beside it; ``code`` and ``message_en`` are for programs.
+    ``keys``: what the route's callers index even on a failure (null), so a script that
+    reads ``body["claimType"]`` before it checks the status does not crash.
     """
+    if isinstance(exc, ValidationFailed):
+        errors = [{"field": e["field"],
+                   "defaultMessage": f"{e['field']}: {e['message_th']}".lstrip(": "),
+                   "defaultMessageEn": f"{e['field']} {e['message']}".strip()}
+                  for e in exc.errors]
+        thai = "; ".join(e["defaultMessage"] for e in errors)
+        return spring_error(request, 400, f"{exc.info.message_th}: {thai} / {exc}",
+                            errors, exc, keys)
+    status = COMPAT_FINAL_STATUS.get(exc.code, 500)
+    words = f": {exc.detail}" if exc.detail else ""
+    thai = f"{exc.info.message_th}{words}"
+    return spring_error(request, status, f"{thai} / {exc.info.message_en} [{exc.code}]",
+                        [{"field": "", "defaultMessage": thai,
+                          "defaultMessageEn": f"{exc.info.message_en}{words}"}], exc, keys)
+
+
+def compat(handler: Handler, keys: dict[str, Any] | None = None) -> Handler:
+    """A compat route: its failures answer ``compat_error``."""
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except ValidationFailed as exc:
-            errors = [{"field": e["field"],
-                       "defaultMessage": f"{e['field']}: {e['message_th']}".lstrip(": "),
-                       "defaultMessageEn": f"{e['field']} {e['message']}".strip()}
-                      for e in exc.errors]
-            thai = "; ".join(e["defaultMessage"] for e in errors)
-            return spring_error(request, 400, f"{exc.info.message_th}: {thai} / {exc}",
-                                errors, exc)
         except AgentError as exc:
-            status = COMPAT_FINAL_STATUS.get(exc.code, 500)
-            words = f": {exc.detail}" if exc.detail else ""
-            thai = f"{exc.info.message_th}{words}"
-            return spring_error(request, status, f"{thai} / {exc.info.message_en} [{exc.code}]",
-                                [{"field": "", "defaultMessage": thai,
-                                  "defaultMessageEn": f"{exc.info.message_en}{words}"}], exc)
+            return compat_error(request, exc, keys)
     return wrapped
 
 
@@ -186,10 +197,16 @@ async def nhso_status(request: web.Request) -> web.Response:
 
 # -- compat /api/nhso-service ---------------------------------------------------------------
 
-@compat
-async def latest_authen_code(request: web.Request) -> web.Response:
+# What latest-authen-code callers index, also on a failure (a fresh install has no token).
+AUTHEN_KEYS = {"claimType": None, "claimCode": None, "hcode": None, "claimDateTime": None}
+
+
+async def _latest_authen_code(request: web.Request) -> web.Response:
     pid = validate_pid_param(request.match_info["pid"])
     return web.json_response(await _service(request).lookups.latest_authen_code(pid))
+
+
+latest_authen_code = compat(_latest_authen_code, AUTHEN_KEYS)
 
 
 @compat
