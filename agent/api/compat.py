@@ -12,7 +12,7 @@ import base64
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from .query import query_flag
 from .responses import error_response, json_response
 
 log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Standard Thai title (prefix) codes that NHSO's pages expect in ``titleName``, with the
 # spellings found on cards. Prefixes outside this table are answered as the card's text.
@@ -233,11 +234,14 @@ async def terminals(request: web.Request) -> web.Response:
                           for name, present in request.app[CARD_SERVICE].terminals()])
 
 
-async def _read(request: web.Request, *, coverage: bool) -> web.Response:
+async def _read(request: web.Request, *, coverage: bool,
+                photo_allowed: bool = True) -> web.Response:
     service = request.app[CARD_SERVICE]
     terminal = request.query.get("terminal") or None
     try:
-        want_image = query_flag(request, "readImageFlag")
+        # ``photo_allowed``: False on the LAN listener unless the admin enabled the photo;
+        # the answer then has no ``image``, as with readImageFlag=false.
+        want_image = query_flag(request, "readImageFlag") and photo_allowed
         _slot, card = await service.get_card(terminal, photo=want_image)
         out = card_fields(card, image=want_image, now=dt.datetime.now().astimezone())
         headers = {}
@@ -254,6 +258,18 @@ async def read(request: web.Request) -> web.Response:
 
 async def read_card_only(request: web.Request) -> web.Response:
     return await _read(request, coverage=False)
+
+
+def card_routes(*, photo: bool) -> list[tuple[str, Handler]]:
+    """The compat card routes alone (GET path, handler): what the LAN listener serves."""
+    async def lan_read(request: web.Request) -> web.Response:
+        return await _read(request, coverage=True, photo_allowed=photo)
+
+    async def lan_read_card_only(request: web.Request) -> web.Response:
+        return await _read(request, coverage=False, photo_allowed=photo)
+
+    return [("/api/smartcard/terminals", terminals), ("/api/smartcard/read", lan_read),
+            ("/api/smartcard/read-card-only", lan_read_card_only)]
 
 
 async def probe(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ from aiohttp import web
 from ..config import Config
 from ..core import CardService
 from ..events import EventBus
+from .refusals import REFUSALS
 
 
 class CoverageLookup(Protocol):
@@ -37,6 +38,18 @@ WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
 OPENAPI_EXTRA = web.AppKey("openapi_extra", dict)
 # The NHSO coverage lookup when the NHSO room is mounted.
 COVERAGE = web.AppKey("coverage", CoverageLookup)
+# Refused requests (origins, LAN peers): counted, the first per source published
+# (``REFUSALS``, defined beside its type in refusals.py).
 
-__all__ = ["CARD_SERVICE", "CONFIG", "COVERAGE", "EVENTS", "OPENAPI_EXTRA", "WEBSOCKETS",
-           "CoverageLookup"]
+
+class LanStatus(Protocol):
+    """What /v1/status shows of the LAN listener (``agent.lan``), when there is one."""
+
+    def view(self) -> dict[str, Any]:
+        """Enabled, addresses listened on, problems; no key."""
+
+
+LAN_STATUS = web.AppKey("lan_status", LanStatus)
+
+__all__ = ["CARD_SERVICE", "CONFIG", "COVERAGE", "EVENTS", "LAN_STATUS", "OPENAPI_EXTRA",
+           "REFUSALS", "WEBSOCKETS", "CoverageLookup", "LanStatus"]

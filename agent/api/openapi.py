@@ -197,6 +197,15 @@ SCHEMAS: dict[str, Any] = {
                        "allowedOrigins": {"type": "array", "items": S}, "readPhoto": B,
                        "readTimeout": N, "logLevel": S,
                        "policyKeys": {"type": "array", "items": S}}),
+        "refusals": obj({
+            "counts": {"type": "object", "additionalProperties": I,
+                       "description": "kind.reason -> refused requests since start"},
+            "recent": {"type": "array", "items": obj({
+                "kind": {"type": "string", "enum": ["origin", "lan"]}, "source": S,
+                "reason": S, "count": I, "first": S, "last": S, "path": S})}},
+            description="Refused requests: why a page or HIS server cannot reach the agent"),
+        "lan": {"type": "object", "required": ["enabled"], "properties": {"enabled": B},
+                "description": "The opt-in LAN listener for HIS servers (docs/admin.md)"},
     }),
     "Readers": obj({"readers": {"type": "array", "items": ref("ReaderInfo")}}),
     "DemoInsert": obj({"reader": S, "variant": {"type": "integer", "minimum": 0,
