@@ -137,7 +137,7 @@ class LanListener:
             log.error("LAN listener not started: %s", self.key.problem)
             return
         self._runner = web.AppRunner(self.build_app(main), handle_signals=False,
-                                     access_log=None)
+                                     access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         for address in self.settings.addresses:
             try:
@@ -148,7 +148,7 @@ class LanListener:
                 log.error("LAN listener cannot listen on %s:%d: %s", address,
                           self.settings.port, exc)
                 continue
-            await web.SockSite(self._runner, sock, shutdown_timeout=1.0).start()
+            await web.SockSite(self._runner, sock).start()
             self.listening.append(_where(address, self.settings.port))
             log.warning("LAN listener on %s for %s", _where(address, self.settings.port),
                         ", ".join(self.settings.clients))

@@ -73,7 +73,7 @@ def draft_until_done(base: str, body: dict[str, Any], limit: int = 50) -> list[i
     """The script that loops on save-as-draft until the answer is not a 404."""
     statuses = []
     while len(statuses) < limit:
-        status, answer = call(base, "POST", "/api/nhso-service/save-as-draft", body)
+        status, _answer = call(base, "POST", "/api/nhso-service/save-as-draft", body)
         statuses.append(status)
         if status != 404:
             break
