@@ -258,3 +258,25 @@ def test_his_server_in_another_namespace(tmp_path):
                 agent.kill()
                 agent.wait(5)
             log.close()
+
+
+def test_key_commands(tmp_path):
+    keyring_file = tmp_path / "keyring.json"
+    env = {**clean_env(tmp_path), "PYTHON_KEYRING_BACKEND": "tests.file_keyring.FileKeyring",
+           "THAICARD_TEST_KEYRING": str(keyring_file), "PYTHONPATH": str(ROOT)}
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent", "lan", *args], input=stdin,
+                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    short = run("key", "set", stdin="too-short\n")
+    assert short.returncode != 0 and "16" in short.stderr
+    made = run("key", "set", "--generate")
+    assert made.returncode == 0, made.stderr
+    printed = made.stdout.strip().splitlines()[-1]
+    assert printed.startswith(f"{KEY_HEADER}: ")
+    stored = json.loads(keyring_file.read_text())[f"{SERVICE}/{KEY_USERNAME}"]
+    assert printed.endswith(stored) and len(stored) >= 40
+    assert json.loads(run("show").stdout)["keyConfigured"] is True
+    assert run("key", "clear").returncode == 0
+    assert json.loads(run("show").stdout)["keyConfigured"] is False
