@@ -24,7 +24,7 @@ from aiohttp import web
 
 from . import __version__
 from .api.app import new_web_app, setup_web
-from .api.keys import CARD_SERVICE, CONFIG, COVERAGE, EVENTS, CoverageLookup
+from .api.keys import ALLOW_ORIGIN, CARD_SERVICE, CONFIG, COVERAGE, EVENTS, CoverageLookup
 from .api.server import HOST, bind_socket
 from .config import Config
 from .core import CardService, ReaderBackend, open_backend
@@ -34,6 +34,7 @@ from .nhso.routes import mount_nhso, resolve_settings
 from .nhso.service import NhsoService
 from .nhso.settings import NhsoSettings
 from .nhso.token import TokenStore
+from .usecases import allow_origin
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def build_app(config: Config | None = None, *, backend: ReaderBackend | None = N
     if coverage is not None:
         app[COVERAGE] = coverage
     mount_lan(app, lan if lan is not None else lan_from_settings())
+    app[ALLOW_ORIGIN] = lambda origin: allow_origin(origin, config)
     return app
 
 

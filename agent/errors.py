@@ -110,6 +110,9 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
                   "ไม่มีรหัสสำหรับเชื่อมต่อ (X-Thaicard-Key) หรือรหัสไม่ถูกต้อง"),
         ErrorInfo("rate_limited", 429, 2, "Too many requests; wait a moment and try again.",
                   "มีคำขอมากเกินไป กรุณารอสักครู่แล้วลองใหม่"),
+        ErrorInfo("setting_locked", 403, 16,
+                  "The admin policy fixes this setting; ask IT to change the policy.",
+                  "การตั้งค่านี้ถูกกำหนดโดยนโยบายของผู้ดูแลระบบ กรุณาแจ้งฝ่ายไอทีให้แก้ไขนโยบาย"),
         ErrorInfo("port_in_use", 500, 15,
                   "The agent's port is already in use: another card agent is probably running.",
                   "พอร์ตของโปรแกรมถูกใช้งานอยู่ อาจมีโปรแกรมอ่านบัตรอีกตัวทำงานอยู่แล้ว"),
@@ -248,6 +251,10 @@ class NhsoUnavailable(AgentError):
 
 class NhsoRejected(AgentError):
     code = "nhso_rejected"
+
+
+class SettingLocked(AgentError):
+    code = "setting_locked"
 
 
 class CompatUnsupported(AgentError):

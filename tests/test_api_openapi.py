@@ -47,7 +47,10 @@ async def check(agent, doc, method: str, template: str, url: str, status: int,
 
 
 @pytest.fixture
-async def doc_and_agent(aiohttp_client):
+async def doc_and_agent(aiohttp_client, tmp_path, monkeypatch):
+    # The user's config file of this test (POST /v1/allowed-origins writes it).
+    monkeypatch.setenv("THAICARD_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("THAICARD_CONFIG", raising=False)
     agent = await start_agent(aiohttp_client)
     await agent.ready()
     doc = await agent.get_json("/v1/openapi.json")
@@ -91,6 +94,8 @@ async def test_success_responses_match_the_schemas(doc_and_agent):
     ]:
         await check(agent, doc, "GET", template, url, 200, checked)
     await check(agent, doc, "DELETE", "/v1/demo/card", "/v1/demo/card", 202, checked)
+    await check(agent, doc, "POST", "/v1/allowed-origins", "/v1/allowed-origins", 200, checked,
+                json={"origin": "https://his2.example.test"})
     await check(agent, doc, "POST", "/v1/demo/card", "/v1/demo/card", 202, checked,
                 json={"variant": 1})
     # Every documented success answer was seen for real (the WebSocket's 101 below).

@@ -14,6 +14,7 @@ from aiohttp import web
 from .compat import setup_compat
 from .keys import EVENTS, REFUSALS, WEBSOCKETS
 from .openapi import setup_openapi
+from .origins import setup_origins
 from .pages import setup_pages
 from .refusals import RefusalLog
 from .security import MAX_BODY, guard
@@ -39,5 +40,6 @@ def setup_web(app: web.Application) -> None:
     setup_pages(app)
     setup_compat(app)
     setup_v1(app)
+    setup_origins(app)
     setup_ws(app)
     setup_openapi(app)

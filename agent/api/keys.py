@@ -7,6 +7,8 @@ only read them. The API knows the NHSO room only through ``CoverageLookup``.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -50,6 +52,8 @@ class LanStatus(Protocol):
 
 
 LAN_STATUS = web.AppKey("lan_status", LanStatus)
+# Writes an origin into the user's allowedOrigins (the assembly's use case); returns the file.
+ALLOW_ORIGIN: web.AppKey[Callable[[str], Path]] = web.AppKey("allow_origin")
 
-__all__ = ["CARD_SERVICE", "CONFIG", "COVERAGE", "EVENTS", "LAN_STATUS", "OPENAPI_EXTRA",
-           "REFUSALS", "WEBSOCKETS", "CoverageLookup", "LanStatus"]
+__all__ = ["ALLOW_ORIGIN", "CARD_SERVICE", "CONFIG", "COVERAGE", "EVENTS", "LAN_STATUS",
+           "OPENAPI_EXTRA", "REFUSALS", "WEBSOCKETS", "CoverageLookup", "LanStatus"]

@@ -343,6 +343,13 @@ def base_paths() -> dict[str, Any]:
                 params=[query_param("reader", S, "Reader name (default: as for /v1/card)")],
                 errors=(404,)),
         },
+        "/v1/allowed-origins": {"post": _op(
+            "Allow a refused page (the status page's button); from the agent's own page or "
+            "a local program only",
+            json_ok(obj({"origin": S, "allowed": {"const": True}, "savedTo": S})), tags=v1,
+            body=obj({"origin": {**S, "examples": ["https://his.hospital.go.th"]}}),
+            errors=(400, 413, 415), description="403 setting_locked when the admin policy "
+                                                "fixes allowedOrigins")},
         "/v1/events": {"get": _op(
             "Event stream (WebSocket)", {"101": {"description": "Switching to WebSocket; "
                                                                 "messages are EventEnvelope"}},
