@@ -187,77 +187,99 @@ def two_hosts() -> Iterator[tuple[str, str]]:
         _run("ip", "netns", "del", agent_ns)
 
 
-def in_ns(ns: str, plan: dict[str, Any]) -> list[dict[str, Any]]:
-    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "tests.lan_client"],
+def run_client(ns: str | None, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """``tests.lan_client`` inside namespace ``ns`` (None: this one)."""
+    prefix = ["ip", "netns", "exec", ns] if ns else []
+    out = subprocess.run([*prefix, sys.executable, "-m", "tests.lan_client"],
                          input=json.dumps(plan), capture_output=True, text=True, cwd=ROOT,
                          timeout=90, check=True)
     return list(json.loads(out.stdout))
 
 
-def test_his_server_in_another_namespace(tmp_path):
-    missing = namespaces_available()
-    if missing:
-        if os.environ.get("CI"):
-            raise RuntimeError(f"the LAN test cannot run in CI: {missing}")
-        pytest.skip(missing)
+def lan_scenario(tmp_path: Path, agent_ns: str | None, his_ns: str | None,
+                 ips: tuple[str, str, str, str], port: int) -> None:
+    """A HIS server (allowed address), a stranger, wrong and missing keys, routes it must
+    not offer, an address it must not listen on, and a burst past the rate limit."""
+    agent_ip, his_ip, stranger_ip, unlisted_ip = ips
     keyring_file = tmp_path / "keyring.json"
     keyring_file.write_text(json.dumps({f"{SERVICE}/{KEY_USERNAME}": KEY}))
     env = clean_env(tmp_path)
     env.update(PYTHON_KEYRING_BACKEND="tests.file_keyring.FileKeyring",
                THAICARD_TEST_KEYRING=str(keyring_file), THAICARD_LAN_ENABLED="true",
-               THAICARD_LAN_ADDRESSES=AGENT_IP, THAICARD_LAN_CLIENTS=HIS_IP,
-               THAICARD_LAN_RATE_PER_MINUTE="20", PYTHONPATH=str(ROOT))
-    lan = f"http://{AGENT_IP}:{LAN_PORT}"
-    with two_hosts() as (agent_ns, his_ns):
-        log = open(tmp_path / "agent.log", "w")  # noqa: SIM115 - closed below
-        agent = subprocess.Popen(["ip", "netns", "exec", agent_ns, sys.executable, "-m", "agent",
-                                  "serve", "--demo", "--port", str(LAN_PORT)], cwd=ROOT, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            key = {KEY_HEADER: KEY}
-            read = f"{lan}/api/smartcard/read?readImageFlag=true"
-            answers = in_ns(his_ns, {"wait": f"{lan}/api/smartcard/terminals",
-                                     "wait_source": HIS_IP, "wait_headers": key,
-                                     "requests": [
-                {"source": HIS_IP, "url": read, "headers": key},
-                {"source": HIS_IP, "url": read, "headers": {KEY_HEADER: "x" * 30}},
-                {"source": HIS_IP, "url": read},
-                {"source": STRANGER_IP, "url": read, "headers": key},
-                {"source": HIS_IP, "url": f"{lan}/v1/status", "headers": key},
-                {"source": HIS_IP, "url": f"{lan}/api/nhso-service/confirm-save",
+               THAICARD_LAN_ADDRESSES=agent_ip, THAICARD_LAN_CLIENTS=his_ip,
+               THAICARD_LAN_RATE_PER_MINUTE="20", THAICARD_LAN_PORT=str(port),
+               PYTHONPATH=str(ROOT))
+    lan = f"http://{agent_ip}:{port}"
+    prefix = ["ip", "netns", "exec", agent_ns] if agent_ns else []
+    log = open(tmp_path / "agent.log", "w")  # noqa: SIM115 - closed below
+    # The loopback listener takes another port on loopback aliases (127.0.0.1 is local
+    # too); in its own namespace it has the NHSO agent's port like the LAN one.
+    loop_port = port if agent_ns else free_port()
+    agent = subprocess.Popen([*prefix, sys.executable, "-m", "agent", "serve", "--demo",
+                              "--port", str(loop_port)], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        key = {KEY_HEADER: KEY}
+        read = f"{lan}/api/smartcard/read?readImageFlag=true"
+        answers = run_client(his_ns, {
+            "wait": f"{lan}/api/smartcard/terminals", "wait_source": his_ip,
+            "wait_headers": key, "requests": [
+                {"source": his_ip, "url": read, "headers": key},
+                {"source": his_ip, "url": read, "headers": {KEY_HEADER: "x" * 30}},
+                {"source": his_ip, "url": read},
+                {"source": stranger_ip, "url": read, "headers": key},
+                {"source": his_ip, "url": f"{lan}/v1/status", "headers": key},
+                {"source": his_ip, "url": f"{lan}/api/nhso-service/confirm-save",
                  "method": "POST", "headers": key, "body": {}},
-                {"source": HIS_IP, "url": f"http://{UNLISTED_IP}:{LAN_PORT}/api/smartcard/read",
+                {"source": his_ip, "url": f"http://{unlisted_ip}:{port}/api/smartcard/read",
                  "headers": key},
-                {"source": HIS_IP, "url": f"{lan}/api/smartcard/terminals", "headers": key,
+                {"source": his_ip, "url": f"{lan}/api/smartcard/terminals", "headers": key,
                  "repeat": 25},
             ]})
-            ok, wrong, nokey, stranger, v1, claim, unlisted = answers[:7]
-            assert ok["status"] == 200, (ok, (tmp_path / "agent.log").read_text()[-2000:])
-            assert ok["body"]["pid"] and "image" not in ok["body"]
-            assert ok["body"]["mainInscl"] is None and ok["body"]["coverageStatus"] == "no_token"
-            assert wrong["status"] == nokey["status"] == 401
-            assert wrong["body"]["code"] == "lan_key_invalid"
-            assert stranger["status"] == 403
-            assert stranger["body"]["code"] == "lan_client_not_allowed"
-            assert v1["status"] == claim["status"] == 404
-            assert unlisted["status"] == 0          # nothing listens on an unlisted address
-            burst = [a["status"] for a in answers[7:]]
-            assert 429 in burst and burst[0] == 200
-            # The agent's own view, from its loopback inside its namespace.
-            status = in_ns(agent_ns, {"requests": [
-                {"url": f"http://127.0.0.1:{LAN_PORT}/v1/status"}]})[0]["body"]
-            assert status["lan"]["listening"] == [f"{AGENT_IP}:{LAN_PORT}"]
-            refused = status["lan"]["refused"]
-            assert refused["lan_key_invalid"] == 2 and refused["lan_client_not_allowed"] == 1
-            assert refused["not_found"] == 2 and refused["rate_limited"] >= 1
-        finally:
-            agent.terminate()
-            try:
-                agent.wait(15)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait(5)
-            log.close()
+        ok, wrong, nokey, stranger, v1, claim, unlisted = answers[:7]
+        assert ok["status"] == 200, (ok, (tmp_path / "agent.log").read_text()[-2000:])
+        assert ok["body"]["pid"] and "image" not in ok["body"]
+        assert ok["body"]["mainInscl"] is None and ok["body"]["coverageStatus"] == "no_token"
+        assert wrong["status"] == nokey["status"] == 401
+        assert wrong["body"]["code"] == "lan_key_invalid"
+        assert stranger["status"] == 403
+        assert stranger["body"]["code"] == "lan_client_not_allowed"
+        assert v1["status"] == claim["status"] == 404
+        assert unlisted["status"] == 0          # nothing listens on an unlisted address
+        burst = [a["status"] for a in answers[7:]]
+        assert 429 in burst and burst[0] == 200
+        # The agent's own view, from its loopback.
+        status = run_client(agent_ns, {"requests": [
+            {"url": f"http://127.0.0.1:{loop_port}/v1/status"}]})[0]["body"]
+        assert status["lan"]["listening"] == [f"{agent_ip}:{port}"]
+        refused = status["lan"]["refused"]
+        assert refused["lan_key_invalid"] == 2 and refused["lan_client_not_allowed"] == 1
+        assert refused["not_found"] == 2 and refused["rate_limited"] >= 1
+    finally:
+        agent.terminate()
+        try:
+            agent.wait(15)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait(5)
+        log.close()
+
+
+def test_his_server_in_another_namespace(tmp_path):
+    missing = namespaces_available()
+    if missing:
+        pytest.skip(f"{missing}: test_his_server_on_loopback_aliases runs the same instead")
+    with two_hosts() as (agent_ns, his_ns):
+        lan_scenario(tmp_path, agent_ns, his_ns, (AGENT_IP, HIS_IP, STRANGER_IP, UNLISTED_IP),
+                     LAN_PORT)
+
+
+def test_his_server_on_loopback_aliases(tmp_path):
+    """The same scenario without namespaces (only where they cannot be made)."""
+    if namespaces_available() is None:
+        pytest.skip("network namespaces are available: the namespace test runs instead")
+    lan_scenario(tmp_path, None, None, ("127.0.0.9", "127.0.0.10", "127.0.0.11", "127.0.0.12"),
+                 free_port())
 
 
 def test_key_commands(tmp_path):
