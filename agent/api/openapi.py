@@ -274,7 +274,7 @@ IMAGE_FLAG = query_param("readImageFlag", {"type": "string", "enum": ["true", "f
                     "true: include the photo as raw base64 JPEG in 'image'")
 TERMINAL = query_param("terminal", S, "Reader name; default: the configured default terminal, "
                                  "else the reader with a card, else the first")
-COMPAT_READ_ERRORS = (404, 418, 500)
+COMPAT_READ_ERRORS = (400, 404, 418, 500)   # 400: a readImageFlag neither true nor false
 X_COVERAGE = {"X-Coverage": {
     "description": "ok (NHSO answered), or unavailable (no lookup made; coverageStatus "
                    "says why)",
@@ -325,10 +325,10 @@ def base_paths() -> dict[str, Any]:
         "/v1/card": {"get": _op(
             "The card in the default reader (configured, else the one with a card)",
             json_ok(ref("CardResponse")), tags=v1, params=[PHOTO_PARAM],
-            errors=(404, 418, 500, 503, 504))},
+            errors=(400, 404, 418, 500, 503, 504))},
         "/v1/readers/{name}/card": {"get": _op(
             "Every card field, raw and parsed", json_ok(ref("CardResponse")), tags=v1,
-            params=[READER_PARAM, PHOTO_PARAM], errors=(404, 418, 500, 503, 504))},
+            params=[READER_PARAM, PHOTO_PARAM], errors=(400, 404, 418, 500, 503, 504))},
         "/v1/readers/{name}/photo": {"get": _op(
             "The card's photo", {"200": {"description": "JPEG",
                                          "content": {"image/jpeg": {"schema": {
