@@ -148,3 +148,13 @@ async def test_refused_page_allowed_from_the_status_page_in_chromium(aiohttp_cli
     finally:
         await browser.close()
         await runner.cleanup()
+
+
+def test_a_flood_of_invented_origins_is_listed_but_not_all_published():
+    from agent.api.refusals import MAX_PUBLISHED_PER_MINUTE, RefusalLog
+    published: list[str] = []
+    log = RefusalLog(lambda _type, payload: published.append(payload["source"]))
+    for n in range(50):
+        log.record("origin", f"https://x{n}.test", "origin_not_allowed", "/v1/card")
+    assert len(published) == MAX_PUBLISHED_PER_MINUTE
+    assert len(log.view()["recent"]) == 50 and log.counts["origin.origin_not_allowed"] == 50

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,9 @@ from aiohttp import web
 Publish = Callable[[str, dict[str, Any]], None]
 RECENT = 50            # sources remembered for the status page
 MAX_SOURCES = 500      # distinct sources notified once each; older ones are forgotten
+# New sources published per minute at most: a program inventing Origin headers must not
+# bury the tray in notifications (the status page still lists every one).
+MAX_PUBLISHED_PER_MINUTE = 10
 
 
 @dataclass
@@ -44,6 +48,7 @@ class RefusalLog:
     def __init__(self, publish: Publish | None = None) -> None:
         self.publish = publish
         self.allowed: set[str] = set()
+        self._published: collections.deque[float] = collections.deque()
         self.counts: collections.Counter[str] = collections.Counter()
         self._sources: collections.OrderedDict[tuple[str, str], Refusal] = (
             collections.OrderedDict())
@@ -63,9 +68,18 @@ class RefusalLog:
         self._sources[key] = entry
         while len(self._sources) > MAX_SOURCES:
             self._sources.popitem(last=False)
-        if self.publish is not None:
+        if self.publish is not None and self._may_publish():
             # Once per source: a page polling every 2 s must not flood the tray.
             self.publish("access.refused", entry.view())
+
+    def _may_publish(self) -> bool:
+        now = time.monotonic()
+        while self._published and now - self._published[0] > 60:
+            self._published.popleft()
+        if len(self._published) >= MAX_PUBLISHED_PER_MINUTE:
+            return False
+        self._published.append(now)
+        return True
 
     def forget(self, kind: str, source: str) -> None:
         self._sources.pop((kind, source), None)
