@@ -273,3 +273,13 @@ async def test_kiosk_page_in_chromium(aiohttp_client, tmp_path, nhso):
     assert shown["fresh"]["confirmStatus"] == 500 and THAI.search(shown["fresh"]["result"])
     assert shown["configured"]["options"] == 1 and shown["configured"]["code"] == "UCS"
     assert shown["configured"]["result"].startswith("รหัสยืนยัน PP"), shown
+
+
+@pytest.mark.parametrize("typed", ["081-234-5678", "081 234 5678", "+66 81 234 5678",
+                                   "+66812345678", "66812345678", "(081) 234-5678",
+                                   "+66 (0) 81 234 5678", " 0812345678 "])
+def test_mobile_numbers_as_staff_type_them(typed):
+    from agent.nhso.validation import validate_confirm_save
+    body = {"pid": PID, "claimType": "PG0060001", "correlationId": "c-1", "mobile": typed}
+    out = validate_confirm_save(body, NhsoSettings(hcode=HCODE))
+    assert out["mobile"] == "0812345678"
