@@ -47,7 +47,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bad %-format must not lose the record
             message = str(record.msg)
         record.msg, record.args = redact(message), None
         if record.exc_info and not record.exc_text:

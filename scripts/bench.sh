@@ -9,17 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 
-# The peer is measured on the same interpreter as the agent. pythaiidcard declares
-# Python >= 3.13 but its code runs unchanged on 3.11 (the bench checks what it reads), so
-# it is installed with --ignore-requires-python, in a venv of its own: its dependencies
-# (pydantic, typer) never mix with the agent's.
-PEER_VERSION=0.3.0
-python=${PYTHON:-python3}
-if ! .venv-peer/bin/python -c "import pythaiidcard, sys; sys.exit(pythaiidcard.__version__ != '$PEER_VERSION')" 2>/dev/null; then
-  echo "Installing the peer reader pythaiidcard $PEER_VERSION into .venv-peer"
-  "$python" -m venv .venv-peer
-  .venv-peer/bin/python -m pip install -q --ignore-requires-python "pythaiidcard==$PEER_VERSION"
-fi
+# The peer reader pythaiidcard is measured on the same interpreter as the agent, from the
+# .venv-peer that `scripts/setup.sh test` installs.
 
 out=test-output/bench
 mkdir -p "$out"

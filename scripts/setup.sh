@@ -44,3 +44,16 @@ extras=""
 [ "$profile" = test ] && extras="[test]"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".${extras}"
+
+# The peer reader pythaiidcard, for the known-answer tests (tests/test_known_card.py) and the
+# bench: in a venv of its own so its dependencies (pydantic, typer) never mix with the
+# agent's. It declares Python >= 3.13 but its code runs unchanged on 3.11 (the tests check
+# what it reads), hence --ignore-requires-python; that is also why it is not in the `test`
+# extra.
+PEER_VERSION=0.3.0
+if [ "$profile" = test ] && ! .venv-peer/bin/python -c \
+    "import pythaiidcard, sys; sys.exit(pythaiidcard.__version__ != '$PEER_VERSION')" 2>/dev/null; then
+  echo "Installing the peer reader pythaiidcard $PEER_VERSION into .venv-peer"
+  "$python" -m venv .venv-peer
+  .venv-peer/bin/python -m pip install -q --ignore-requires-python "pythaiidcard==$PEER_VERSION"
+fi

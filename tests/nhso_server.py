@@ -265,9 +265,10 @@ async def claim_detail(request: web.Request) -> web.StreamResponse:
         state.claim_counts[body["transactionId"]] += 1
         state.issued.append({"transactionId": body["transactionId"], "authenCode": code,
                              "seq": state.seq})
+        # field-notes §4: EP codes are endpoint confirmations, listed with sourceChannel ENDPOINT.
         state.history.setdefault(body["pid"], []).append(_history_entry(
             code, body["serviceDateTime"], body["claimServiceCode"], body["hcode"],
-            body["sourceId"]))
+            "ENDPOINT"))
         return web.json_response({"seq": state.seq, "authenCode": code})
 
     # A refusal always reaches the agent, so a test can tell that it is never retried.

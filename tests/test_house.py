@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,3 +201,48 @@ def test_references_point_into_this_repository(path: Path) -> None:
         if not any(c.exists() for c in candidates):
             missing.append(ref)
     assert missing == [], f"{path.name} cites files that do not exist: {missing}"
+
+
+# -- habits -------------------------------------------------------------------------------
+LINTED = ("agent", "tray", "tests", "bench", "installer", "scripts")
+
+
+def _run_tool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_ruff_is_clean() -> None:
+    """The rule set of pyproject.toml over every Python file of the repository."""
+    result = _run_tool("ruff", "check", "--no-cache", *LINTED)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_mypy_is_clean() -> None:
+    """agent/ and tray/ type-check (strict on the card protocol, core, events, errors and
+    assembly: see pyproject.toml)."""
+    result = _run_tool("mypy", "--no-incremental")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+SUPPRESSION = re.compile(r"#\s*(noqa|type:\s*ignore)\b(?P<rest>.*)$")
+
+
+@pytest.mark.parametrize("path", source_files(*LINTED), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_suppression_says_why(path: Path) -> None:
+    """A ``noqa`` or ``type: ignore`` names its codes and carries a reason beside it."""
+    if path == Path(__file__):
+        return                   # this test's own patterns and examples
+    bad = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        match = SUPPRESSION.search(line)
+        if match is None:
+            continue
+        rest = match.group("rest")
+        # noqa: CODE[,CODE] - reason   |   type: ignore[code]  # reason
+        named = re.match(r"^(:\s*[A-Z]+[0-9]+(,\s*[A-Z]+[0-9]+)*|\[[a-z-]+(,\s*[a-z-]+)*\])",
+                         rest)
+        reason = rest[named.end():].strip(" -#—") if named else ""
+        if not named or len(reason) < 3:
+            bad.append(f"{number}: {line.strip()}")
+    assert bad == []

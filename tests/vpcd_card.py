@@ -18,6 +18,7 @@ import socket
 import struct
 import threading
 import time
+from typing import Protocol
 
 from agent.card.demo import demo_profile
 from agent.card.encode import encode_card
@@ -31,6 +32,20 @@ READER_NAMES = ("Virtual PCD 00 00", "Virtual PCD 00 01")
 CTRL_POWER_OFF, CTRL_POWER_ON, CTRL_RESET, CTRL_GET_ATR = 0, 1, 2, 4
 
 
+class CardLogic(Protocol):
+    """What the wire needs from a card: its ATR, a power cycle, and one APDU's answer.
+
+    ``SimulatedCard`` is one; the known-answer tests plug in a card written from the shared
+    docs alone (``tests/known/doc_card.py``) so the agent is not checked against itself.
+    """
+
+    atr: bytes
+
+    def reset(self) -> None: ...
+
+    def process(self, apdu: bytes) -> bytes: ...
+
+
 class VirtualCard:
     """One card; ``insert(slot)`` puts it in a vpcd slot, ``remove()`` pulls it out.
 
@@ -42,7 +57,7 @@ class VirtualCard:
     before every answer (real cards need tens of milliseconds per command).
     """
 
-    def __init__(self, card: SimulatedCard, *, apdu_delay: float = 0.0,
+    def __init__(self, card: CardLogic, *, apdu_delay: float = 0.0,
                  pull_at_apdu: int | None = None, pull_after: float | None = None,
                  glitch_at_apdu: int | None = None) -> None:
         self.card = card
@@ -63,6 +78,14 @@ class VirtualCard:
                      strict_p2: bool = True, **options: object) -> VirtualCard:
         return cls(SimulatedCard(encode_card(profile), atr=atr, strict_p2=strict_p2),
                    **options)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_image(cls, moi_image: bytes, *, atr: bytes = ATR_3B79,
+                   nhso_image: bytes | None = None, laser_answer: bytes | None = None,
+                   **options: object) -> VirtualCard:
+        """A card serving a raw file image (bytes as on the card), not one built from values."""
+        return cls(SimulatedCard(moi_image, atr=atr, nhso_image=nhso_image,
+                                 laser_answer=laser_answer), **options)  # type: ignore[arg-type]
 
     @classmethod
     def demo(cls, variant: int = 0, **options: object) -> VirtualCard:

@@ -181,7 +181,7 @@ class TrayApp:
         """What the event stream does not carry: settings, policy and claim counts."""
         try:
             status = http_json(self.base_url, "GET", "/v1/status")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the agent may be gone; the event stream says so
             log.debug("status not available: %s", exc)
             return
         if isinstance(status, dict):
@@ -201,7 +201,7 @@ class TrayApp:
     def _claim_count(self, status: str) -> int | None:
         try:
             answer = http_json(self.base_url, "GET", f"/v1/claims?status={status}")
-        except Exception as exc:  # counts are a nicety; the events keep them current
+        except Exception as exc:  # noqa: BLE001 - counts are a nicety; the events keep them current
             log.debug("claims not available: %s", exc)
             return None
         if isinstance(answer, dict):
@@ -337,13 +337,13 @@ class TrayApp:
 
         try:
             save_user_settings(changes, locked=self.locked_keys)
-        except Exception as exc:  # shown to the user
+        except Exception as exc:  # noqa: BLE001 - shown to the user
             self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
             return
         if self.agent is not None and hasattr(self.agent, "restart"):
             try:
                 self.base_url = self.loop.submit(self.agent.restart()).result(30)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
                 return
             self.client.base_url = self.base_url
@@ -376,7 +376,7 @@ class TrayApp:
                 from agent.usecases import clear_token
 
                 clear_token()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
                 return
             self.state.token_set = False
@@ -388,7 +388,7 @@ class TrayApp:
         def run() -> None:
             try:
                 http_json(self.base_url, "POST", "/v1/claims/retry", {"status": "failed"})
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - shown to the user
                 self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
             self.sync_from_agent()
         self.run_async(run)

@@ -20,7 +20,7 @@ log = logging.getLogger("tray")
 EXIT_ALREADY_RUNNING = 0     # a second start is not an error: the first one is there
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "tray", help="run the agent with its tray icon (what auto-start launches)",
         description="Run the agent server and its tray icon in one process. Without a "
@@ -134,7 +134,7 @@ def cmd_tray(args: argparse.Namespace) -> int:
         try:
             image, _, _ = app.render()
             icon = make_icon(app.image_for(None, image), app.title_for(None))
-        except Exception as exc:  # Xlib raises its own errors, not ImportError
+        except Exception as exc:  # noqa: BLE001 - Xlib raises its own errors, not ImportError
             problem = f"the tray icon cannot be created: {type(exc).__name__}: {exc}"
     if problem is None:
         host = tray_host_problem()

@@ -238,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.what == "menu":
-        at = tuple(int(v) for v in args.at.split(",")) if args.at else None
-        key = show_menu(json.load(sys.stdin), at)  # type: ignore[arg-type]
+        at = None
+        if args.at:
+            x, y = (int(v) for v in args.at.split(",", 1))
+            at = (x, y)
+        key = show_menu(json.load(sys.stdin), at)
         if key is None:
             return 1
         print(key, flush=True)

@@ -37,7 +37,7 @@ def obj(props: dict[str, Any], required: list[str] | None = None, *,
 
 S = {"type": "string"}
 B = {"type": "boolean"}
-I = {"type": "integer"}
+INT = {"type": "integer"}
 N = {"type": "number"}
 S_NULL = {"type": ["string", "null"]}
 I_NULL = {"type": ["integer", "null"]}
@@ -87,7 +87,7 @@ def card_schema() -> dict[str, Any]:
         props[group] = obj(members)
     required = [*props, "photo", "read"]
     props.update({
-        "photo": nullable(obj({"size": I, "format": {"const": "image/jpeg"},
+        "photo": nullable(obj({"size": INT, "format": {"const": "image/jpeg"},
                                "base64": {**S, "contentEncoding": "base64"}},
                               ["size", "format"])),
         "photo_error": ref("ErrorInfo"),
@@ -116,7 +116,7 @@ COVERAGE_PROPS: dict[str, Any] = {
 
 SCHEMAS: dict[str, Any] = {
     "Error": obj({
-        "timestamp": S, "status": I, "error": S,
+        "timestamp": S, "status": INT, "error": S,
         "message": {**S, "description": "Thai on /api/... paths (what NHSO pages show), "
                                         "English elsewhere"},
         "path": S, "code": {"type": "string", "enum": sorted(ERROR_TABLE)},
@@ -177,7 +177,7 @@ SCHEMAS: dict[str, Any] = {
                                         "maxItems": 8},
                     "full": S, "house_no": S, "moo": S, "trok": S, "soi": S, "road": S,
                     "other": S, "subdistrict": S, "district": S, "province": S}),
-    "ReadStats": obj({"apdus": I, "text_apdus": I, "text_ms": N, "photo_ms": N,
+    "ReadStats": obj({"apdus": INT, "text_apdus": INT, "text_ms": N, "photo_ms": N,
                       "total_ms": N}),
     "Card": card_schema(),
     "CardResponse": obj({"reader": S, "status": S,
@@ -190,19 +190,19 @@ SCHEMAS: dict[str, Any] = {
                                "enum": ["starting", "available", "unavailable"]},
                      "error": S_NULL}),
         "readers": {"type": "array", "items": ref("ReaderInfo")},
-        "reads": I,
-        "events": obj({"clients": I, "last_seq": I}),
+        "reads": INT,
+        "events": obj({"clients": INT, "last_seq": INT}),
         "nhso": obj({"available": B, "tokenConfigured": B}),
-        "config": obj({"port": I, "backend": S, "defaultTerminal": S_NULL,
+        "config": obj({"port": INT, "backend": S, "defaultTerminal": S_NULL,
                        "allowedOrigins": {"type": "array", "items": S}, "readPhoto": B,
                        "readTimeout": N, "logLevel": S,
                        "policyKeys": {"type": "array", "items": S}}),
         "refusals": obj({
-            "counts": {"type": "object", "additionalProperties": I,
+            "counts": {"type": "object", "additionalProperties": INT,
                        "description": "kind.reason -> refused requests since start"},
             "recent": {"type": "array", "items": obj({
                 "kind": {"type": "string", "enum": ["origin", "lan"]}, "source": S,
-                "reason": S, "count": I, "first": S, "last": S, "path": S})}},
+                "reason": S, "count": INT, "first": S, "last": S, "path": S})}},
             description="Refused requests: why a page or HIS server cannot reach the agent"),
         "lan": {"type": "object", "required": ["enabled"], "properties": {"enabled": B},
                 "description": "The opt-in LAN listener for HIS servers (docs/admin.md)"},
@@ -210,7 +210,7 @@ SCHEMAS: dict[str, Any] = {
     "Readers": obj({"readers": {"type": "array", "items": ref("ReaderInfo")}}),
     "DemoInsert": obj({"reader": S, "variant": {"type": "integer", "minimum": 0,
                                                 "maximum": 99}}, []),
-    "DemoInserted": obj({"reader": S, "inserted": {"const": True}, "variant": I}),
+    "DemoInserted": obj({"reader": S, "inserted": {"const": True}, "variant": INT}),
     "DemoRemoved": obj({"reader": S, "removed": {"const": True}}),
     "EventEnvelope": obj({
         "v": {"const": 1},
@@ -218,7 +218,7 @@ SCHEMAS: dict[str, Any] = {
             "snapshot", "heartbeat", "reader.added", "reader.removed", "card.inserted",
             "card.read", "card.photo", "card.removed", "card.error", "pcsc.available",
             "pcsc.unavailable", "reader.error", "subscribed", "pong", "error"]},
-        "seq": I, "time": {**S, "format": "date-time"}, "reader": S_NULL,
+        "seq": INT, "time": {**S, "format": "date-time"}, "reader": S_NULL,
     }, ["v", "type", "seq", "time", "reader"], extra=True,
         description="Every /v1/events message; the payload keys sit beside these "
                     "(docs/integration.md lists them per type)."),

@@ -20,7 +20,8 @@ from .listener import KEY_HEADER, MIN_KEY_LENGTH, key_store
 from .settings import load_lan_settings
 
 
-def add_lan_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_lan_commands(
+        subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lan = subparsers.add_parser(
         "lan", help="the opt-in LAN listener for HIS servers (key, settings)",
         description="The shared key HIS servers send in X-Thaicard-Key, and the listener's "

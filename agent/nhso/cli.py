@@ -26,7 +26,8 @@ CONFIG_OPTIONS = {
 }
 
 
-def add_token_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_token_commands(
+        subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = subparsers.add_parser(
         "token", help="the hospital's NHSO token in the system keyring",
         description="Store, show (masked) or remove the NHSO token. It is kept in the "

@@ -11,10 +11,10 @@ from aiohttp import web
 
 from ..api.openapi import (
     GUARD_STATUSES,
+    INT,
     JSON,
     S_NULL,
     STATUS_TEXT,
-    I,
     S,
     error_responses,
     json_ok,
@@ -25,7 +25,7 @@ from ..api.openapi import (
 )
 
 NHSO_SCHEMAS: dict[str, Any] = {
-    "SpringError": obj({"timestamp": S, "status": I, "error": S,
+    "SpringError": obj({"timestamp": S, "status": INT, "error": S,
                         "message": {**S, "description": "Thai, then ' / ' and the English"},
                         "path": S, "code": S, "message_th": S, "message_en": S,
                         "errors": {"type": "array", "items": obj(
@@ -72,15 +72,15 @@ def nhso_paths() -> dict[str, Any]:
                              json_ok(ref("Claim"), "Queued", status="202"), error="Error",
                              statuses=v1_errors, tags=v1, body=True),
             "get": _nhso_op("Claims in the outbox", json_ok(obj({
-                "claims": {"type": "array", "items": ref("Claim")}, "count": I})),
+                "claims": {"type": "array", "items": ref("Claim")}, "count": INT})),
                 error="Error", statuses=(400, 503), tags=v1,
                 params=[query_param("date", S, "YYYY-MM-DD"),
                         query_param("status", S, "comma-separated statuses"),
-                        query_param("limit", I, "1-1000")]),
+                        query_param("limit", INT, "1-1000")]),
         },
         "/v1/claims/retry": {"post": _nhso_op(
             "Send waiting claims now; with status \"failed\", queue refused claims again",
-            json_ok(obj({"requeued": I, "queued": I}, ["requeued", "queued"])),
+            json_ok(obj({"requeued": INT, "queued": INT}, ["requeued", "queued"])),
             error="Error", statuses=(400, 415, 503), tags=v1, body=True)},
         "/v1/claims/{id}": {"get": _nhso_op(
             "One claim and what happened to it", json_ok(ref("Claim")), error="Error",

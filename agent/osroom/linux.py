@@ -70,7 +70,7 @@ def x11_tray_host_problem() -> str | None:
             owner = display.get_selection_owner(atom)
         finally:
             display.close()
-    except Exception as exc:  # Xlib raises its own errors; this is only a diagnostic
+    except Exception as exc:  # noqa: BLE001 - Xlib raises its own errors; this is only a diagnostic
         return f"cannot ask the X server for a tray host: {exc}"
     if not owner or getattr(owner, "id", 0) == 0:
         return "no tray host (system tray) is running; the icon appears when one starts"

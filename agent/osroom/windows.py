@@ -128,7 +128,7 @@ class WindowsRoom(OsRoom):
         try:
             import ctypes
 
-            lang_id = ctypes.windll.kernel32.GetUserDefaultUILanguage()  # type: ignore[attr-defined]
+            lang_id = ctypes.windll.kernel32.GetUserDefaultUILanguage()  # type: ignore[attr-defined]  # Windows-only ctypes
         except (AttributeError, OSError):
             return None
         return "th" if lang_id & 0x3FF == LANG_THAI else "en"
