@@ -306,10 +306,9 @@ def test_compat_card_only_and_terminals(pcsc_agent, served_cards):
 
 
 @pcsc
-@pytest.mark.xfail(strict=True, reason="issue 14: field-notes §3 says callers index the "
-                   "coverage keys of /api/smartcard/read directly (null handled, missing "
-                   "crashes); without a token the agent leaves them out")
 def test_compat_read_always_carries_the_coverage_keys(pcsc_agent, served_cards):
+    """Callers index the coverage keys directly (null handled, missing crashes): issue 14
+    keeps them in every answer, null without a token."""
     out = compat_read(pcsc_agent, served_cards["PLAIN"])
     missing = [k for k in COMPAT["_coverage_keys"] if k not in out]
     assert missing == []

@@ -94,11 +94,12 @@ def test_golden_confirm_save_passes_validation_unchanged():
     assert canonical(validate_confirm_save(CONFIRM, settings())) == canonical(CONFIRM)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: field-notes §3 says callers send hn/hcode "
-                   "as empty strings and phone numbers with dashes; the validator refuses them")
 @pytest.mark.parametrize("body", CONFIRM_CALLERS)
 def test_confirm_save_as_callers_send_it_is_accepted(body):
-    validate_confirm_save({k: v for k, v in body.items()}, settings())
+    # Issue 14: empty hn/hcode are absent (hcode defaults to ours), the phone is normalised.
+    out = validate_confirm_save({k: v for k, v in body.items()}, settings())
+    assert out["hcode"] == HCODE and "hn" not in out
+    assert out["mobile"].isdigit() and out["mobile"].startswith("0")
 
 
 # -- the client: what it sends ----------------------------------------------------------------
