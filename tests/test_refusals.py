@@ -158,3 +158,18 @@ def test_a_flood_of_invented_origins_is_listed_but_not_all_published():
         log.record("origin", f"https://x{n}.test", "origin_not_allowed", "/v1/card")
     assert len(published) == MAX_PUBLISHED_PER_MINUTE
     assert len(log.view()["recent"]) == 50 and log.counts["origin.origin_not_allowed"] == 50
+
+
+def test_tray_menu_shows_refused_sources_and_opens_the_status_page():
+    from unittest.mock import Mock
+
+    from tray.menu import MenuView, build_menu
+    state = TrayState()
+    state.apply({"type": "access.refused", "kind": "origin", "source": FOREIGN})
+    actions = Mock()
+    items = {i.key: i for i in build_menu(state, MenuView(lang="en"), actions)}
+    assert "1 page(s)" in items["status.refused"].text
+    action = items["status.refused"].action
+    assert action is not None
+    action()
+    actions.open_status_page.assert_called_once()

@@ -27,6 +27,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "state.error": {"en": "Card read failed", "th": "อ่านบัตรไม่สำเร็จ"},
     "claims.pending": {"en": "{n} claim(s) waiting to be sent",
                        "th": "รอส่งปิดสิทธิ {n} รายการ"},
+    "refused.count": {"en": "{n} page(s) or server(s) refused: see why",
+                      "th": "มีหน้าเว็บหรือเครื่องที่ถูกปฏิเสธ {n} รายการ: ดูสาเหตุ"},
     "claims.failed": {"en": "{n} claim(s) failed", "th": "ส่งปิดสิทธิไม่สำเร็จ {n} รายการ"},
     # menu
     "menu.readers": {"en": "Readers", "th": "เครื่องอ่านบัตร"},
