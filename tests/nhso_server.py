@@ -265,7 +265,7 @@ async def claim_detail(request: web.Request) -> web.StreamResponse:
         state.claim_counts[body["transactionId"]] += 1
         state.issued.append({"transactionId": body["transactionId"], "authenCode": code,
                              "seq": state.seq})
-        # field-notes §4: EP codes are endpoint confirmations, listed with sourceChannel ENDPOINT.
+        # docs/reference.md (Check Authen Status): EP codes are endpoint confirmations, listed with sourceChannel ENDPOINT.
         state.history.setdefault(body["pid"], []).append(_history_entry(
             code, body["serviceDateTime"], body["claimServiceCode"], body["hcode"],
             "ENDPOINT"))

@@ -3,7 +3,7 @@ the agent and compared with hand-written expectations (tests/known/*.json).
 
 Neither the images nor the expectations come from the agent's layout table or encoder, and
 the card answering the APDUs (tests/known/doc_card.py) is written from the framing table of
-shared/docs/thai-id-card.md. So a swapped offset, a wrong codec, a name split after cleaning
+docs/reference.md. So a swapped offset, a wrong codec, a name split after cleaning
 or a photo cut at the wrong marker fails here even though the agent agrees with itself.
 
 Three readers of the same bytes: the pure decoder in this process; the agent through the
@@ -121,7 +121,7 @@ def test_nhso_applet_and_laser_id_decoders():
     assert decode_laser_id(K.LASER_ANSWER) == EXPECTED["EDGE"]["laser_id"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: thai-id-card.md and field-notes §1 say "
+@pytest.mark.xfail(strict=True, reason="issue 12: docs/reference.md and the field (docs/reference.md) say "
                    "0x00E2/20 is the request number and 0x1619/14 the number under the photo; "
                    "the agent still serves 0x1619 as request_number")
 def test_request_number_is_the_documented_field():
@@ -130,7 +130,7 @@ def test_request_number_is_the_documented_field():
     assert out["request_number"]["raw"] == "10040123456/12345678"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: field-notes §1 says the 2 bytes at 0x0179 "
+@pytest.mark.xfail(strict=True, reason="issue 12: the field (docs/reference.md) says the 2 bytes at 0x0179 "
                    "hold the JPEG's length and reading only that many photo bytes saves reads; "
                    "the agent reads the whole 5118-byte field")
 @pytest.mark.parametrize("text_first", [False, True], ids=["one-span", "text-first"])
@@ -265,7 +265,7 @@ def completed_years(born: dt.date, today: dt.date) -> int:
 
 @pcsc
 def test_compat_read_is_the_documented_shape(pcsc_agent, served_cards):
-    """nhso-agent-api.md §1: the values hospital pages read, in the NHSO agent's formats."""
+    """docs/integration.md: the values hospital pages read, in the NHSO agent's formats."""
     for which, reader in served_cards.items():
         out = compat_read(pcsc_agent, reader)
         want = COMPAT[which]
@@ -289,7 +289,7 @@ def test_compat_read_is_the_documented_shape(pcsc_agent, served_cards):
 
 @pcsc
 def test_compat_card_only_and_terminals(pcsc_agent, served_cards):
-    """nhso-agent-api.md §1: read-card-only is the card's part alone, terminals lists
+    """docs/integration.md: read-card-only is the card's part alone, terminals lists
     ``{terminalName, isPresent}``."""
     for which, reader in served_cards.items():
         query = urllib.parse.urlencode({"readImageFlag": "false", "terminal": reader})
@@ -339,7 +339,7 @@ def test_peer_reads_the_plain_card_as_we_do(rig_slots, tmp_path):
     """pythaiidcard reads the PLAIN card fully; compare what it reads as the card holds it.
 
     Where the peer is known to lose data, the comparison says so instead of skipping it:
-    it replaces '#' with spaces before splitting names and addresses (thai-id-card.md: "one
+    it replaces '#' with spaces before splitting names and addresses (docs/reference.md: "one
     peer ... put the whole name into the prefix"), and reads 20 x 255 photo bytes without
     cutting at the end marker.
     """

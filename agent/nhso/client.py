@@ -133,7 +133,7 @@ class NhsoClient:
             connect_timeout = isinstance(exc, getattr(aiohttp, "ConnectionTimeoutError", ()))
             raise unavailable(f"{what}: {type(exc).__name__}",
                               in_doubt=sent or not connect_timeout) from None
-        # NHSO replies may start with a UTF-8 BOM (field-notes §4); json.loads refuses it, and
+        # NHSO replies may start with a UTF-8 BOM (docs/reference.md); json.loads refuses it, and
         # a success read as text would be taken for a refusal of a claim NHSO recorded.
         text = text.removeprefix("\ufeff")
         try:
