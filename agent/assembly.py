@@ -24,15 +24,17 @@ from aiohttp import web
 
 from . import __version__
 from .api.app import new_web_app, setup_web
-from .api.keys import CARD_SERVICE, CONFIG, COVERAGE, EVENTS, CoverageLookup
+from .api.keys import ALLOW_ORIGIN, CARD_SERVICE, CONFIG, COVERAGE, EVENTS, CoverageLookup
 from .api.server import HOST, bind_socket
 from .config import Config
 from .core import CardService, ReaderBackend, open_backend
 from .events import Event, EventBus
+from .lan.listener import LanListener, lan_from_settings, mount_lan
 from .nhso.routes import mount_nhso, resolve_settings
 from .nhso.service import NhsoService
 from .nhso.settings import NhsoSettings
 from .nhso.token import TokenStore
+from .usecases import allow_origin
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,14 @@ FROM_SETTINGS_FILES = NhsoParts()
 
 def build_app(config: Config | None = None, *, backend: ReaderBackend | None = None,
               nhso: NhsoParts | None = FROM_SETTINGS_FILES,
-              coverage: CoverageLookup | None = None) -> web.Application:
+              coverage: CoverageLookup | None = None,
+              lan: LanListener | None = None) -> web.Application:
     """The agent's application, not yet started (the caller binds it or tests it).
 
     ``backend``: a reader backend (default: the one ``config.backend`` names). ``nhso``:
     None leaves the NHSO room out (card-only tests). ``coverage``: a lookup to use instead
-    of the NHSO service's (tests of the compat shape).
+    of the NHSO service's (tests of the compat shape). ``lan``: the LAN listener (default:
+    from its settings; off unless an admin enabled it), started and stopped with the app.
     """
     config = config or Config()
     events = EventBus()
@@ -81,6 +85,8 @@ def build_app(config: Config | None = None, *, backend: ReaderBackend | None = N
         events.add_listener(forget_coverage)
     if coverage is not None:
         app[COVERAGE] = coverage
+    mount_lan(app, lan if lan is not None else lan_from_settings())
+    app[ALLOW_ORIGIN] = lambda origin: allow_origin(origin, config)
     return app
 
 

@@ -22,6 +22,7 @@ from . import __version__
 from .config import BACKENDS
 from .core import list_readers, open_backend, read_once
 from .errors import AgentError
+from .lan.cli import add_lan_commands
 from .nhso.cli import add_token_commands
 from .server_cli import add_commands as add_server_commands
 
@@ -74,7 +75,7 @@ def build_parser(extra: Iterable[CommandRegistrar] | None = None) -> argparse.Ar
     _backend_args(p)
     p.set_defaults(func=cmd_readers)
 
-    registrars = [add_server_commands, add_token_commands,
+    registrars = [add_server_commands, add_token_commands, add_lan_commands,
                   *(installed_commands() if extra is None else extra)]
     for register in registrars:
         register(sub)

@@ -38,6 +38,9 @@ DEFAULT_PORT = 8189
 # The NHSO "New Authen Code" page: the one page every hospital uses with the agent.
 NHSO_AUTHEN_ORIGIN = "https://authenservice.nhso.go.th"
 DEFAULT_ALLOWED_ORIGINS = (NHSO_AUTHEN_ORIGIN,)
+# Origins of local apps (file:// pages, Electron, sandboxed frames): never allowed by
+# default, only when an admin lists them exactly.
+LOCAL_APP_ORIGINS = ("null", "file://")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -80,6 +83,10 @@ class Config:
 def normalize_origin(value: str) -> str:
     """``scheme://host[:port]`` exactly as a browser sends it in ``Origin``; else ConfigInvalid."""
     text = str(value).strip()
+    if text in LOCAL_APP_ORIGINS:
+        # Local Electron / file:// pages send these; only an explicit entry lets them in
+        # (docs/admin.md: any sandboxed frame of any site sends "null" too).
+        return text
     if "*" in text:
         raise ConfigInvalid(f"origin {text!r}: wildcards are not allowed, list each origin")
     try:

@@ -64,6 +64,11 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
                   "and it did not succeed.",
                   "บริการของ สปสช. ที่ใช้ในฟังก์ชันนี้ยังไม่มีเอกสารเผยแพร่ (ยังไม่ได้ยืนยัน) "
                   "และเรียกใช้ไม่สำเร็จ"),
+        ErrorInfo("compat_unsupported", 400, 2,
+                  "Thai Card Agent does not offer this function of the old NHSO agent: what it "
+                  "does is not public. Do not retry; ask the HIS vendor to use confirm-save.",
+                  "โปรแกรมนี้ไม่รองรับคำสั่งนี้ของโปรแกรม สปสช. เดิม เนื่องจากไม่มีข้อมูลเผยแพร่ว่าทำงานอย่างไร "
+                  "ไม่ต้องลองใหม่ กรุณาแจ้งผู้พัฒนาระบบ HIS ให้ใช้ confirm-save"),
         ErrorInfo("claim_not_found", 404, 2, "No claim with that id.",
                   "ไม่พบรายการปิดสิทธิตามรหัสที่ระบุ"),
         ErrorInfo("claim_conflict", 409, 2,
@@ -96,6 +101,18 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
                   "หน้าเว็บนี้ไม่ได้รับอนุญาตให้ใช้โปรแกรมอ่านบัตร"),
         ErrorInfo("photo_unavailable", 404, 7, "The card's photo could not be read.",
                   "อ่านรูปถ่ายจากบัตรไม่ได้"),
+        ErrorInfo("lan_client_not_allowed", 403, 2,
+                  "This computer is not on the agent's list of HIS servers (lan-listener "
+                  "clients).",
+                  "เครื่องนี้ไม่อยู่ในรายชื่อเซิร์ฟเวอร์ HIS ที่อนุญาตให้อ่านบัตรผ่านเครือข่าย"),
+        ErrorInfo("lan_key_invalid", 401, 2,
+                  "The X-Thaicard-Key header is missing or wrong.",
+                  "ไม่มีรหัสสำหรับเชื่อมต่อ (X-Thaicard-Key) หรือรหัสไม่ถูกต้อง"),
+        ErrorInfo("rate_limited", 429, 2, "Too many requests; wait a moment and try again.",
+                  "มีคำขอมากเกินไป กรุณารอสักครู่แล้วลองใหม่"),
+        ErrorInfo("setting_locked", 403, 16,
+                  "The admin policy fixes this setting; ask IT to change the policy.",
+                  "การตั้งค่านี้ถูกกำหนดโดยนโยบายของผู้ดูแลระบบ กรุณาแจ้งฝ่ายไอทีให้แก้ไขนโยบาย"),
         ErrorInfo("port_in_use", 500, 15,
                   "The agent's port is already in use: another card agent is probably running.",
                   "พอร์ตของโปรแกรมถูกใช้งานอยู่ อาจมีโปรแกรมอ่านบัตรอีกตัวทำงานอยู่แล้ว"),
@@ -255,6 +272,14 @@ class NhsoUnavailable(AgentError):
 
 class NhsoRejected(AgentError):
     code = "nhso_rejected"
+
+
+class SettingLocked(AgentError):
+    code = "setting_locked"
+
+
+class CompatUnsupported(AgentError):
+    code = "compat_unsupported"
 
 
 class NhsoUnverified(AgentError):

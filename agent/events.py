@@ -28,7 +28,7 @@ QUEUE_LIMIT = 256
 @dataclass(frozen=True)
 class EventInfo:
     type: str
-    source: str                  # who publishes it: core, nhso, or the WebSocket (control)
+    source: str                  # who publishes it: core, nhso, api (the guard), or the WebSocket
     payload: tuple[str, ...]     # keys beside the envelope's v/type/seq/time/reader
     description: str
 
@@ -55,6 +55,10 @@ _EVENTS = (
               "NHSO refused the claim; it is not sent again unless retried."),
     EventInfo("claim.due", "nhso", ("id", "transactionId", "status", "serviceDate", "error"),
               "A claim of the day is still unsent after the due time."),
+    EventInfo("access.refused", "api", ("kind", "source", "reason", "count", "first", "last",
+                                        "path"),
+              "The first refused request from an origin (kind origin) or a LAN peer (kind "
+              "lan): why a page or HIS says it cannot reach the agent. Once per source."),
     EventInfo("snapshot", "ws", ("agent", "backend", "pcsc", "readers", "filters"),
               "Every reader (and its card) on connect or on request."),
     EventInfo("heartbeat", "ws", (), "Nothing happened for heartbeatInterval seconds."),

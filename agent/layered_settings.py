@@ -31,7 +31,7 @@ USER_SOURCES = ("user", "env", "cli")       # what a policy overrides with a war
 
 # Prefixes of the kinds of settings that share the admin policy source with the agent
 # config (whose own keys have no prefix).
-POLICY_PREFIXES = ("nhso",)
+POLICY_PREFIXES = ("nhso", "lanlistener")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .atomic_file import SHARED, write_atomic
-from .config import ConfigInvalid, load_config, read_json_file, user_config_path
+from .config import Config, ConfigInvalid, load_config, read_json_file, user_config_path
+from .errors import SettingLocked
 from .nhso.settings import NhsoSettings, SettingsError, load_settings, save_user_settings
 from .nhso.token import TokenStore, backend_name, mask
 
@@ -80,6 +81,24 @@ def update_nhso_settings(changes: Mapping[str, Any]) -> NhsoSettings:
     if changes:
         settings = save_user_settings(settings, dict(changes))
     return settings
+
+
+def allow_origin(origin: str, config: Config, *, path: Path | None = None) -> Path:
+    """Add ``origin`` to the user's ``allowedOrigins`` (the status page's "allow" button).
+
+    When the user's file has no list yet, the effective one (defaults, site file) is copied
+    with the new origin added, so allowing one page never drops the NHSO page.
+    """
+    if "allowed_origins" in config.policy_keys:
+        raise SettingLocked("allowedOrigins is set by the admin policy")
+    target = path or user_config_path(os.environ)
+    current = read_json_file(target).get("allowedOrigins")
+    if isinstance(current, str):
+        current = [current]
+    base = list(current) if isinstance(current, list) else list(config.allowed_origins)
+    update_agent_settings({"allowedOrigins": list(dict.fromkeys([*base, origin]))},
+                          path=target)
+    return target
 
 
 def update_agent_settings(changes: Mapping[str, Any], *, path: Path | None = None,

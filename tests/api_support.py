@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from agent.api.keys import CARD_SERVICE
-from agent.assembly import FROM_SETTINGS_FILES, build_app
+from agent.assembly import FROM_SETTINGS_FILES, NhsoParts, build_app
 from agent.config import Config
 from agent.core import CardService
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
@@ -89,13 +89,15 @@ class Agent:
 async def start_agent(aiohttp_client: Any, *, readers: tuple[str, ...] = (DEMO_READER,),
                       apdu_delay: float = 0.0, insert: bool = True,
                       coverage: Any = None, extensions: bool = False,
+                      nhso: NhsoParts | None = None, lan: Any = None,
                       **config: Any) -> Agent:
     backend = DemoBackend(readers, apdu_delay=apdu_delay, insert_demo_card=insert)
     config.setdefault("backend", "demo")
     config.setdefault("allowed_origins", (ALLOWED,))
-    # ``extensions``: the NHSO room too (settings from the files the test points at).
-    app = build_app(Config(**config), backend=backend,
-                    nhso=FROM_SETTINGS_FILES if extensions else None, coverage=coverage)
+    # ``extensions``: the NHSO room too (settings from the files the test points at);
+    # ``nhso``: the NHSO room from these settings and keyring.
+    parts = nhso if nhso is not None else FROM_SETTINGS_FILES if extensions else None
+    app = build_app(Config(**config), backend=backend, nhso=parts, coverage=coverage, lan=lan)
     client = await aiohttp_client(app)
     return Agent(client, app, backend)
 

@@ -24,6 +24,7 @@ Control API (tests only), JSON:
                             subject to faults: the refusal always reaches the agent)
     POST /_control/tokens   {"<token>": "<hcode>" or null to revoke, ...}
     POST /_control/people   {"<pid>": {"funds": [...], "firstName": ..., ...}}
+    POST /_control/history  {"<pid>": [service history entries of earlier days]}
     POST /_control/latency  {"seconds": 0.05}   added to every answer
     POST /_control/reset
     GET  /_control/state    counters, issued codes, faults applied, requests in flight
@@ -56,6 +57,8 @@ SERVICE_NAMES = {
     "PG0140001": "Homeward",
     "PG0180001": "บริการตรวจสุขภาพที่จำเป็นตามกลุ่มวัย (เฉพาะเขต กทม)",
 }
+AUTHEN_PER_DAY = 2
+AUTHEN_LIMIT_MESSAGE = "ขอ Authen Code ได้ไม่เกิน 2 ครั้งต่อคนต่อวัน"
 MODES = ("error", "drop", "drop_after", "slow", "late")
 ENDPOINTS = ("claim", "status", "rights", "authen")
 
@@ -98,6 +101,8 @@ class State:
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
     log: list[list[Any]] = field(default_factory=list)   # [time, endpoint, mode, key]
+    authen_counts: collections.Counter[tuple[str, str]] = field(
+        default_factory=collections.Counter)
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     inflight: int = 0
     seq: int = 0
@@ -260,7 +265,7 @@ async def claim_detail(request: web.Request) -> web.StreamResponse:
         state.claim_counts[body["transactionId"]] += 1
         state.issued.append({"transactionId": body["transactionId"], "authenCode": code,
                              "seq": state.seq})
-        # field-notes §4: EP codes are endpoint confirmations, listed with sourceChannel ENDPOINT.
+        # docs/reference.md (Check Authen Status): EP codes are endpoint confirmations, listed with sourceChannel ENDPOINT.
         state.history.setdefault(body["pid"], []).append(_history_entry(
             code, body["serviceDateTime"], body["claimServiceCode"], body["hcode"],
             "ENDPOINT"))
@@ -292,6 +297,11 @@ async def authen_code(request: web.Request) -> web.StreamResponse:
             errors.append({"field": "sourceId", "message": "must not be empty"})
         if errors:
             return nhso_error(400, message="Bad Request", errors=errors)
+        # In the field, NHSO refuses a third authen request for a person on one day.
+        today = dt.datetime.now(BANGKOK).date().isoformat()
+        state.authen_counts[(body["pid"], today)] += 1
+        if state.authen_counts[(body["pid"], today)] > AUTHEN_PER_DAY:
+            return nhso_error(400, message=AUTHEN_LIMIT_MESSAGE)
         code = "PP" + f"{state.rng.randrange(10**10):010d}"
         now_ms = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
         state.history.setdefault(body["pid"], []).append(_history_entry(
@@ -404,6 +414,15 @@ async def control_people(request: web.Request) -> web.Response:
     return web.json_response({"people": len(request.app[STATE].people)})
 
 
+async def control_history(request: web.Request) -> web.Response:
+    """Earlier service entries (e.g. a code of a previous day) per pid, as Check Authen
+    Status lists them: ``{"<pid>": [{"claimCode", "serviceDateTime", "service",
+    "hospital", "sourceChannel"}]}``."""
+    for pid, entries in (await request.json()).items():
+        request.app[STATE].history.setdefault(pid, []).extend(entries)
+    return web.json_response({"people": len(request.app[STATE].history)})
+
+
 async def control_latency(request: web.Request) -> web.Response:
     request.app[STATE].latency = float((await request.json()).get("seconds", 0.0))
     return web.json_response({"latency": request.app[STATE].latency})
@@ -434,6 +453,7 @@ def make_app(tokens: dict[str, str] | None = None) -> web.Application:
     app.router.add_post("/_control/reject", control_reject)
     app.router.add_post("/_control/tokens", control_tokens)
     app.router.add_post("/_control/people", control_people)
+    app.router.add_post("/_control/history", control_history)
     app.router.add_post("/_control/latency", control_latency)
     app.router.add_post("/_control/reset", control_reset)
     app.router.add_get("/_control/state", control_state)

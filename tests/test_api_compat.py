@@ -53,10 +53,13 @@ async def test_read_shape(aiohttp_client):
     assert LOCAL_STAMP.match(body["transDate"]) and LOCAL_STAMP.match(body["checkDate"])
     uuid.UUID(body["correlationId"])
     assert "image" not in body
-    # No NHSO service: card fields only, said in a documented way, no coverage invented.
-    assert body["coverageStatus"] == "unavailable"
-    for key in ("mainInscl", "subInscl", "hospMain", "paidModel", "claimTypes"):
-        assert key not in body
+    # No NHSO service: every coverage key callers index is there, null (claimTypes an
+    # empty list), and coverageStatus says why; nothing invented.
+    assert body["coverageStatus"] == "nhso_off"
+    for key in ("mainInscl", "subInscl", "hospMain", "hospSub", "hospMainOp", "paidModel",
+                "startDateTime", "expireDateTime"):
+        assert body[key] is None
+    assert body["claimTypes"] == []
 
 
 async def test_read_image_and_new_correlation_id_each_time(aiohttp_client):
@@ -164,7 +167,8 @@ async def test_coverage_without_token_is_not_asked(aiohttp_client):
     resp = await agent.client.get("/api/smartcard/read")
     body = await resp.json()
     assert resp.headers["X-Coverage"] == "unavailable"
-    assert body["coverageStatus"] == "unavailable" and "mainInscl" not in body
+    assert body["coverageStatus"] == "no_token" and body["mainInscl"] is None
+    assert body["claimTypes"] == []
     assert fake.asked == []
 
 

@@ -47,7 +47,10 @@ async def check(agent, doc, method: str, template: str, url: str, status: int,
 
 
 @pytest.fixture
-async def doc_and_agent(aiohttp_client):
+async def doc_and_agent(aiohttp_client, tmp_path, monkeypatch):
+    # The user's config file of this test (POST /v1/allowed-origins writes it).
+    monkeypatch.setenv("THAICARD_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("THAICARD_CONFIG", raising=False)
     agent = await start_agent(aiohttp_client)
     await agent.ready()
     doc = await agent.get_json("/v1/openapi.json")
@@ -82,6 +85,7 @@ async def test_success_responses_match_the_schemas(doc_and_agent):
         ("/api/smartcard/read", "/api/smartcard/read?readImageFlag=true"),
         ("/api/smartcard/read-card-only", "/api/smartcard/read-card-only?readImageFlag=false"),
         ("/api/preference", "/api/preference"), ("/api/api/preference", "/api/api/preference"),
+        ("/api/smartcard/probe/{pid}", "/api/smartcard/probe/1999900000005"),
         ("/v1/status", "/v1/status"), ("/v1/readers", "/v1/readers"),
         ("/v1/card", "/v1/card?photo=1"),
         ("/v1/readers/{name}/card", f"/v1/readers/{READER}/card"),
@@ -90,6 +94,8 @@ async def test_success_responses_match_the_schemas(doc_and_agent):
     ]:
         await check(agent, doc, "GET", template, url, 200, checked)
     await check(agent, doc, "DELETE", "/v1/demo/card", "/v1/demo/card", 202, checked)
+    await check(agent, doc, "POST", "/v1/allowed-origins", "/v1/allowed-origins", 200, checked,
+                json={"origin": "https://his2.example.test"})
     await check(agent, doc, "POST", "/v1/demo/card", "/v1/demo/card", 202, checked,
                 json={"variant": 1})
     # Every documented success answer was seen for real (the WebSocket's 101 below).
@@ -118,6 +124,8 @@ async def test_error_responses_match_the_schemas(aiohttp_client):
     await check(agent, doc, "POST", "/v1/demo/card", "/v1/demo/card", 413, checked,
                 data="[" + " " * 70_000 + "]", headers={"Content-Type": "application/json"})
     await check(agent, doc, "GET", "/static/{file}", "/static/nope.js", 404, checked)
+    await check(agent, doc, "GET", "/api/smartcard/probe/{pid}",
+                "/api/smartcard/probe/1999900000006", 400, checked)
     await check(agent, doc, "GET", "/v1/events", "/v1/events", 400, checked)
 
     empty = await start_agent(aiohttp_client, readers=())
@@ -184,10 +192,14 @@ async def test_nhso_routes_answer_as_documented(full_agent):
                 f"/api/nhso-service/latest-5-authen-code-all-hospital/{pid}", 500, checked)
     await check(agent, doc, "POST", "/api/nhso-service/confirm-save",
                 "/api/nhso-service/confirm-save", 400, checked, json={})
+    await check(agent, doc, "POST", "/api/nhso-service/save-as-draft",
+                "/api/nhso-service/save-as-draft", 400, checked, json={})
     # Without a token the card read still answers, and says coverage is unavailable.
     body = await check(agent, doc, "GET", "/api/smartcard/read", "/api/smartcard/read", 200,
                        checked)
-    assert body["coverageStatus"] == "unavailable"
+    # (no keyring in this test: the agent says so instead of guessing)
+    assert body["coverageStatus"] in ("no_token", "keyring_unavailable")
+    assert body["mainInscl"] is None and body["claimTypes"] == []
 
 
 async def test_card_removal_forgets_cached_coverage(full_agent):

@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 
 from agent.card.decode import decode_address, decode_name, decode_text
-from agent.card.values import (Address, CardDate, Gender, Name, citizen_id_check_digit,
-                               citizen_id_valid, format_photo_number, request_number_well_formed, mask_citizen_id)
+from agent.card.values import (
+    Address,
+    CardDate,
+    Gender,
+    Name,
+    citizen_id_check_digit,
+    citizen_id_valid,
+    format_photo_number,
+    mask_citizen_id,
+    request_number_well_formed,
+)
 
 
 @pytest.mark.parametrize("raw, precision, iso, year, month, day", [

@@ -3,7 +3,7 @@ the agent and compared with hand-written expectations (tests/known/*.json).
 
 Neither the images nor the expectations come from the agent's layout table or encoder, and
 the card answering the APDUs (tests/known/doc_card.py) is written from the framing table of
-shared/docs/thai-id-card.md. So a swapped offset, a wrong codec, a name split after cleaning
+docs/reference.md. So a swapped offset, a wrong codec, a name split after cleaning
 or a photo cut at the wrong marker fails here even though the agent agrees with itself.
 
 Three readers of the same bytes: the pure decoder in this process; the agent through the
@@ -122,8 +122,8 @@ def test_nhso_applet_and_laser_id_decoders():
 
 
 def test_request_number_is_the_documented_field():
-    """thai-id-card.md and field-notes §1: 0x00E2/20 is the request number, 0x1619/14 the
-    number printed under the photo."""
+    """docs/reference.md: 0x00E2/20 is the request number, 0x1619/14 the number printed
+    under the photo."""
     card = doc_card("EDGE")
     out = read_card(card.process, card.atr).to_json()
     assert out["request_number"]["raw"] == "10040123456/12345678"
@@ -262,7 +262,7 @@ def completed_years(born: dt.date, today: dt.date) -> int:
 
 @pcsc
 def test_compat_read_is_the_documented_shape(pcsc_agent, served_cards):
-    """nhso-agent-api.md §1: the values hospital pages read, in the NHSO agent's formats."""
+    """docs/integration.md: the values hospital pages read, in the NHSO agent's formats."""
     for which, reader in served_cards.items():
         out = compat_read(pcsc_agent, reader)
         want = COMPAT[which]
@@ -286,7 +286,7 @@ def test_compat_read_is_the_documented_shape(pcsc_agent, served_cards):
 
 @pcsc
 def test_compat_card_only_and_terminals(pcsc_agent, served_cards):
-    """nhso-agent-api.md §1: read-card-only is the card's part alone, terminals lists
+    """docs/integration.md: read-card-only is the card's part alone, terminals lists
     ``{terminalName, isPresent}``."""
     for which, reader in served_cards.items():
         query = urllib.parse.urlencode({"readImageFlag": "false", "terminal": reader})
@@ -303,10 +303,9 @@ def test_compat_card_only_and_terminals(pcsc_agent, served_cards):
 
 
 @pcsc
-@pytest.mark.xfail(strict=True, reason="issue 14: field-notes §3 says callers index the "
-                   "coverage keys of /api/smartcard/read directly (null handled, missing "
-                   "crashes); without a token the agent leaves them out")
 def test_compat_read_always_carries_the_coverage_keys(pcsc_agent, served_cards):
+    """Callers index the coverage keys directly (null handled, missing crashes): issue 14
+    keeps them in every answer, null without a token."""
     out = compat_read(pcsc_agent, served_cards["PLAIN"])
     missing = [k for k in COMPAT["_coverage_keys"] if k not in out]
     assert missing == []
@@ -337,7 +336,7 @@ def test_peer_reads_the_plain_card_as_we_do(rig_slots, tmp_path):
     """pythaiidcard reads the PLAIN card fully; compare what it reads as the card holds it.
 
     Where the peer is known to lose data, the comparison says so instead of skipping it:
-    it replaces '#' with spaces before splitting names and addresses (thai-id-card.md: "one
+    it replaces '#' with spaces before splitting names and addresses (docs/reference.md: "one
     peer ... put the whole name into the prefix"), and reads 20 x 255 photo bytes without
     cutting at the end marker.
     """

@@ -1,5 +1,5 @@
 """Known answers for NHSO: golden request and reply bodies (tests/known/nhso/) written by hand
-from shared/docs/nhso-agent-api.md §2 and field-notes §4.
+from docs/reference.md ("NHSO's services") and NHSO in the field (docs/reference.md).
 
 The agent's client, validators and claim matching were so far tested against our own
 contract server (tests/nhso_server.py), which our own hands wrote to agree with them. Here
@@ -94,11 +94,12 @@ def test_golden_confirm_save_passes_validation_unchanged():
     assert canonical(validate_confirm_save(CONFIRM, settings())) == canonical(CONFIRM)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: field-notes §3 says callers send hn/hcode "
-                   "as empty strings and phone numbers with dashes; the validator refuses them")
 @pytest.mark.parametrize("body", CONFIRM_CALLERS)
 def test_confirm_save_as_callers_send_it_is_accepted(body):
-    validate_confirm_save({k: v for k, v in body.items()}, settings())
+    # Issue 14: empty hn/hcode are absent (hcode defaults to ours), the phone is normalised.
+    out = validate_confirm_save({k: v for k, v in body.items()}, settings())
+    assert out["hcode"] == HCODE and "hn" not in out
+    assert out["mobile"].isdigit() and out["mobile"].startswith("0")
 
 
 # -- the client: what it sends ----------------------------------------------------------------
@@ -239,7 +240,7 @@ def test_coverage_fields_of_the_golden_rights():
 
 
 def test_nhso_message_reads_every_documented_error_key():
-    """nhso-agent-api.md §2: a failure is one of error, message, dataError, errors[]."""
+    """docs/reference.md: a failure is one of error, message, dataError, errors[]."""
     assert "Invalid token." in nhso_message(golden("claim.reply.invalid-token.json"))
     assert "Invalid token." in nhso_message(golden("claim.reply.invalid-token.errors.json"))
     assert "ข้อมูลไม่ผ่านการตรวจสอบ" in nhso_message(golden("claim.reply.data-error.json"))
@@ -262,7 +263,7 @@ async def test_the_golden_claim_is_found_in_check_authen_status(aiohttp_server, 
     assert match_history(claim_like(REQUEST), status, {want}) == "EP0022222222"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: field-notes §4 says Check Authen Status has "
+@pytest.mark.xfail(strict=True, reason="issue 15: NHSO in the field (docs/reference.md) says Check Authen Status has "
                    "two reply formats; only the documented one (serviceHistories) is read, so an "
                    "in-doubt claim answered in format 2 would be sent again")
 def test_the_golden_claim_is_found_in_format_2():
@@ -304,7 +305,7 @@ async def test_contract_server_accepts_the_golden_claim_in_the_golden_shape(nhso
     [entry] = status["serviceHistories"]
     assert keys_tree(entry) == keys_tree(want["serviceHistories"][0])
     assert entry["claimCode"] == answer["authenCode"]
-    # field-notes §4: EP codes are endpoint confirmations, sourceChannel ENDPOINT.
+    # NHSO in the field (docs/reference.md): EP codes are endpoint confirmations, sourceChannel ENDPOINT.
     assert entry["sourceChannel"] == "ENDPOINT"
     assert entry["serviceDateTime"] == "2025-11-07T09:30:00"      # Bangkok wall time
     assert match_history(claim_like(REQUEST), status, set()) == answer["authenCode"]

@@ -372,11 +372,13 @@ async def test_authen_status_and_compat_latest_codes(make_agent, nhso):
         assert [i["claimCode"] for i in await resp.json()] == [view["authenCode"]]
     other = patient_pid(91)
     resp = await client.get(f"/api/nhso-service/latest-authen-code/{other}")
-    assert resp.status == 200 and "claimCode" not in await resp.json()
+    none = await resp.json()
+    assert resp.status == 200 and none["claimCode"] is None and none["claimType"] is None
     resp = await client.get("/api/nhso-service/latest-authen-code/1234567890123")
     body = await resp.json()
     assert resp.status == 400 and body["status"] == 400 and body["path"].endswith("1234567890123")
-    assert "check digit" in body["errors"][0]["defaultMessage"]
+    assert "check digit" in body["errors"][0]["defaultMessageEn"]
+    assert "หลักตรวจสอบ" in body["errors"][0]["defaultMessage"]     # Thai for staff
     resp = await client.get("/v1/nhso/authen-status", params={"pid": pid, "date": "2025-13-01"})
     assert resp.status == 400 and (await resp.json())["errors"][0]["field"] == "date"
 
@@ -411,8 +413,9 @@ async def test_compat_confirm_save_upstream_failure_says_unverified(make_agent, 
         "pid": patient_pid(101), "claimType": "PG0060001", "mobile": "",
         "correlationId": "abc-1"})
     body = await resp.json()
-    assert resp.status == 500 and "nhso_unverified" in body["message"]
+    assert resp.status == 500 and body["code"] == "nhso_unverified"
     assert "unverified" in body["message"] and "claimCode" not in body
+    assert "ยังไม่ได้ยืนยัน" in body["errors"][0]["defaultMessage"]
 
 
 async def test_status_route_never_shows_the_token(make_agent):

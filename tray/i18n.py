@@ -27,6 +27,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "state.error": {"en": "Card read failed", "th": "อ่านบัตรไม่สำเร็จ"},
     "claims.pending": {"en": "{n} claim(s) waiting to be sent",
                        "th": "รอส่งปิดสิทธิ {n} รายการ"},
+    "refused.count": {"en": "{n} page(s) or server(s) refused: see why",
+                      "th": "มีหน้าเว็บหรือเครื่องที่ถูกปฏิเสธ {n} รายการ: ดูสาเหตุ"},
     "claims.failed": {"en": "{n} claim(s) failed", "th": "ส่งปิดสิทธิไม่สำเร็จ {n} รายการ"},
     # menu
     "menu.readers": {"en": "Readers", "th": "เครื่องอ่านบัตร"},
@@ -61,6 +63,15 @@ TEXTS: dict[str, dict[str, str]] = {
     "notify.card_read": {"en": "Card read on {reader}", "th": "อ่านบัตรแล้วที่ {reader}"},
     "notify.claim_failed": {"en": "A claim could not be sent to NHSO: {code}",
                             "th": "ส่งปิดสิทธิไปยัง สปสช. ไม่สำเร็จ: {code}"},
+    "notify.page_refused": {
+        "en": "A page from {source} tried to read the card and was refused (not allowed). "
+              "See the status page to allow it.",
+        "th": "หน้าเว็บจาก {source} พยายามอ่านบัตรแต่ไม่ได้รับอนุญาต "
+              "ดูรายละเอียดและอนุญาตได้ที่หน้าสถานะของโปรแกรม"},
+    "notify.lan_refused": {
+        "en": "A computer at {source} tried to read the card over the network and was "
+              "refused. See the status page.",
+        "th": "เครื่อง {source} พยายามอ่านบัตรผ่านเครือข่ายแต่ถูกปฏิเสธ ดูรายละเอียดที่หน้าสถานะ"},
     "notify.pcsc_stopped": {"en": "The smart card service (PC/SC) stopped",
                             "th": "บริการสมาร์ทการ์ด (PC/SC) หยุดทำงาน"},
     "msg.already_running": {"en": "Thai Card Agent is already running: look for its icon "

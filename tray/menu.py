@@ -97,6 +97,11 @@ def build_menu(state: TrayState, view: MenuView, actions: Actions) -> tuple[Item
         key = "claims.failed" if state.claims_failed else "claims.pending"
         n = state.claims_failed or state.claims_pending
         items.append(Item("status.claims", text(key, lang, n=n), enabled=False))
+    if state.refused_sources:
+        # Refused pages / LAN servers: the status page lists them and can allow a page.
+        items.append(Item("status.refused", text("refused.count", lang,
+                                                 n=len(state.refused_sources)),
+                          actions.open_status_page))
 
     readers = tuple(Item(f"reader:{r.name}", _reader_text(r, lang), checked=r.present,
                          enabled=False) for r in state.readers.values())

@@ -72,6 +72,7 @@ class TrayState:
     readers: dict[str, ReaderView] = field(default_factory=dict)
     claims_pending: int = 0
     claims_failed: int = 0
+    refused_sources: set[str] = field(default_factory=set)   # notified once each
     last_card: CardSummary | None = None
     token_set: bool | None = None   # None: not known (no NHSO part in this agent)
 
@@ -224,6 +225,16 @@ class TrayState:
             return [Notice("notify.claim_failed", (("code", str(code or "nhso_rejected")),))]
         return []
 
+    def _refused(self, _reader: str | None, ev: dict[str, Any]) -> list[Notice]:
+        """A page (or LAN server) was refused: tell staff once per source, with the status
+        page as the place to see why and allow it. The agent sends one event per source."""
+        source = str(ev.get("source") or "?")[:120]
+        if source in self.refused_sources:
+            return []
+        self.refused_sources.add(source)
+        kind = "notify.lan_refused" if ev.get("kind") == "lan" else "notify.page_refused"
+        return [Notice(kind, (("source", source),))]
+
     def set_claims(self, pending: object, failed: object) -> None:
         if isinstance(pending, int) and pending >= 0:
             self.claims_pending = pending
@@ -251,6 +262,7 @@ _HANDLERS = {
     "claim.queued": TrayState._claim,
     "claim.sent": TrayState._claim,
     "claim.failed": TrayState._claim,
+    "access.refused": TrayState._refused,
 }
 
 

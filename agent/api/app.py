@@ -7,13 +7,16 @@ NHSO room) and calls ``setup_web``; nothing here builds readers or services.
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 from aiohttp import web
 
 from .compat import setup_compat
-from .keys import WEBSOCKETS
+from .keys import EVENTS, REFUSALS, WEBSOCKETS
 from .openapi import setup_openapi
+from .origins import setup_origins
 from .pages import setup_pages
+from .refusals import RefusalLog
 from .security import MAX_BODY, guard
 from .v1 import setup_v1
 from .ws import setup_ws
@@ -27,8 +30,16 @@ def new_web_app() -> web.Application:
 def setup_web(app: web.Application) -> None:
     """The routes: status page, NHSO-compatible API, /v1, the event WebSocket, OpenAPI."""
     app[WEBSOCKETS] = weakref.WeakSet()
+    events = app.get(EVENTS)
+
+    def publish(type_: str, payload: dict[str, Any]) -> None:
+        if events is not None:
+            events.publish(type_, None, **payload)
+
+    app[REFUSALS] = RefusalLog(publish)
     setup_pages(app)
     setup_compat(app)
     setup_v1(app)
+    setup_origins(app)
     setup_ws(app)
     setup_openapi(app)

@@ -1,9 +1,9 @@
 """The NHSO agent's local API, shape for shape: existing hospital pages work unchanged.
 
-What callers read, and what we add, is documented in docs/integration.md. Coverage fields
-come only from the NHSO lookup (``agent.nhso``) when a token is configured; without it the
-card fields are answered with ``coverageStatus: "unavailable"`` and the header
-``X-Coverage: unavailable``: coverage is never made up.
+What callers read, and what we add, is documented in docs/integration.md. Coverage values
+come only from the NHSO lookup (``agent.nhso``) when a token is configured. The coverage
+keys are always in the ``/read`` answer (callers index them): null when unknown, with the
+reason in ``coverageStatus``; coverage is never made up.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import base64
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +20,14 @@ from aiohttp import web
 
 from ..card import layout as L
 from ..card.session import CardRead
-from ..card.values import CardDate, CardText
-from ..errors import AgentError, PcscUnavailable
+from ..card.values import CardDate, CardText, citizen_id_valid
+from ..errors import AgentError, BadRequest, PcscUnavailable
 from .keys import CARD_SERVICE, CONFIG, COVERAGE
 from .query import query_flag
 from .responses import error_response, json_response
 
 log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Standard Thai title (prefix) codes that NHSO's pages expect in ``titleName``, with the
 # spellings found on cards. Prefixes outside this table are answered as the card's text.
@@ -153,25 +154,67 @@ async def token_configured(app: web.Application) -> bool:
         return False
 
 
-async def add_coverage(app: web.Application, out: dict[str, Any]) -> str:
-    """Merge the NHSO coverage fields into ``out``; returns the ``X-Coverage`` state.
+# The coverage keys callers index directly (``body["mainInscl"]``, ``claimTypes.map``): they
+# are in every /read answer, null (an empty list for claimTypes) when NHSO did not say.
+COVERAGE_KEYS: dict[str, Any] = {
+    "mainInscl": None, "subInscl": None, "hospMain": None, "hospSub": None,
+    "hospMainOp": None, "paidModel": None, "startDateTime": None, "expireDateTime": None,
+    "claimTypes": [],
+}
+# Why coverage is (not) there, in ``coverageStatus``. ``X-Coverage`` keeps its two values.
+COVERAGE_STATES = {
+    "ok": "NHSO answered; the keys hold its coverage",
+    "no_rights": "NHSO answered but lists no coverage for this person",
+    "no_token": "no NHSO token is set on this computer (a fresh install)",
+    "keyring_unavailable": "the keyring holding the token cannot be asked",
+    "nhso_off": "this agent runs without the NHSO functions",
+}
 
-    ``unavailable``: no NHSO service or no token, card fields only. ``ok``: fields merged.
+
+async def coverage_reason(app: web.Application) -> str | None:
+    """Why no lookup can be made (a ``COVERAGE_STATES`` key), or None when it can."""
+    lookup = app.get(COVERAGE)
+    if lookup is None:
+        return "nhso_off"
+    try:
+        configured = await lookup.token_configured()
+    except AgentError as exc:
+        log.warning("cannot tell whether an NHSO token is set: %s", exc.code)
+        return "keyring_unavailable"
+    if configured is None:
+        return "keyring_unavailable"
+    return None if configured else "no_token"
+
+
+async def coverage_of(app: web.Application, pid: str) -> tuple[dict[str, Any], str]:
+    """Every coverage key for ``pid`` and the ``coverageStatus``; nothing is made up.
+
     A failed lookup with a token configured raises (500, as the NHSO agent answers).
     """
+    out = {key: (list(value) if isinstance(value, list) else value)
+           for key, value in COVERAGE_KEYS.items()}
+    reason = await coverage_reason(app)
     lookup = app.get(COVERAGE)
-    if lookup is None or not await token_configured(app):
-        out["coverageStatus"] = "unavailable"
-        return "unavailable"
-    coverage = await lookup.coverage_for(out["pid"])
+    if reason is not None or lookup is None:
+        return out, reason or "nhso_off"
+    coverage = await lookup.coverage_for(pid)
     if not isinstance(coverage, dict):
-        out["coverageStatus"] = "unavailable"
-        return "unavailable"
-    for key, value in coverage.items():
-        if key not in out or key in ("checkDate",):
-            out[key] = value
-    out["coverageStatus"] = "ok"
-    return "ok"
+        return out, "no_token"           # the token went away between the two questions
+    for key in COVERAGE_KEYS:
+        if key in coverage and coverage[key] is not None:
+            out[key] = coverage[key]
+    if not isinstance(out["claimTypes"], list):
+        out["claimTypes"] = []
+    return out, ("ok" if out["mainInscl"] is not None else "no_rights")
+
+
+async def add_coverage(app: web.Application, out: dict[str, Any]) -> str:
+    """Merge the coverage keys into ``out``; returns the ``X-Coverage`` value (ok/unavailable)."""
+    fields, status = await coverage_of(app, out["pid"])
+    for key, value in fields.items():
+        out.setdefault(key, value)
+    out["coverageStatus"] = status
+    return "ok" if status in ("ok", "no_rights") else "unavailable"
 
 
 # -- handlers -----------------------------------------------------------------------------
@@ -191,11 +234,14 @@ async def terminals(request: web.Request) -> web.Response:
                           for name, present in request.app[CARD_SERVICE].terminals()])
 
 
-async def _read(request: web.Request, *, coverage: bool) -> web.Response:
+async def _read(request: web.Request, *, coverage: bool,
+                photo_allowed: bool = True) -> web.Response:
     service = request.app[CARD_SERVICE]
     terminal = request.query.get("terminal") or None
     try:
-        want_image = query_flag(request, "readImageFlag")
+        # ``photo_allowed``: False on the LAN listener unless the admin enabled the photo;
+        # the answer then has no ``image``, as with readImageFlag=false.
+        want_image = query_flag(request, "readImageFlag") and photo_allowed
         _slot, card = await service.get_card(terminal, photo=want_image)
         out = card_fields(card, image=want_image, now=dt.datetime.now().astimezone())
         headers = {}
@@ -212,6 +258,37 @@ async def read(request: web.Request) -> web.Response:
 
 async def read_card_only(request: web.Request) -> web.Response:
     return await _read(request, coverage=False)
+
+
+def card_routes(*, photo: bool) -> list[tuple[str, Handler]]:
+    """The compat card routes alone (GET path, handler): what the LAN listener serves."""
+    async def lan_read(request: web.Request) -> web.Response:
+        return await _read(request, coverage=True, photo_allowed=photo)
+
+    async def lan_read_card_only(request: web.Request) -> web.Response:
+        return await _read(request, coverage=False, photo_allowed=photo)
+
+    return [("/api/smartcard/terminals", terminals), ("/api/smartcard/read", lan_read),
+            ("/api/smartcard/read-card-only", lan_read_card_only)]
+
+
+async def probe(request: web.Request) -> web.Response:
+    """``/api/smartcard/probe/{pid}``: some pages call it; its upstream shape is not public.
+
+    Best public evidence: a coverage lookup by citizen id, without a card. So the answer is
+    the coverage part of ``/read`` for that pid (every key, null when unknown, and why in
+    ``coverageStatus``); never a 404, which made callers retry forever (unverified).
+    """
+    pid = request.match_info["pid"]
+    try:
+        if not (len(pid) == 13 and pid.isascii() and pid.isdigit() and citizen_id_valid(pid)):
+            raise BadRequest("pid must be a 13-digit citizen id with a valid check digit")
+        fields, status = await coverage_of(request.app, pid)
+    except AgentError as exc:
+        return error_response(exc, request, status=compat_status(exc))
+    now = dt.datetime.now().astimezone()
+    return json_response({"pid": pid, **fields, "coverageStatus": status,
+                          "checkDate": local_timestamp(now)})
 
 
 async def preference(request: web.Request) -> web.Response:
@@ -231,5 +308,6 @@ def setup_compat(app: web.Application) -> None:
     app.router.add_get("/api/smartcard/terminals", terminals)
     app.router.add_get("/api/smartcard/read", read)
     app.router.add_get("/api/smartcard/read-card-only", read_card_only)
+    app.router.add_get("/api/smartcard/probe/{pid}", probe)
     app.router.add_get("/api/preference", preference)
     app.router.add_get("/api/api/preference", preference)

@@ -7,6 +7,8 @@ only read them. The API knows the NHSO room only through ``CoverageLookup``.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -14,6 +16,7 @@ from aiohttp import web
 from ..config import Config
 from ..core import CardService
 from ..events import EventBus
+from .refusals import REFUSALS
 
 
 class CoverageLookup(Protocol):
@@ -37,6 +40,20 @@ WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
 OPENAPI_EXTRA = web.AppKey("openapi_extra", dict)
 # The NHSO coverage lookup when the NHSO room is mounted.
 COVERAGE = web.AppKey("coverage", CoverageLookup)
+# Refused requests (origins, LAN peers): counted, the first per source published
+# (``REFUSALS``, defined beside its type in refusals.py).
 
-__all__ = ["CARD_SERVICE", "CONFIG", "COVERAGE", "EVENTS", "OPENAPI_EXTRA", "WEBSOCKETS",
-           "CoverageLookup"]
+
+class LanStatus(Protocol):
+    """What /v1/status shows of the LAN listener (``agent.lan``), when there is one."""
+
+    def view(self) -> dict[str, Any]:
+        """Enabled, addresses listened on, problems; no key."""
+
+
+LAN_STATUS = web.AppKey("lan_status", LanStatus)
+# Writes an origin into the user's allowedOrigins (the assembly's use case); returns the file.
+ALLOW_ORIGIN: web.AppKey[Callable[[str], Path]] = web.AppKey("allow_origin")
+
+__all__ = ["ALLOW_ORIGIN", "CARD_SERVICE", "CONFIG", "COVERAGE", "EVENTS", "LAN_STATUS",
+           "OPENAPI_EXTRA", "REFUSALS", "WEBSOCKETS", "CoverageLookup", "LanStatus"]

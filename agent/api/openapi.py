@@ -117,6 +117,22 @@ def card_schema() -> dict[str, Any]:
     return obj(props, required)
 
 
+# The coverage keys of /api/smartcard/read: always present, null when unknown.
+COVERAGE_PROPS: dict[str, Any] = {
+    "coverageStatus": {"type": "string",
+                       "enum": ["ok", "no_rights", "no_token", "keyring_unavailable",
+                                "nhso_off"],
+                       "description": "Why the coverage keys hold what they hold: ok (NHSO "
+                                      "answered), no_rights (NHSO lists none), no_token "
+                                      "(fresh install), keyring_unavailable, nhso_off. "
+                                      "Values are never made up."},
+    "mainInscl": {**S_NULL, "description": "(CODE) name, from the NHSO lookup"},
+    "subInscl": S_NULL, "hospMain": OBJ_NULL, "hospSub": OBJ_NULL, "hospMainOp": OBJ_NULL,
+    "paidModel": S_NULL, "startDateTime": S_NULL, "expireDateTime": S_NULL,
+    "claimTypes": {"type": "array", "items": {"type": "object"},
+                   "description": "Always a list; empty when unknown"},
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": obj({
         "timestamp": S, "status": INT, "error": S,
@@ -146,15 +162,15 @@ SCHEMAS: dict[str, Any] = {
         "correlationId": {**S, "format": "uuid"},
         "image": {**S, "contentEncoding": "base64", "contentMediaType": "image/jpeg",
                   "description": "Only with readImageFlag=true and a readable photo"},
-        "coverageStatus": {"type": "string", "enum": ["ok", "unavailable"],
-                           "description": "/read only: unavailable = no NHSO token "
-                                          "configured, card fields only (never made up)"},
-        "mainInscl": {**S_NULL, "description": "(CODE) name, from the NHSO lookup"},
-        "subInscl": S_NULL, "hospMain": OBJ_NULL, "hospSub": OBJ_NULL, "hospMainOp": OBJ_NULL,
-        "paidModel": S_NULL, "startDateTime": S_NULL, "expireDateTime": S_NULL,
-        "claimTypes": {"type": "array", "items": {"type": "object"}},
+        **COVERAGE_PROPS,
     }, ["pid", "titleName", "titleNameText", "fname", "lname", "nation", "birthDate", "sex",
-        "age", "transDate", "checkDate", "correlationId"], extra=True),
+        "age", "transDate", "checkDate", "correlationId"], extra=True,
+        description="/read always has every coverage key and coverageStatus; "
+                    "/read-card-only has none of them"),
+    "CompatCoverage": obj({"pid": {**S, "pattern": "^[0-9]{13}$"}, **COVERAGE_PROPS,
+                           "checkDate": {**S, "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$"}},
+                          description="Coverage by citizen id (probe; upstream shape "
+                                      "unverified)"),
     "Preference": obj({
         "defaultTerminal": S,
         "token": {**S, "description": "'********' when an NHSO token is set, else empty: "
@@ -200,6 +216,15 @@ SCHEMAS: dict[str, Any] = {
                        "allowedOrigins": {"type": "array", "items": S}, "readPhoto": B,
                        "readTimeout": N, "logLevel": S,
                        "policyKeys": {"type": "array", "items": S}}),
+        "refusals": obj({
+            "counts": {"type": "object", "additionalProperties": INT,
+                       "description": "kind.reason -> refused requests since start"},
+            "recent": {"type": "array", "items": obj({
+                "kind": {"type": "string", "enum": ["origin", "lan"]}, "source": S,
+                "reason": S, "count": INT, "first": S, "last": S, "path": S})}},
+            description="Refused requests: why a page or HIS server cannot reach the agent"),
+        "lan": {"type": "object", "required": ["enabled"], "properties": {"enabled": B},
+                "description": "The opt-in LAN listener for HIS servers (docs/admin.md)"},
     }),
     "Readers": obj({"readers": {"type": "array", "items": ref("ReaderInfo")}}),
     "DemoInsert": obj({"reader": S, "variant": {"type": "integer", "minimum": 0,
@@ -275,10 +300,11 @@ APPLET_PARAMS = [
 ]
 TERMINAL = query_param("terminal", S, "Reader name; default: the configured default terminal, "
                                  "else the reader with a card, else the first")
-COMPAT_READ_ERRORS = (404, 418, 500)
-X_COVERAGE = {"X-Coverage": {"description": "ok, or unavailable (no NHSO token: card fields "
-                                            "only)", "schema": {"type": "string",
-                                                                "enum": ["ok", "unavailable"]}}}
+COMPAT_READ_ERRORS = (400, 404, 418, 500)   # 400: a readImageFlag neither true nor false
+X_COVERAGE = {"X-Coverage": {
+    "description": "ok (NHSO answered), or unavailable (no lookup made; coverageStatus "
+                   "says why)",
+    "schema": {"type": "string", "enum": ["ok", "unavailable"]}}}
 
 
 def base_paths() -> dict[str, Any]:
@@ -306,6 +332,13 @@ def base_paths() -> dict[str, Any]:
         "/api/smartcard/read-card-only": {"get": _op(
             "Read the card fields only", json_ok(ref("CompatCard")), tags=compat,
             params=[IMAGE_FLAG, TERMINAL], errors=COMPAT_READ_ERRORS)},
+        "/api/smartcard/probe/{pid}": {"get": _op(
+            "Coverage by citizen id, without a card (upstream meaning unverified)",
+            json_ok(ref("CompatCoverage")), tags=compat,
+            params=[{"name": "pid", "in": "path", "required": True,
+                     "schema": {**S, "pattern": "^[0-9]{13}$"}}], errors=(400, 500),
+            description="Every coverage key, null when unknown, coverageStatus says why. "
+                        "400 for a bad citizen id, 500 when NHSO fails (as /read).")},
         "/api/preference": {"get": _op(
             "Default terminal; whether an NHSO token is set (never the token)",
             json_ok(ref("Preference")), tags=compat)},
@@ -318,11 +351,11 @@ def base_paths() -> dict[str, Any]:
         "/v1/card": {"get": _op(
             "The card in the default reader (configured, else the one with a card)",
             json_ok(ref("CardResponse")), tags=v1, params=[PHOTO_PARAM, *APPLET_PARAMS],
-            errors=(404, 418, 500, 503, 504))},
+            errors=(400, 404, 418, 500, 503, 504))},
         "/v1/readers/{name}/card": {"get": _op(
             "Every card field, raw and parsed", json_ok(ref("CardResponse")), tags=v1,
             params=[READER_PARAM, PHOTO_PARAM, *APPLET_PARAMS],
-            errors=(404, 418, 500, 503, 504))},
+            errors=(400, 404, 418, 500, 503, 504))},
         "/v1/readers/{name}/photo": {"get": _op(
             "The card's photo", {"200": {"description": "JPEG",
                                          "content": {"image/jpeg": {"schema": {
@@ -337,6 +370,13 @@ def base_paths() -> dict[str, Any]:
                 params=[query_param("reader", S, "Reader name (default: as for /v1/card)")],
                 errors=(404,)),
         },
+        "/v1/allowed-origins": {"post": _op(
+            "Allow a refused page (the status page's button); from the agent's own page or "
+            "a local program only",
+            json_ok(obj({"origin": S, "allowed": {"const": True}, "savedTo": S})), tags=v1,
+            body=obj({"origin": {**S, "examples": ["https://his.hospital.go.th"]}}),
+            errors=(400, 413, 415), description="403 setting_locked when the admin policy "
+                                                "fixes allowedOrigins")},
         "/v1/events": {"get": _op(
             "Event stream (WebSocket)", {"101": {"description": "Switching to WebSocket; "
                                                                 "messages are EventEnvelope"}},

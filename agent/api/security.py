@@ -26,6 +26,7 @@ from aiohttp.web_urldispatcher import MatchInfoError
 
 from ..errors import AgentError
 from .keys import CONFIG
+from .refusals import allowed_now, note_refusal
 from .responses import error, error_response
 
 log = logging.getLogger(__name__)
@@ -143,9 +144,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
     origin = request.headers.get("Origin")
     if origin is not None:
-        if origin not in config.origins_for(port):
+        if origin not in config.origins_for(port) and not allowed_now(request, origin):
             log.warning("refused %s %s from origin %r", request.method, request.path,
                         origin[:200])
+            note_refusal(request, "origin", origin, "origin_not_allowed")
             return _finish(error_response(error("origin_not_allowed"), request))
     elif request.headers.get("Sec-Fetch-Site", "none") not in TRUSTED_FETCH_SITES:
         log.warning("refused a cross-site %s %s without Origin", request.method, request.path)

@@ -14,7 +14,7 @@ from .. import __version__
 from ..card.session import CardRead
 from ..core import DEMO_VARIANTS, ReaderView
 from .compat import token_configured
-from .keys import CARD_SERVICE, CONFIG, COVERAGE, EVENTS, WEBSOCKETS
+from .keys import CARD_SERVICE, CONFIG, COVERAGE, EVENTS, LAN_STATUS, REFUSALS, WEBSOCKETS
 from .query import query_flag
 from .responses import error, json_response
 from .security import read_json
@@ -44,6 +44,8 @@ async def status(request: web.Request) -> web.Response:
         "nhso": {"available": app.get(COVERAGE) is not None,
                  "tokenConfigured": await token_configured(app)},
         "config": app[CONFIG].public_view(),
+        "refusals": app[REFUSALS].view() if REFUSALS in app else {"counts": {}, "recent": []},
+        "lan": app[LAN_STATUS].view() if LAN_STATUS in app else {"enabled": False},
     })
 
 

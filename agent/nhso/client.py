@@ -20,7 +20,7 @@ import aiohttp
 import truststore
 
 from .. import __version__
-from ..errors import NhsoRejected, NhsoTokenInvalid, NhsoUnavailable
+from ..errors import NhsoRejected, NhsoTokenInvalid, NhsoUnavailable, NhsoUnverified
 from .settings import NhsoSettings
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class NhsoClient:
             connect_timeout = isinstance(exc, getattr(aiohttp, "ConnectionTimeoutError", ()))
             raise unavailable(f"{what}: {type(exc).__name__}",
                               in_doubt=sent or not connect_timeout) from None
-        # NHSO replies may start with a UTF-8 BOM (field-notes §4); json.loads refuses it, and
+        # NHSO replies may start with a UTF-8 BOM (docs/reference.md); json.loads refuses it, and
         # a success read as text would be taken for a refusal of a claim NHSO recorded.
         text = text.removeprefix("\ufeff")
         try:
@@ -180,6 +180,10 @@ class NhsoClient:
     async def request_authen_code(self, body: dict[str, Any]) -> dict[str, Any]:
         status, answer = await self._call("POST", self.settings.urls.authen_code_url,
                                           what="authen code", json_body=body)
+        if status in (404, 405):
+            # No such API where public code says it is: that is the unverified part, not a
+            # refusal of this request by NHSO.
+            raise NhsoUnverified(f"authen code: HTTP {status}")
         return self._json_object(status, answer, "authen code")
 
     @staticmethod

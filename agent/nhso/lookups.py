@@ -17,6 +17,7 @@ from ..errors import (
     KeyringUnavailable,
     NhsoNotConfigured,
     NhsoRejected,
+    NhsoTokenInvalid,
     NhsoTokenMissing,
     NhsoUnverified,
 )
@@ -93,10 +94,28 @@ class NhsoLookups:
                             service_code: str | None = None) -> dict[str, Any]:
         return await self.client.check_authen_status(pid, day, service_code)
 
-    async def authen_codes(self, pid: str) -> list[dict[str, Any]]:
-        """Today's authen / claim codes of a person, newest first, in the callers' shape."""
-        day = dt.datetime.now(BANGKOK).date().isoformat()
-        answer = await self.client.check_authen_status(pid, day)
+    async def authen_codes(self, pid: str, *, days: int = 1,
+                           hcode: str | None = None) -> list[dict[str, Any]]:
+        """Authen / claim codes of a person, newest first, in the callers' shape.
+
+        Check Authen Status answers one service day per request, so the days are asked one
+        by one from today back, ``days`` of them at most; with ``hcode`` the search stops at
+        the first day holding a code of that hospital (the "latest" one).
+        """
+        today = dt.datetime.now(BANGKOK).date()
+        items: list[dict[str, Any]] = []
+        for back in range(max(days, 1)):
+            day = (today - dt.timedelta(days=back)).isoformat()
+            answer = await self.client.check_authen_status(pid, day)
+            found = self._history_items(answer)
+            items.extend(found)
+            if hcode is not None and any(str(i["hcode"]) == hcode for i in found):
+                break
+        items.sort(key=lambda i: str(i["claimDateTime"] or ""), reverse=True)
+        return items
+
+    @staticmethod
+    def _history_items(answer: dict[str, Any]) -> list[dict[str, Any]]:
         items = []
         for h in answer.get("serviceHistories") or []:
             if not isinstance(h, dict) or not h.get("claimCode"):
@@ -107,8 +126,19 @@ class NhsoLookups:
                           "hcode": hospital.get("hcode"),
                           "claimDateTime": h.get("serviceDateTime"),
                           "checkDate": local_now()})
-        items.sort(key=lambda i: str(i["claimDateTime"] or ""), reverse=True)
         return items
+
+    async def latest_authen_code(self, pid: str) -> dict[str, Any]:
+        """This hospital's newest code within ``authenLookbackDays``; every key callers
+        index is there, null when there is no code (they read ``claimType`` unconditionally)."""
+        hcode = self.settings.hcode or ""
+        codes = await self.authen_codes(pid, days=self.settings.authen_lookback_days,
+                                        hcode=hcode)
+        ours = [i for i in codes if str(i["hcode"]) == hcode]
+        if ours:
+            return ours[0]
+        return {"claimType": None, "claimCode": None, "hcode": hcode or None,
+                "claimDateTime": None, "checkDate": local_now()}
 
     async def coverage_for(self, pid: str) -> dict[str, Any] | None:
         """Coverage fields for ``/api/smartcard/read``; None when no token is configured.
@@ -168,16 +198,27 @@ class NhsoLookups:
             upstream["hn"] = data["hn"]
         try:
             answer = await self.client.request_authen_code(upstream)
-        except (NhsoTokenMissing, KeyringUnavailable):
+        except (NhsoTokenMissing, NhsoTokenInvalid, KeyringUnavailable):
+            raise
+        except NhsoRejected as exc:
+            # NHSO answered and said no in its own words (another hospital's hcode, too many
+            # authen requests for the person today): staff must see those words. A bare
+            # "HTTP 4xx" without words may mean the unverified API is not what NHSO runs.
+            if exc.detail and not exc.detail.startswith("authen code: HTTP"):
+                raise NhsoRejected(exc.detail) from None
+            raise NhsoUnverified(f"{exc.code}: {exc.detail}") from None
+        except NhsoUnverified:
             raise
         except AgentError as exc:
             raise NhsoUnverified(f"{exc.code}: {exc.detail or exc.info.message_en}") from None
         code = answer.get("authenCode") or answer.get("claimCode")
         if not (isinstance(code, str) and code.startswith("PP")):
             raise NhsoUnverified("the answer holds no PP authen code")
+        # ``status`` beside ``claimCode``: callers test it before showing the code. 200, like
+        # the ``status`` of the Spring error bodies, so one branch reads both (unverified).
         result = {"pid": data["pid"], "claimType": data["claimType"],
                   "correlationId": data["correlationId"], "createdDate": local_now(),
-                  "claimCode": code}
+                  "claimCode": code, "status": 200}
         for name in ("hn", "hcode", "mobile"):
             if data.get(name):
                 result[name] = data[name]

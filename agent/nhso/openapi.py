@@ -13,6 +13,7 @@ from ..api.openapi import (
     GUARD_STATUSES,
     INT,
     JSON,
+    S_NULL,
     STATUS_TEXT,
     S,
     error_responses,
@@ -24,10 +25,22 @@ from ..api.openapi import (
 )
 
 NHSO_SCHEMAS: dict[str, Any] = {
-    "SpringError": obj({"timestamp": S, "status": INT, "error": S, "message": S, "path": S,
-                        "errors": {"type": "array", "items": {"type": "object"}}},
+    "SpringError": obj({"timestamp": S, "status": INT, "error": S,
+                        "message": {**S, "description": "Thai, then ' / ' and the English"},
+                        "path": S, "code": S, "message_th": S, "message_en": S,
+                        "errors": {"type": "array", "items": obj(
+                            {"field": S, "defaultMessage": {**S, "description": "Thai"},
+                             "defaultMessageEn": S}, ["field", "defaultMessage"])}},
                        ["timestamp", "status", "error", "message", "path"], extra=True,
                        description="The NHSO agent's error shape on /api/nhso-service"),
+    "AuthenCode": obj({"claimType": S_NULL, "claimCode": S_NULL, "hcode": S_NULL,
+                       "claimDateTime": S_NULL, "checkDate": S},
+                      description="claimCode null: no code within the look-back"),
+    "ConfirmSaved": obj({"pid": S, "claimType": S, "correlationId": S, "createdDate": S,
+                         "claimCode": {**S, "pattern": "^PP"}, "status": {"const": 200},
+                         "hn": S, "hcode": S, "mobile": S},
+                        ["pid", "claimType", "correlationId", "createdDate", "claimCode",
+                         "status"]),
     "Claim": {"type": "object", "required": ["id", "transactionId", "status"],
               "properties": {"id": S, "transactionId": S, "status": S}},
 }
@@ -82,15 +95,21 @@ def nhso_paths() -> dict[str, Any]:
             "NHSO settings (no secrets), token set or not, outbox counts",
             json_ok({"type": "object"}), error="Error", statuses=(503,), tags=v1)},
         "/api/nhso-service/latest-authen-code/{pid}": {"get": _nhso_op(
-            "Today's latest authen code of this hospital (no claimCode key when none)",
-            json_ok({"type": "object"}), error="SpringError", statuses=(400, 500),
+            "This hospital's latest authen code, looking back authenLookbackDays days "
+            "(every key present, null when there is none)",
+            json_ok(ref("AuthenCode")), error="SpringError", statuses=(400, 500),
             tags=compat, params=[pid])},
         "/api/nhso-service/latest-5-authen-code-all-hospital/{pid}": {"get": _nhso_op(
             "Up to 5 of today's authen codes, any hospital", json_ok(any_json),
             error="SpringError", statuses=(400, 500), tags=compat, params=[pid])},
         "/api/nhso-service/confirm-save": {"post": _nhso_op(
-            "Confirm the service and get an Authen Code (PP...)", json_ok({"type": "object"}),
-            error="SpringError", statuses=(400, 500), tags=compat, body=True)},
+            "Confirm the service and get an Authen Code (PP...)",
+            json_ok(ref("ConfirmSaved")), error="SpringError", statuses=(400, 500),
+            tags=compat, body=True)},
+        "/api/nhso-service/save-as-draft": {"post": _nhso_op(
+            "Not offered: its upstream meaning is not public. A valid body gets a final 400 "
+            "compat_unsupported (errors[0].defaultMessage says why) so callers stop "
+            "retrying", {}, error="SpringError", statuses=(400,), tags=compat, body=True)},
     }
 
 

@@ -20,15 +20,20 @@ from typing import Any
 from aiohttp import web
 
 from ..api.responses import error_response
-from ..errors import AgentError, ClaimNotFound
+from ..errors import AgentError, ClaimNotFound, CompatUnsupported
 from .claims import Publish
-from .lookups import local_now
 from .openapi import document_nhso
 from .outbox import STATUSES
 from .service import NhsoService
 from .settings import NhsoSettings, SettingsError, load_settings
 from .token import TokenStore
-from .validation import SERVICE_CODES, ValidationFailed, parse_date, validate_pid_param
+from .validation import (
+    SERVICE_CODES,
+    ValidationFailed,
+    parse_date,
+    validate_confirm_save,
+    validate_pid_param,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +63,61 @@ def v1(handler: Handler) -> Handler:
     return wrapped
 
 
+# Failures that must end a caller's retry loop get their table status (a 4xx), not 500.
+COMPAT_FINAL_STATUS = {"compat_unsupported": 400}
+
+
 def spring_error(request: web.Request, status: int, message: str,
-                 errors: list[dict[str, Any]] | None = None) -> web.Response:
-    body: dict[str, Any] = {
+                 errors: list[dict[str, Any]] | None = None,
+                 exc: AgentError | None = None,
+                 keys: dict[str, Any] | None = None) -> web.Response:
+    body: dict[str, Any] = dict(keys or {})
+    body.update({
         "timestamp": dt.datetime.now().astimezone().isoformat(timespec="milliseconds"),
         "status": status, "error": HTTPStatus(status).phrase, "message": message,
-        "path": request.path}
+        "path": request.path})
     if errors is not None:
         body["errors"] = errors
-    return web.json_response(body, status=status)
+    if exc is not None:
+        body.update(code=exc.code, message_th=exc.info.message_th,
+                    message_en=exc.info.message_en)
+    return web.json_response(body, status=status,
+                             dumps=lambda d: json.dumps(d, ensure_ascii=False))
 
 
-def compat(handler: Handler) -> Handler:
-    """The old agent's error shape: 400 for validation, 500 for every failure behind it."""
+def compat_error(request: web.Request, exc: AgentError,
+                 keys: dict[str, Any] | None = None) -> web.Response:
+    """The old agent's error body for ``exc``: 400 for validation, 500 for every failure
+    behind it (a final 4xx for what must end a caller's retry loop).
+
+    Callers show ``errors[0].defaultMessage`` (or ``message``) to staff as is, so both are
+    Thai first with the English beside it; ``code`` and ``message_en`` are for programs.
+    ``keys``: what the route's callers index even on a failure (null), so a script that
+    reads ``body["claimType"]`` before it checks the status does not crash.
+    """
+    if isinstance(exc, ValidationFailed):
+        errors = [{"field": e["field"],
+                   "defaultMessage": f"{e['field']}: {e['message_th']}".lstrip(": "),
+                   "defaultMessageEn": f"{e['field']} {e['message']}".strip()}
+                  for e in exc.errors]
+        thai = "; ".join(e["defaultMessage"] for e in errors)
+        return spring_error(request, 400, f"{exc.info.message_th}: {thai} / {exc}",
+                            errors, exc, keys)
+    status = COMPAT_FINAL_STATUS.get(exc.code, 500)
+    words = f": {exc.detail}" if exc.detail else ""
+    thai = f"{exc.info.message_th}{words}"
+    return spring_error(request, status, f"{thai} / {exc.info.message_en} [{exc.code}]",
+                        [{"field": "", "defaultMessage": thai,
+                          "defaultMessageEn": f"{exc.info.message_en}{words}"}], exc, keys)
+
+
+def compat(handler: Handler, keys: dict[str, Any] | None = None) -> Handler:
+    """A compat route: its failures answer ``compat_error``."""
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except ValidationFailed as exc:
-            return spring_error(request, 400, str(exc), [
-                {"field": e["field"], "defaultMessage": f"{e['field']} {e['message']}".strip(),
-                 "defaultMessageTh": e["message_th"]} for e in exc.errors])
         except AgentError as exc:
-            detail = f" ({exc.detail})" if exc.detail else ""
-            return spring_error(request, 500,
-                                f"{exc.info.message_en}{detail} / {exc.info.message_th} "
-                                f"[{exc.code}]")
+            return compat_error(request, exc, keys)
     return wrapped
 
 
@@ -162,17 +197,16 @@ async def nhso_status(request: web.Request) -> web.Response:
 
 # -- compat /api/nhso-service ---------------------------------------------------------------
 
-@compat
-async def latest_authen_code(request: web.Request) -> web.Response:
-    service = _service(request)
+# What latest-authen-code callers index, also on a failure (a fresh install has no token).
+AUTHEN_KEYS = {"claimType": None, "claimCode": None, "hcode": None, "claimDateTime": None}
+
+
+async def _latest_authen_code(request: web.Request) -> web.Response:
     pid = validate_pid_param(request.match_info["pid"])
-    ours = [i for i in await service.lookups.authen_codes(pid)
-            if str(i["hcode"]) == service.settings.hcode]
-    if ours:
-        return web.json_response(ours[0])
-    # The old agent leaves claimCode out when there is none; callers test for the key.
-    return web.json_response({"hcode": service.settings.hcode or None,
-                              "checkDate": local_now()})
+    return web.json_response(await _service(request).lookups.latest_authen_code(pid))
+
+
+latest_authen_code = compat(_latest_authen_code, AUTHEN_KEYS)
 
 
 @compat
@@ -185,6 +219,18 @@ async def latest_5_authen_codes(request: web.Request) -> web.Response:
 async def confirm_save(request: web.Request) -> web.Response:
     answer = await _service(request).lookups.confirm_save(await _json_body(request))
     return web.json_response(answer)
+
+
+@compat
+async def save_as_draft(request: web.Request) -> web.Response:
+    """The old agent's ``save-as-draft``: what it does upstream is not public.
+
+    The body is checked like confirm-save (a caller with a wrong field learns which), then
+    the answer is a final 400 in the callers' shape: a script that retried on 404 stops,
+    and staff read why in ``errors[0].defaultMessage``. Nothing is sent to NHSO.
+    """
+    validate_confirm_save(await _json_body(request), _service(request).settings)
+    raise CompatUnsupported("save-as-draft: what the NHSO agent does with it is not public")
 
 
 def resolve_settings(config: Any = None) -> tuple[NhsoSettings, str | None]:
@@ -227,6 +273,7 @@ def mount_nhso(app: web.Application, service: NhsoService) -> None:
     r.add_get("/api/nhso-service/latest-5-authen-code-all-hospital/{pid}",
               latest_5_authen_codes)
     r.add_post("/api/nhso-service/confirm-save", confirm_save)
+    r.add_post("/api/nhso-service/save-as-draft", save_as_draft)
     document_nhso(app)
 
 

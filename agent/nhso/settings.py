@@ -79,6 +79,9 @@ SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,50}$")
 DUE_TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
+MAX_LOOKBACK_DAYS = 31     # one request per day: a month bounds a single lookup
+
+
 class SettingsError(AgentError):
     code = "bad_request"
 
@@ -103,6 +106,9 @@ class NhsoSettings:
     due_check_interval: float = 60.0
     coverage_cache_seconds: float = 120.0
     authen_code_api: bool = True    # confirm-save forwards to the (unverified) AuthenCode API
+    # Days latest-authen-code looks back: Check Authen Status answers one day per request
+    # and NHSO publishes no limit, so this bounds the requests per lookup (docs/nhso.md).
+    authen_lookback_days: int = 7
     config_dir: Path = field(default_factory=lambda: default_config_dir())
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     # Where each setting came from (default, site, user, env, cli, policy).
@@ -173,6 +179,7 @@ TABLE = KeyTable((
     _key("tokenRetry", "token_retry"), _key("dueCheckInterval", "due_check_interval"),
     _key("coverageCacheSeconds", "coverage_cache_seconds"),
     _key("authenCodeApi", "authen_code_api"),
+    _key("authenLookbackDays", "authen_lookback_days"),
 ), error=SettingsError, policy_prefix=POLICY_PREFIX, fold_case=False, env_empty_is_unset=False)
 
 # JSON key -> dataclass field (kept for callers of the old table).
@@ -222,6 +229,8 @@ def validate(settings: NhsoSettings) -> NhsoSettings:
                 "token_retry", "due_check_interval"):
         if getattr(settings, key) <= 0:
             problems.append(f"{key} must be positive")
+    if not 1 <= settings.authen_lookback_days <= MAX_LOOKBACK_DAYS:
+        problems.append(f"authenLookbackDays must be 1-{MAX_LOOKBACK_DAYS}")
     if settings.in_doubt_delay < 0 or settings.coverage_cache_seconds < 0:
         problems.append("inDoubtDelay and coverageCacheSeconds must not be negative")
     if problems:

@@ -265,14 +265,45 @@ def validate_pid_param(value: str | None, name: str = "pid") -> str:
     return pid
 
 
-CONFIRM_FIELDS = {"pid", "claimType", "mobile", "correlationId", "hn", "hcode"}
+CONFIRM_FIELDS = ("pid", "claimType", "mobile", "correlationId", "hn", "hcode")
+# Thai mobile numbers as callers type them: 081-234-5678, "081 234 5678", +66812345678,
+# 66812345678. Separators go, the country code becomes the leading 0.
+PHONE_SEPARATORS = re.compile(r"[\s\-().]")
+
+
+def normalise_mobile(value: str) -> str:
+    """``0812345678`` from what callers send; unchanged when it is not a Thai number."""
+    digits = PHONE_SEPARATORS.sub("", value)
+    if digits.startswith("+66"):
+        digits = "0" + digits[3:].lstrip("0")
+    elif digits.startswith("66") and len(digits) in (11, 12):
+        digits = "0" + digits[2:]
+    return digits
+
+
+def confirm_input(body: Any) -> dict[str, Any]:
+    """The confirm-save fields as callers mean them: unknown keys dropped (callers send their
+    whole form), empty strings and nulls treated as absent (``hn: ""`` when unknown)."""
+    data = require_object(body)
+    out: dict[str, Any] = {}
+    for name in CONFIRM_FIELDS:
+        value = data.get(name)
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
+            continue
+        out[name] = value
+    return out
 
 
 def validate_confirm_save(body: Any, settings: NhsoSettings) -> dict[str, Any]:
-    """The compat ``confirm-save`` body ``{pid, claimType, mobile, correlationId, hn?, hcode?}``."""
-    data = require_object(body)
+    """The compat ``confirm-save`` body ``{pid, claimType, mobile, correlationId, hn?, hcode?}``.
+
+    An ``hcode`` other than this agent's is passed on: a patient registered elsewhere is
+    NHSO's to judge, and NHSO answers for the token's hcode anyway.
+    """
+    data = confirm_input(body)
     c = Checker(data)
-    c.unknown(CONFIRM_FIELDS)
     out: dict[str, Any] = {"pid": c.pid("pid")}
     if c.present("claimType", True):
         if not isinstance(data["claimType"], str) or data["claimType"] not in SERVICE_CODES:
@@ -280,23 +311,16 @@ def validate_confirm_save(body: Any, settings: NhsoSettings) -> dict[str, Any]:
                    "ต้องเป็นรหัสบริการที่ สปสช. กำหนด")
         else:
             out["claimType"] = data["claimType"]
-    # Callers without a phone number send an empty string.
-    if data.get("mobile") == "":
-        out["mobile"] = ""
-    else:
-        out["mobile"] = c.string("mobile", MOBILE_RE, "a mobile number such as 0812345678",
-                                 "หมายเลขโทรศัพท์มือถือ เช่น 0812345678", required=False)
+    if isinstance(data.get("mobile"), str):
+        data["mobile"] = normalise_mobile(data["mobile"])
+    out["mobile"] = c.string("mobile", MOBILE_RE, "a mobile number such as 0812345678",
+                             "หมายเลขโทรศัพท์มือถือ เช่น 0812345678", required=False)
     out["correlationId"] = c.string("correlationId", CORRELATION_RE,
                                     "the correlationId returned by /api/smartcard/read",
                                     "correlationId ที่ได้จาก /api/smartcard/read")
-    hn = c.string("hn", HN_RE, "1-30 letters or digits", "ตัวอักษรหรือตัวเลขไม่เกิน 30 ตัว",
-                  required=False)
-    if hn is not None:
-        out["hn"] = hn
+    out["hn"] = c.string("hn", HN_RE, "1-30 letters or digits",
+                         "ตัวอักษรหรือตัวเลขไม่เกิน 30 ตัว", required=False)
     hcode = c.string("hcode", HCODE_RE, "5 digits", "ตัวเลข 5 หลัก", required=False)
-    if hcode is not None and settings.hcode and hcode != settings.hcode:
-        c.fail("hcode", f"must be this agent's hcode {settings.hcode}",
-               f"ต้องเป็นรหัสหน่วยบริการของเครื่องนี้ ({settings.hcode})")
     out["hcode"] = hcode or settings.hcode
     c.raise_if_failed()
     return {k: v for k, v in out.items() if v is not None}

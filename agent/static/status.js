@@ -76,6 +76,65 @@ async function demoCall(method, reader) {
   try { await agent.request(path, init); } catch (err) { console.warn(err); }
 }
 
+const REASON_TEXT = {
+  origin_not_allowed: "ไม่อยู่ในรายการที่อนุญาต · not on the allowed list",
+  lan_key_invalid: "รหัสไม่ถูกต้อง · wrong or missing key",
+  lan_client_not_allowed: "เครื่องไม่อยู่ในรายการ · address not listed",
+  rate_limited: "เรียกถี่เกินไป · too many requests",
+  not_found: "เรียกคำสั่งที่ไม่เปิดให้ใช้ · a route not offered on the LAN",
+};
+
+function renderRefusal(r) {
+  const li = document.createElement("li");
+  const what = r.kind === "origin" ? "หน้าเว็บ · page" : "เครื่องในเครือข่าย · LAN";
+  li.textContent = `${what} ${r.source} — ${REASON_TEXT[r.reason] || r.reason} ` +
+    `(${r.count}×, ${r.last})`;
+  if (r.kind === "origin" && r.reason === "origin_not_allowed") {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "allow-origin";
+    button.textContent = "อนุญาตหน้านี้ · Allow this page";
+    button.onclick = () => allowOrigin(r.source);
+    li.append(" ", button);
+  }
+  return li;
+}
+
+async function loadRefusals() {
+  try {
+    const status = await agent.status();
+    const recent = status.refusals ? status.refusals.recent : [];
+    $("refused").replaceChildren(...recent.map(renderRefusal));
+    const lan = status.lan || {};
+    $("lan").hidden = !lan.enabled;
+    if (lan.enabled) {
+      const refused = Object.entries(lan.refused || {}).map(([k, v]) => `${k} ${v}`).join(", ");
+      $("lan").textContent = `LAN: ${(lan.listening || []).join(", ") || "ไม่ได้เปิด · not listening"}` +
+        (lan.problems && lan.problems.length ? ` — ${lan.problems.join("; ")}` : "") +
+        (refused ? ` — ปฏิเสธ · refused: ${refused}` : "");
+    }
+    $("refused-section").hidden = recent.length === 0 && !lan.enabled;
+  } catch (err) { console.warn(err); }
+}
+
+async function allowOrigin(origin) {
+  const out = $("refused-result");
+  out.hidden = false;
+  try {
+    await agent.request("/v1/allowed-origins", {method: "POST",
+      headers: {"Content-Type": "application/json"}, body: JSON.stringify({origin})});
+    out.textContent = `อนุญาต ${origin} แล้ว โหลดหน้านั้นใหม่ · ${origin} is allowed; reload that page`;
+  } catch (err) {
+    out.textContent = err.code === "setting_locked"
+      ? `นโยบายของผู้ดูแลระบบกำหนดรายการนี้ แจ้งฝ่ายไอทีให้เพิ่ม ${origin} · The admin policy fixes the list; ask IT to add ${origin}`
+      : `${err.message || err}`;
+  }
+  loadRefusals();
+}
+
+agent.on("access.refused", loadRefusals);
+agent.on("snapshot", loadRefusals);
+
 agent.on("state", (state) => {
   const el = $("connection");
   el.textContent = STATE_TEXT[state] || state;

@@ -1,2 +1,2 @@
-"""Known answers from outside our code: card images written by hand from the shared docs,
+"""Known answers from outside our code: card images written by hand from docs/reference.md,
 golden NHSO bodies, and what each must decode to. Nothing here imports ``agent``."""

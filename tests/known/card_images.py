@@ -1,7 +1,7 @@
 """Thai ID card file images written by hand from the documented layout.
 
-Every offset and length below is copied from ``shared/docs/thai-id-card.md`` ("The MOI
-applet's file") and ``shared/docs/field-notes.md`` §1 ("Content"), never computed from the
+Every offset and length below is copied from docs/reference.md ("The card") ("The MOI
+applet's file") and docs/reference.md ("Readers and other programs in the field") ("Content"), never computed from the
 agent's layout table or produced by its encoder: a test that reads these images with the
 agent's decoder checks the agent against the documents, not against itself. This module
 imports nothing from ``agent``.
@@ -21,26 +21,26 @@ from __future__ import annotations
 
 
 def tis620(text: str) -> bytes:
-    """Thai text as the card holds it: TIS-620 (thai-id-card.md "Decoding"; the stdlib codec)."""
+    """Thai text as the card holds it: TIS-620 (docs/reference.md "Decoding"; the stdlib codec)."""
     return text.encode("tis-620")
 
 
 def place(image: bytearray, offset: int, length: int, data: bytes, *, pad: bytes = b" ") -> None:
-    """Write ``data`` at ``offset`` padded to ``length`` (field-notes §1: text padded with 0x20)."""
+    """Write ``data`` at ``offset`` padded to ``length`` (the field (docs/reference.md): text padded with 0x20)."""
     assert len(data) <= length, (hex(offset), len(data), length)
     image[offset:offset + length] = data.ljust(length, pad)
 
 
 def photo_length_bytes(jpeg: bytes) -> bytes:
-    """field-notes §1: the 2 bytes at 0x0179 hold the JPEG's length, big-endian."""
+    """the field (docs/reference.md): the 2 bytes at 0x0179 hold the JPEG's length, big-endian."""
     return bytes([len(jpeg) >> 8, len(jpeg) & 0xFF])
 
 
 # -- the photo ------------------------------------------------------------------------------
 # An 8x8 grey baseline JFIF (a dark diagonal on grey), made once with an image library and
 # pasted here as bytes; any JPEG would do. A comment segment (FF FE, length 0x000C) was put
-# after the JFIF header holding "TEST", two spaces, FF D9 and two spaces: thai-id-card.md
-# says to cut the photo at the *last* FF D9, and field-notes §1 that 0x20 bytes inside the
+# after the JFIF header holding "TEST", two spaces, FF D9 and two spaces: docs/reference.md
+# says to cut the photo at the *last* FF D9, and the field (docs/reference.md) that 0x20 bytes inside the
 # JPEG are data.
 JPEG = bytes.fromhex(
     "ffd8ffe000104a46494600010100000100010000"          # SOI, APP0 JFIF
@@ -60,7 +60,7 @@ FILE_SIZE = 0x1627
 
 
 def _photo_field(jpeg: bytes) -> bytes:
-    # field-notes §1: "a JFIF JPEG, then 0x20 fill after FF D9"; the field is 5118 bytes.
+    # the field (docs/reference.md): "a JFIF JPEG, then 0x20 fill after FF D9"; the field is 5118 bytes.
     return jpeg.ljust(5118, b" ")
 
 
@@ -79,7 +79,7 @@ EDGE_NAME_TH = bytes([
 EDGE_ADDRESS = ("1234/56 อาคารสาธิตทดสอบ ชั้น 12#หมู่ที่ 3#ตรอกวัดดอน#ซอยเจริญกรุง 47"
                 "#ถนนเจริญกรุง#แขวงสี่พระยา#เขตบางรัก#กรุงเทพมหานคร")
 # The space after "ชั้น" is byte 0xA0 on this card: TIS-620 leaves 0xA0 undefined, cp874 (which
-# thai-id-card.md says to decode with, "a superset that maps 0xA0") reads it as U+00A0.
+# docs/reference.md says to decode with, "a superset that maps 0xA0") reads it as U+00A0.
 EDGE_ADDRESS_BYTES = tis620(EDGE_ADDRESS).replace(tis620("ชั้น "), tis620("ชั้น") + b"\xa0")
 
 
@@ -132,11 +132,11 @@ def _plain() -> bytes:
 EDGE = _edge()
 PLAIN = _plain()
 
-# -- ATRs (thai-id-card.md "Card generations", field-notes §1) --------------------------------
+# -- ATRs (docs/reference.md "Card generations", the field (docs/reference.md)) --------------------------------
 ATR_TH_NID_11 = bytes.fromhex("3B 79 96 00 00 54 48 20 4E 49 44 20 31 31")   # "TH NID 11"
 ATR_NO_TH_NID = bytes.fromhex("3B 68 00 00 00 73 C8 40 00 00 90 00")         # a real card
 
-# -- the NHSO coverage applet (thai-id-card.md "Other applets") -------------------------------
+# -- the NHSO coverage applet (docs/reference.md "Other applets") -------------------------------
 # Fields (offset/length): main coverage 0004/60, sub coverage 0040/100, main hospital 00A4/80,
 # sub hospital 00F4/80, paid type 0144/1, issue 0145/8, expiry 014D/8, update 0155/8,
 # hospital changes 015D/1. The file is 0x015E bytes; 0000..0003 is not described.
@@ -159,9 +159,9 @@ def _nhso() -> bytes:
 
 NHSO = _nhso()
 
-# -- the laser id (thai-id-card.md "Other applets", field-notes §1) ----------------------------
+# -- the laser id (docs/reference.md "Other applets", the field (docs/reference.md)) ----------------------------
 # "send 80 00 00 00, get 61 17, GET RESPONSE 23 bytes, laser number = bytes 7..22", padded
-# with 0x00 (field-notes §1: the laser id is padded with 0x00; 12 characters + 4 NULs).
+# with 0x00 (the field (docs/reference.md): the laser id is padded with 0x00; 12 characters + 4 NULs).
 LASER_ID = "ME0123456789"
 LASER_ANSWER = bytes.fromhex("01 02 03 04 05 06 07") + LASER_ID.encode("ascii") + b"\x00" * 4
 assert len(LASER_ANSWER) == 23

@@ -1,4 +1,4 @@
-"""A card that answers APDUs exactly as ``shared/docs/thai-id-card.md`` "Framing" describes.
+"""A card that answers APDUs exactly as docs/reference.md ("The card") "Framing" describes.
 
 The agent's own ``SimulatedCard`` is written by the same hands as its reader, so a mistake
 shared by both (an offset off by one, the wrong GET RESPONSE P2) would pass. This card is
@@ -6,13 +6,13 @@ written from the document's table alone and imports nothing from ``agent``:
 
 | command                              | answer                          |
 |--------------------------------------|---------------------------------|
-| ``00 A4 04 00 08 <AID>``             | ``61 0A`` (field-notes §1)      |
+| ``00 A4 04 00 08 <AID>``             | ``61 0A`` (the field (docs/reference.md))      |
 | ``80 B0 HH LL 02 00 LL``             | ``61 LL``, no data              |
 | ``00 C0 00 P2 LL``                   | ``<LL bytes> 90 00``            |
 | ``80 00 00 00`` (laser applet)       | ``61 17``, then 23 bytes        |
 
 P2 is ``01`` when the ATR starts ``3B 67`` and ``00`` otherwise; the other P2 is refused
-with ``6B 00`` (pcsc-test-rig.md: a strict card). It plugs into ``tests.vpcd_card.VirtualCard``.
+with ``6B 00`` (docs/pcsc.md: a strict card). It plugs into ``tests.vpcd_card.VirtualCard``.
 """
 
 from __future__ import annotations
