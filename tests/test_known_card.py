@@ -256,6 +256,25 @@ def test_running_agent_serves_the_known_cards(pcsc_agent, served_cards):
         assert sha256(photo) == EXPECTED[which]["_photo_sha256"], which
 
 
+@pcsc
+def test_running_agent_serves_the_opt_in_applets_on_request(pcsc_agent, served_cards):
+    """nhso=1 and laser=1 on /v1: the applets read (in a transaction of their own) when
+    asked; a card without them answers null and laser_unavailable beside the card."""
+    edge = urllib.parse.quote(served_cards["EDGE"], safe="")
+    status, body = pcsc_agent.get(f"/v1/readers/{edge}/card?nhso=1&laser=1")
+    assert status == 200, body[:500]
+    card = json.loads(body)["card"]
+    assert mismatches({k: EXPECTED["EDGE"][k] for k in OPTIONAL_APPLETS}, card) == []
+    assert card["laser_id_command"] == "80 00 00 00"          # the first form answered
+    plain = urllib.parse.quote(served_cards["PLAIN"], safe="")
+    status, body = pcsc_agent.get(f"/v1/readers/{plain}/card?nhso=1&laser=1")
+    assert status == 200, body[:500]
+    card = json.loads(body)["card"]
+    assert card["nhso_applet"] is None and "laser_id" not in card
+    assert card["laser_error"]["code"] == "laser_unavailable"
+    assert card["citizen_id"] == EXPECTED["PLAIN"]["citizen_id"]
+
+
 def completed_years(born: dt.date, today: dt.date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
