@@ -170,14 +170,16 @@ async def test_staff_retry_requeues_refused_claims_once(make_agent, nhso):
 
 
 async def test_5xx_and_drops_are_retried_and_recovered_without_resending(make_agent, nhso):
-    client = await make_agent()
+    # The request timeout is generous (a busy machine must not time out a normal answer,
+    # which would add an attempt and a recovery) and the slow answer far beyond it.
+    client = await make_agent(request_timeout=4.0)
     state = server_state(nhso)
     # First attempts: 503 (not processed), then processed-but-connection-dropped, then
     # processed-but-answer-too-late: the last two are found by Check Authen Status.
     from tests.nhso_server import Rule
     state.rules = [Rule("claim", ["error"], count=1),
                    Rule("claim", ["drop_after"], count=1),
-                   Rule("claim", ["slow"], count=1, delay=1.5)]
+                   Rule("claim", ["slow"], count=1, delay=30.0)]
     ids = []
     for n in range(10, 13):
         ids.append((await submit(client, claim_body(n)))["id"])
@@ -189,6 +191,8 @@ async def test_5xx_and_drops_are_retried_and_recovered_without_resending(make_ag
     issued = {i["transactionId"]: i["authenCode"] for i in state.issued}
     for v in views:
         assert v["authenCode"] == issued[v["transactionId"]]
+    for task in list(state.tasks):
+        task.cancel()                   # the slow answer nobody waits for any more
 
 
 async def test_status_check_failure_never_leads_to_resend(make_agent, nhso):
@@ -350,10 +354,29 @@ async def test_coverage_lookup_failure_is_typed(make_agent, nhso):
         await client.service.coverage_for(patient_pid(81))
 
 
-async def test_authen_status_and_compat_latest_codes(make_agent, nhso):
+class _FrozenDateTime(dt.datetime):
+    """``datetime`` whose ``now()`` is one fixed moment (``moment`` set by the test)."""
+
+    moment: dt.datetime
+
+    @classmethod
+    def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+        return cls.moment.astimezone(tz) if tz else cls.moment.astimezone().replace(tzinfo=None)
+
+
+async def test_authen_status_and_compat_latest_codes(make_agent, nhso, monkeypatch):
+    import types
+
+    import agent.nhso.service as service_module
+
     client = await make_agent()
     pid = patient_pid(90)
     now_ms = int(time.time() * 1000)
+    # The compat routes look at "today" in Bangkok. The service's clock is pinned to the
+    # claim's moment so that they always find it, even when the test runs across midnight.
+    _FrozenDateTime.moment = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc)
+    monkeypatch.setattr(service_module, "dt", types.SimpleNamespace(
+        datetime=_FrozenDateTime, date=dt.date, timezone=dt.timezone, timedelta=dt.timedelta))
     claim = await submit(client, claim_body(90, serviceDateTime=now_ms - 1000,
                                             invoiceDateTime=now_ms - 1000))
     view = await wait_status(client, claim["id"], "sent")
@@ -362,14 +385,12 @@ async def test_authen_status_and_compat_latest_codes(make_agent, nhso):
     assert resp.status == 200
     status = await resp.json()
     assert [h["claimCode"] for h in status["serviceHistories"]] == [view["authenCode"]]
-    bkk_today = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).date().isoformat()
     resp = await client.get(f"/api/nhso-service/latest-authen-code/{pid}")
     latest = await resp.json()
-    if view["serviceDate"] == bkk_today:     # the compat routes look at today only
-        assert latest["claimCode"] == view["authenCode"] and latest["hcode"] == HCODE
-        assert latest["claimType"] == "PG0060001"
-        resp = await client.get(f"/api/nhso-service/latest-5-authen-code-all-hospital/{pid}")
-        assert [i["claimCode"] for i in await resp.json()] == [view["authenCode"]]
+    assert latest["claimCode"] == view["authenCode"] and latest["hcode"] == HCODE
+    assert latest["claimType"] == "PG0060001"
+    resp = await client.get(f"/api/nhso-service/latest-5-authen-code-all-hospital/{pid}")
+    assert [i["claimCode"] for i in await resp.json()] == [view["authenCode"]]
     other = patient_pid(91)
     resp = await client.get(f"/api/nhso-service/latest-authen-code/{other}")
     assert resp.status == 200 and "claimCode" not in await resp.json()
