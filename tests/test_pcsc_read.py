@@ -95,8 +95,10 @@ def test_card_pulled_at_a_random_apdu_ends_the_read_with_card_removed(pcsc_monit
     seed = int(os.environ.get("PULL_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     events, backend = pcsc_monitor.events, pcsc_monitor.backend
-    full = VirtualCard.demo(0)
-    insert_and_wait(backend, slots, full)
+    full = slots.insert(VirtualCard.demo(0))
+    # The monitor's event, not wait_states on its backend: a second wait on the monitor's
+    # context queues behind its endless SCardGetStatusChange (a hang seen under load).
+    events.wait_for("card_inserted", full.reader)
     read(backend, full.reader)
     apdus_per_read = full.apdus
     full.remove()
