@@ -90,6 +90,16 @@ async def submit(client, body: dict[str, Any]) -> dict[str, Any]:
     return await resp.json()
 
 
+async def events_of(client, type_: str, count: int) -> list[dict[str, Any]]:
+    """The payloads of ``type_`` once ``count`` of them were published. The outbox records a
+    claim's new status before the sender publishes the event, so a status read through the
+    API can be ahead of the events."""
+    def enough() -> list[dict[str, Any]] | None:
+        found = [p for t, p in client.events if t == type_]
+        return found if len(found) >= count else None
+    return await until(enough, f"{count} {type_} event(s)")
+
+
 async def wait_status(client, claim_id: str, status: str) -> dict[str, Any]:
     async def check():
         view = await claim_status(client, claim_id)
@@ -104,6 +114,7 @@ async def test_claim_is_sent_once_with_events(make_agent, nhso):
     again = await submit(client, body)
     assert again["id"] == first["id"] and again["duplicate"] is True
     view = await wait_status(client, first["id"], "sent")
+    await events_of(client, "claim.sent", 1)
     assert view["authenCode"].startswith("EP")
     assert server_state(nhso).claim_counts == {body["transactionId"]: 1}
     assert view["claim"]["hcode"] == HCODE and view["claim"]["sourceId"] == SOURCE_ID
@@ -133,8 +144,8 @@ async def test_rejected_claim_fails_without_retry_and_can_be_corrected(make_agen
     view = await wait_status(client, claim["id"], "failed")
     assert view["error"]["code"] == "nhso_rejected"
     assert "rejected by test rule" in view["error"]["message"]
-    failed = [p for t, p in client.events if t == "claim.failed"]
-    assert failed and "rejected by test rule" in failed[0]["message"]
+    failed = await events_of(client, "claim.failed", 1)
+    assert "rejected by test rule" in failed[0]["message"]
     await asyncio.sleep(0.3)   # several retry periods: a 4xx must not be retried
     assert server_state(nhso).requests["claim"] == 1
     assert (await claim_status(client, claim["id"]))["attempts"] == 1
@@ -186,8 +197,8 @@ async def test_5xx_and_drops_are_retried_and_recovered_without_resending(make_ag
     views = [await wait_status(client, i, "sent") for i in ids]
     assert all(c == 1 for c in state.claim_counts.values()) and len(state.claim_counts) == 3
     assert sum(v["attempts"] for v in views) == 4   # 503 + retry, two recovered
-    recovered = [p for t, p in client.events if t == "claim.sent" and p["recovered"]]
-    assert len(recovered) == 2
+    sent = await events_of(client, "claim.sent", 3)
+    assert len([p for p in sent if p["recovered"]]) == 2
     issued = {i["transactionId"]: i["authenCode"] for i in state.issued}
     for v in views:
         assert v["authenCode"] == issued[v["transactionId"]]
