@@ -236,6 +236,12 @@ def test_icon_follows_a_demo_card_in_and_out(desktop: Desktop) -> None:
         choose_from_bottom(desktop, steps_to("demo"))        # "Demo: insert a card"
         wait_for(lambda: "Card in the reader" in desktop.title(window), "card back")
         desktop.icon_shows(window, "4-card-in-again", lambda i: not centre_is_panel(i))
+    except AssertionError as exc:      # what the tray did is in its log
+        log = (desktop.home / "tray.log").read_text(errors="replace")[-3000:]
+        now = desktop.x("xdotool", "search", "--classname", "^thaicard-agentSystemTrayIcon$")
+        names = {w: desktop.title(w) for w in now.split()}
+        raise AssertionError(f"{exc}\nicon window {window}; now {names}\n"
+                             f"--- tray.log (end) ---\n{log}") from None
     finally:
         code = stop(tray)
     assert code == 0, (desktop.home / "tray.log").read_text()
