@@ -28,9 +28,12 @@ out=test-output/stress
 mkdir -p "$out"
 stress-ng --cpu "$cpus" --cpu-load "$load" --timeout "${limit}s" --quiet &
 stress_pid=$!
+test_pid=""
 stop_stress() {
+  # A stopped run must not leave its pytest (and the pcscd it owns) behind either.
+  if [ -n "$test_pid" ]; then kill "$test_pid" 2>/dev/null || true; fi
   kill "$stress_pid" 2>/dev/null || true
-  wait "$stress_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
 }
 trap stop_stress EXIT
 trap 'exit 130' INT TERM
@@ -41,7 +44,10 @@ results=()
 for i in $(seq 1 "$runs"); do
   log="$out/run-$i.log"
   start=$(date +%s)
-  if .venv/bin/python -m pytest -q -p no:cacheprovider "$@" >"$log" 2>&1; then
+  # In the background, so that INT/TERM reach the trap at once and not after the run.
+  .venv/bin/python -m pytest -q -p no:cacheprovider "$@" >"$log" 2>&1 &
+  test_pid=$!
+  if wait "$test_pid"; then
     verdict=PASS
   else
     verdict=FAIL
