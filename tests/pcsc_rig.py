@@ -134,16 +134,61 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+class SystemPcscd:
+    """The OS's own pcscd under systemd, stopped while the tests run and started again after.
+
+    pcscd 1.9's socket path is compiled in (only the client library honours
+    ``PCSCLITE_CSOCK_NAME``) and vpcd's TCP ports are machine-wide, so a second daemon
+    cannot run beside the OS's one: the recovery tests need the only one to be ours.
+    systemd's units are stopped (the socket unit too, or the next client would start the
+    service again) and started again when the session releases the rig. A daemon that
+    systemd does not manage is left alone: the tests use it and cannot kill it.
+    """
+
+    UNITS = ("pcscd.socket", "pcscd.service")
+
+    def __init__(self, systemctl: str | None = None) -> None:
+        self.systemctl = systemctl or shutil.which("systemctl")
+        self.stopped: list[str] = []
+
+    def _ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        assert self.systemctl is not None
+        return subprocess.run([self.systemctl, *args], capture_output=True, text=True,
+                              timeout=60)
+
+    def stop(self) -> bool:
+        """Stop systemd's pcscd units if we may; whether pcscd's socket is now free."""
+        if self.systemctl is None or os.geteuid() != 0:
+            return False
+        active = [u for u in self.UNITS if self._ctl("is-active", "--quiet", u).returncode == 0]
+        if not active or self._ctl("stop", *self.UNITS).returncode != 0:
+            return False
+        self.stopped = active
+        deadline = time.monotonic() + 10
+        while socket_answers():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)              # systemd reaps it on its own; no event to wait on
+        return True
+
+    def restore(self) -> None:
+        if self.stopped:
+            self._ctl("start", *self.stopped)
+            self.stopped = []
+
+
 class PcscDaemon:
     """The session's pcscd, or an already running one we must not touch (``owned=False``)."""
 
     def __init__(self, log_path: Path = OUTPUT / "pcscd.log", *, debug: bool = True,
-                 config_dir: Path | None = None) -> None:
+                 config_dir: Path | None = None, take_over_system: bool = False) -> None:
         self.log_path = log_path
         self.debug = debug
         self.config_dir = config_dir        # None: the system's reader.conf.d (vpcd's two slots)
         self.process: subprocess.Popen[bytes] | None = None
         self.owned = False
+        # Only the test session stops the OS's pcscd (and restores it in release_daemon).
+        self.system = SystemPcscd() if take_over_system else None
         self.starts = 0
 
     @property
@@ -156,7 +201,8 @@ class PcscDaemon:
         if socket_answers():
             if self.owned:
                 raise RuntimeError("our pcscd is gone but another one answers on its socket")
-            return                          # someone else's daemon: use it, never kill it
+            if self.system is None or not self.system.stop():
+                return                      # someone else's daemon: use it, never kill it
         PCSCD_SOCKET.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.config_dir is None:          # the system's config: vpcd will bind its ports
@@ -245,7 +291,7 @@ def acquire_daemon() -> PcscDaemon:
         if _lock_fd is None:
             _lock_fd = lock_rig()
         if _shared is None:
-            _shared = PcscDaemon()
+            _shared = PcscDaemon(take_over_system=True)
         try:
             _shared.start()
         except BaseException:
@@ -266,6 +312,8 @@ def release_daemon() -> None:
         try:
             if _shared is not None:
                 _shared.stop()
+                if _shared.system is not None:
+                    _shared.system.restore()
         finally:
             _shared = None
             if _lock_fd is not None:
@@ -433,6 +481,13 @@ if pytest is not None:
             if in_ci():
                 pytest.fail(message, pytrace=False)
             pytest.skip(message)
+        if not daemon.owned and in_ci():
+            # The recovery tests kill and restart pcscd: with a daemon we may not touch they
+            # would prove nothing, so CI refuses to go on rather than skip them.
+            release_daemon()
+            pytest.fail("pcscd was started outside the tests and is not under systemd (which "
+                        "the rig would stop and restore): stop it before running the "
+                        "tests", pytrace=False)
         try:
             yield daemon
         finally:

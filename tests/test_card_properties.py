@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +13,7 @@ from agent.card.decode import (decode_address, decode_laser_id, decode_name, dec
 from agent.card.encode import encode_card
 from agent.card.session import read_card
 from agent.card.simulator import ATR_3B67, ATR_3B79, SimulatedCard
-from agent.errors import AgentError
+from agent.errors import AgentError, CardDataInvalid
 from tests.card_strategies import card_profile
 
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -42,13 +43,25 @@ def test_read_over_the_simulator_is_identity(profile, atr, text_first):
     assert result.text == profile.text and result.photo == profile.photo
 
 
+def wrong_size(right: int) -> st.SearchStrategy[bytes]:
+    """Bytes of any length but ``right``, the lengths next to it drawn often."""
+    size = st.one_of(st.sampled_from([0, right - 1, right + 1, right * 2]),
+                     st.integers(0, right + 300)).filter(lambda n: n != right)
+    return size.flatmap(lambda n: st.binary(min_size=n, max_size=n))
+
+
+def exact_size(n: int) -> st.SearchStrategy[bytes]:
+    return st.binary(min_size=n, max_size=n)
+
+
 @SETTINGS
-@given(st.binary(max_size=600), st.binary(max_size=300))
-def test_text_decoder_raises_only_typed_errors(block, tail):
-    try:
-        decode_text_fields(block, tail)
-    except AgentError:
-        pass
+@given(st.one_of(st.tuples(wrong_size(L.TEXT_BLOCK.length), exact_size(L.TAIL_BLOCK.length)),
+                 st.tuples(exact_size(L.TEXT_BLOCK.length), wrong_size(L.TAIL_BLOCK.length)),
+                 st.tuples(wrong_size(L.TEXT_BLOCK.length), wrong_size(L.TAIL_BLOCK.length))))
+def test_text_decoder_refuses_blocks_of_the_wrong_size(blocks):
+    # A short read must never become a card with fields cut or shifted.
+    with pytest.raises(CardDataInvalid):
+        decode_text_fields(*blocks)
 
 
 @SETTINGS
@@ -60,16 +73,60 @@ def test_text_decoder_accepts_any_bytes_of_the_right_size(block, tail):
     assert len(text.address.parts) == 8
 
 
+PHOTO_FIELD = 5118          # bytes at 0x017B, JPEG then 0x20 fill (field notes, section 1)
+
+
+@st.composite
+def photo_field(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """A photo field and the JPEG in it: the body may end in 0x20 bytes, which are data."""
+    body = draw(st.binary(max_size=PHOTO_FIELD - 200).filter(lambda b: b"\xff\xd9" not in b
+                                                                and not b.endswith(b"\xff")))
+    body += b" " * draw(st.integers(0, 40))
+    jpeg = b"\xff\xd8" + body + b"\xff\xd9"
+    return jpeg + b" " * (PHOTO_FIELD - len(jpeg)), jpeg
+
+
 @SETTINGS
-@given(st.binary(max_size=L.PHOTO.length + 10))
-def test_photo_and_other_decoders_raise_only_typed_errors(data):
-    for decode in (decode_photo, decode_nhso, decode_laser_id):
-        try:
-            decode(data)
-        except AgentError:
-            pass
-    decode_name(data[:100])
-    decode_address(data[:160]).to_json()
+@given(photo_field())
+def test_photo_is_the_jpeg_up_to_its_end_marker_spaces_inside_kept(field_and_jpeg):
+    field, jpeg = field_and_jpeg
+    assert decode_photo(field) == jpeg
+
+
+@SETTINGS
+@given(st.one_of(wrong_size(PHOTO_FIELD),
+                 photo_field().map(lambda f: f[0][:-1]),           # a whole JPEG, field short
+                 photo_field().map(lambda f: f[0] + b" "),          # or long
+                 photo_field().map(lambda f: b"\x00\x00" + f[0][2:]),          # no JPEG start
+                 photo_field().map(lambda f: f[0].replace(b"\xff\xd9", b"  "))))  # no JPEG end
+def test_photo_that_is_not_a_whole_jpeg_field_is_refused(data):
+    with pytest.raises(CardDataInvalid):
+        decode_photo(data)
+
+
+@SETTINGS
+@given(exact_size(L.NHSO_BLOCK.length), wrong_size(L.NHSO_BLOCK.length),
+       exact_size(23), st.binary(max_size=22))
+def test_nhso_and_laser_decoders_take_any_bytes_of_their_size_only(nhso, short_nhso, laser,
+                                                                    short_laser):
+    coverage = decode_nhso(nhso)                 # garbage of the right size still decodes
+    assert isinstance(coverage.main_inscl, str) and isinstance(coverage.change_count, str)
+    with pytest.raises(CardDataInvalid):
+        decode_nhso(short_nhso)
+    assert decode_laser_id(laser) == laser[7:23].decode("ascii", errors="replace").strip(" \x00")
+    with pytest.raises(CardDataInvalid):
+        decode_laser_id(short_laser)
+
+
+@SETTINGS
+@given(st.binary(max_size=200))
+def test_name_and_address_decoders_take_any_bytes(data):
+    name = decode_name(data[:100])
+    for part in (name.prefix, name.first, name.middle, name.last):
+        assert "#" not in part and part == part.strip(" \x00")     # split, padding gone
+    address = decode_address(data[:160])
+    assert len(address.parts) == 8
+    address.to_json()
 
 
 # The APDU state machine against a card that answers anything at all.

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from agent.card import layout as L
-from agent.card.apdu import Conversation, get_response_p2, read_command
+from agent.card.apdu import Conversation, get_response_p2
 from agent.card.decode import decode_photo
 from agent.card.demo import demo_profile
 from agent.card.encode import encode_card, encode_nhso
@@ -93,8 +93,8 @@ def test_unknown_atr_falls_back_to_the_other_p2_once(profile):
 def test_wrong_length_6c_is_resent_with_the_length_the_card_gives():
     conv = Conversation(ATR_3B79)
     script = conv.read_script(0x0004, 13, "t")
-    assert next(script) == read_command(0x0004, 13)
-    assert script.send(b"\x61\x0d")[:4] == b"\x00\xc0\x00\x00"
+    assert next(script) == bytes.fromhex("80B0000402000D")        # READ 13 bytes at 0x0004
+    assert script.send(b"\x61\x0d") == bytes.fromhex("00C000000D")  # GET RESPONSE, Le 13
     retry = script.send(b"\x6c\x0a")                   # card: only 10 bytes are ready
     assert retry == b"\x00\xc0\x00\x00\x0a"
     with pytest.raises(CardDataInvalid):

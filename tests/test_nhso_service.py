@@ -90,6 +90,16 @@ async def submit(client, body: dict[str, Any]) -> dict[str, Any]:
     return await resp.json()
 
 
+async def events_of(client, type_: str, count: int) -> list[dict[str, Any]]:
+    """The payloads of ``type_`` once ``count`` of them were published. The outbox records a
+    claim's new status before the sender publishes the event, so a status read through the
+    API can be ahead of the events."""
+    def enough() -> list[dict[str, Any]] | None:
+        found = [p for t, p in client.events if t == type_]
+        return found if len(found) >= count else None
+    return await until(enough, f"{count} {type_} event(s)")
+
+
 async def wait_status(client, claim_id: str, status: str) -> dict[str, Any]:
     async def check():
         view = await claim_status(client, claim_id)
@@ -104,6 +114,7 @@ async def test_claim_is_sent_once_with_events(make_agent, nhso):
     again = await submit(client, body)
     assert again["id"] == first["id"] and again["duplicate"] is True
     view = await wait_status(client, first["id"], "sent")
+    await events_of(client, "claim.sent", 1)
     assert view["authenCode"].startswith("EP")
     assert server_state(nhso).claim_counts == {body["transactionId"]: 1}
     assert view["claim"]["hcode"] == HCODE and view["claim"]["sourceId"] == SOURCE_ID
@@ -133,8 +144,8 @@ async def test_rejected_claim_fails_without_retry_and_can_be_corrected(make_agen
     view = await wait_status(client, claim["id"], "failed")
     assert view["error"]["code"] == "nhso_rejected"
     assert "rejected by test rule" in view["error"]["message"]
-    failed = [p for t, p in client.events if t == "claim.failed"]
-    assert failed and "rejected by test rule" in failed[0]["message"]
+    failed = await events_of(client, "claim.failed", 1)
+    assert "rejected by test rule" in failed[0]["message"]
     await asyncio.sleep(0.3)   # several retry periods: a 4xx must not be retried
     assert server_state(nhso).requests["claim"] == 1
     assert (await claim_status(client, claim["id"]))["attempts"] == 1
@@ -170,25 +181,29 @@ async def test_staff_retry_requeues_refused_claims_once(make_agent, nhso):
 
 
 async def test_5xx_and_drops_are_retried_and_recovered_without_resending(make_agent, nhso):
-    client = await make_agent()
+    # The request timeout is generous (a busy machine must not time out a normal answer,
+    # which would add an attempt and a recovery) and the slow answer far beyond it.
+    client = await make_agent(request_timeout=4.0)
     state = server_state(nhso)
     # First attempts: 503 (not processed), then processed-but-connection-dropped, then
     # processed-but-answer-too-late: the last two are found by Check Authen Status.
     from tests.nhso_server import Rule
     state.rules = [Rule("claim", ["error"], count=1),
                    Rule("claim", ["drop_after"], count=1),
-                   Rule("claim", ["slow"], count=1, delay=1.5)]
+                   Rule("claim", ["slow"], count=1, delay=30.0)]
     ids = []
     for n in range(10, 13):
         ids.append((await submit(client, claim_body(n)))["id"])
     views = [await wait_status(client, i, "sent") for i in ids]
     assert all(c == 1 for c in state.claim_counts.values()) and len(state.claim_counts) == 3
     assert sum(v["attempts"] for v in views) == 4   # 503 + retry, two recovered
-    recovered = [p for t, p in client.events if t == "claim.sent" and p["recovered"]]
-    assert len(recovered) == 2
+    sent = await events_of(client, "claim.sent", 3)
+    assert len([p for p in sent if p["recovered"]]) == 2
     issued = {i["transactionId"]: i["authenCode"] for i in state.issued}
     for v in views:
         assert v["authenCode"] == issued[v["transactionId"]]
+    for task in list(state.tasks):
+        task.cancel()                   # the slow answer nobody waits for any more
 
 
 async def test_status_check_failure_never_leads_to_resend(make_agent, nhso):
@@ -250,7 +265,11 @@ async def test_unsent_claims_are_flagged_due_once(make_agent, nhso):
     old = await submit(client, claim_body(50, serviceDateTime=yesterday,
                                           invoiceDateTime=yesterday))
     await until(lambda: any(t == "claim.due" for t, _ in client.events), "claim.due")
-    await asyncio.sleep(0.2)    # several more checks: the flag is raised once
+    # The claim keeps being retried (every answer is a 503); three more attempts after the
+    # flag, counted at the server, span several due checks: the flag is still raised once.
+    attempts = server_state(nhso).requests["claim"]
+    await until(lambda: server_state(nhso).requests["claim"] >= attempts + 3,
+                "three more attempts")
     due = [p for t, p in client.events if t == "claim.due"]
     assert [d["id"] for d in due] == [old["id"]]
     assert due[0]["serviceDate"] and due[0]["error"]["code"] == "nhso_unavailable"
@@ -350,10 +369,29 @@ async def test_coverage_lookup_failure_is_typed(make_agent, nhso):
         await client.service.lookups.coverage_for(patient_pid(81))
 
 
-async def test_authen_status_and_compat_latest_codes(make_agent, nhso):
+class _FrozenDateTime(dt.datetime):
+    """``datetime`` whose ``now()`` is one fixed moment (``moment`` set by the test)."""
+
+    moment: dt.datetime
+
+    @classmethod
+    def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+        return cls.moment.astimezone(tz) if tz else cls.moment.astimezone().replace(tzinfo=None)
+
+
+async def test_authen_status_and_compat_latest_codes(make_agent, nhso, monkeypatch):
+    import types
+
+    import agent.nhso.service as service_module
+
     client = await make_agent()
     pid = patient_pid(90)
     now_ms = int(time.time() * 1000)
+    # The compat routes look at "today" in Bangkok. The service's clock is pinned to the
+    # claim's moment so that they always find it, even when the test runs across midnight.
+    _FrozenDateTime.moment = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc)
+    monkeypatch.setattr(service_module, "dt", types.SimpleNamespace(
+        datetime=_FrozenDateTime, date=dt.date, timezone=dt.timezone, timedelta=dt.timedelta))
     claim = await submit(client, claim_body(90, serviceDateTime=now_ms - 1000,
                                             invoiceDateTime=now_ms - 1000))
     view = await wait_status(client, claim["id"], "sent")
@@ -362,14 +400,12 @@ async def test_authen_status_and_compat_latest_codes(make_agent, nhso):
     assert resp.status == 200
     status = await resp.json()
     assert [h["claimCode"] for h in status["serviceHistories"]] == [view["authenCode"]]
-    bkk_today = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).date().isoformat()
     resp = await client.get(f"/api/nhso-service/latest-authen-code/{pid}")
     latest = await resp.json()
-    if view["serviceDate"] == bkk_today:     # the compat routes look at today only
-        assert latest["claimCode"] == view["authenCode"] and latest["hcode"] == HCODE
-        assert latest["claimType"] == "PG0060001"
-        resp = await client.get(f"/api/nhso-service/latest-5-authen-code-all-hospital/{pid}")
-        assert [i["claimCode"] for i in await resp.json()] == [view["authenCode"]]
+    assert latest["claimCode"] == view["authenCode"] and latest["hcode"] == HCODE
+    assert latest["claimType"] == "PG0060001"
+    resp = await client.get(f"/api/nhso-service/latest-5-authen-code-all-hospital/{pid}")
+    assert [i["claimCode"] for i in await resp.json()] == [view["authenCode"]]
     other = patient_pid(91)
     resp = await client.get(f"/api/nhso-service/latest-authen-code/{other}")
     none = await resp.json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import random
 import threading
@@ -94,8 +95,10 @@ def test_card_pulled_at_a_random_apdu_ends_the_read_with_card_removed(pcsc_monit
     seed = int(os.environ.get("PULL_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     events, backend = pcsc_monitor.events, pcsc_monitor.backend
-    full = VirtualCard.demo(0)
-    insert_and_wait(backend, slots, full)
+    full = slots.insert(VirtualCard.demo(0))
+    # The monitor's event, not wait_states on its backend: a second wait on the monitor's
+    # context queues behind its endless SCardGetStatusChange (a hang seen under load).
+    events.wait_for("card_inserted", full.reader)
     read(backend, full.reader)
     apdus_per_read = full.apdus
     full.remove()
@@ -116,14 +119,20 @@ def test_card_pulled_at_a_random_apdu_ends_the_read_with_card_removed(pcsc_monit
         events.wait_for("card_removed", card.reader)
 
 
-def test_card_pulled_after_some_seconds_mid_read(backend, slots):
-    # 30 ms per APDU: a 47-APDU read takes ~1.4 s, the card leaves ~0.5 s in.
-    card = VirtualCard.demo(0, apdu_delay=0.03, pull_after=0.5)
+def test_card_pulled_by_hand_while_a_command_is_in_flight(backend, slots):
+    # A slow card (30 ms per APDU); the person pulls it while its 20th command is being
+    # answered. The card tells when that command arrives: no guess at how long pcscd takes
+    # to report the card or the read to get there.
+    card = VirtualCard.demo(0, apdu_delay=0.03, hold_at_apdu=20)
     slots.insert(card)
     wait_states(backend, card_present(card.reader))
-    with pytest.raises(CardRemoved):
-        read(backend, card.reader)
-    assert card.wait_pulled(5) and card.apdus > 0
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(read, backend, card.reader)
+        assert card.held.wait(30), f"the read never reached APDU 20 ({card.apdus} answered)"
+        card.remove()                               # from another thread, mid-command
+        with pytest.raises(CardRemoved):
+            reading.result(30)
+    assert card.apdus == 19
 
 
 def test_garbled_answer_is_retried_once_after_a_reconnect(backend, slots):
@@ -236,6 +245,8 @@ def test_fifty_insert_read_remove_cycles_leak_no_threads_or_fds(pcsc_monitor, sl
     for t in loops:
         t.join(100)
     assert not failures, failures
-    assert threading.active_count() == threads
-    assert len(os.listdir("/proc/self/fd")) == fds
+    # Bounded, not exact: a pyscard/pcsc-lite helper thread or fd may come and go with the
+    # machine's timing; a leak per cycle would add 50 of them.
+    assert threading.active_count() <= threads + 2
+    assert len(os.listdir("/proc/self/fd")) <= fds + 4
     assert pcsc_monitor.monitor.alive

@@ -18,7 +18,6 @@ import base64
 import json
 import os
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ import pytest
 from agent.card.demo import demo_profile
 from agent.core import CardService
 from agent.readers.pcsc import PcscBackend
-from tests.pcsc_rig import OUTPUT, PcscDaemon, pcscd, settle_empty  # noqa: F401
+from tests.pcsc_rig import OUTPUT, PcscDaemon, pcscd, settle_empty, socket_answers  # noqa: F401
 from tests.robust_support import AgentProcess, WsInbox, expected_cards
 from tests.vpcd_card import READER_NAMES, VirtualCard
 
@@ -294,14 +293,14 @@ def test_pcscd_killed_mid_read_then_restarted_the_agent_recovers(pcscd, pcsc_age
     if not pcscd.owned:
         pytest.skip("pcscd was started outside the tests; it is not ours to kill")
     reader = READER_NAMES[0]
-    card = VirtualCard.demo(7, apdu_delay=0.03)     # ~1.5 s read: time to kill pcscd inside it
+    # The card keeps the read's 12th APDU (of 49) unanswered, so pcscd dies mid-read for sure.
+    card = VirtualCard.demo(7, apdu_delay=0.03, hold_at_apdu=12)
     mark = inbox.mark()
     card.insert(0)
     inbox.wait("card.inserted", reader, mark)
-    deadline = time.monotonic() + 10
-    while card.apdus < 12 and time.monotonic() < deadline:
-        time.sleep(0.005)                          # the card's own counter has no event
+    assert card.held.wait(30), f"the agent's read never reached APDU 12 ({card.apdus} answered)"
     pcscd.stop(kill=True)
+    assert not pcscd.running and not socket_answers()
     try:
         inbox.wait("pcsc.unavailable", None, mark, timeout=20)
         # The reader and its card are gone for the agent; nothing stale is served.
@@ -313,6 +312,7 @@ def test_pcscd_killed_mid_read_then_restarted_the_agent_recovers(pcscd, pcsc_age
     finally:
         card.remove()
         pcscd.start()
+    assert card.apdus == 11                       # the read was cut in the middle, not after
     inbox.wait("pcsc.available", None, mark, timeout=30)
     for name in READER_NAMES:
         inbox.wait("reader.added", name, mark, timeout=30)

@@ -90,6 +90,39 @@ class Desktop:
     def menu_open(self) -> bool:
         return bool(self.x("xdotool", "search", "--onlyvisible", "--class", "^Menu$"))
 
+    def keyboard_grabbed(self) -> bool:
+        """Whether a client holds the keyboard grab (Tk's popup menu takes it once posted).
+
+        Keys typed before that go to whatever had the focus, not to the menu. Probing with a
+        grab of our own is safe: Tk retries its grab for a second if it finds one held.
+        """
+        from Xlib import X, display
+
+        conn = display.Display(self.display)
+        try:
+            status = conn.screen().root.grab_keyboard(False, X.GrabModeAsync,
+                                                      X.GrabModeAsync, X.CurrentTime)
+            if status == X.GrabSuccess:
+                conn.ungrab_keyboard(X.CurrentTime)
+                conn.sync()
+            return status == X.AlreadyGrabbed
+        finally:
+            conn.close()
+
+    def has_focus(self, window: str) -> bool:
+        """Whether the X input focus is on ``window`` or one of its child windows."""
+        focus = self.x("xdotool", "getwindowfocus", "-f")
+        tree = self.x("xwininfo", "-tree", "-id", window)
+        ids = {int(window)} | {int(w.split()[0], 16) for w in tree.splitlines()
+                               if w.strip().startswith("0x")}
+        return focus.isdigit() and int(focus) in ids
+
+    def icon_shows(self, window: str, name: str,
+                   check: Callable[[Image.Image], bool]) -> Image.Image:
+        """Screenshots until the icon's pixels pass ``check`` (it is redrawn after its title)."""
+        return wait_for(lambda: (lambda crop: crop if check(crop) else None)(
+            icon_crop(self, self.screenshot(name), window)), f"icon as expected in {name}")
+
 
 @pytest.fixture
 def desktop(tmp_path: Path) -> Iterator[Desktop]:
@@ -154,9 +187,10 @@ def centre_is_panel(img: Image.Image) -> bool:
 
 def open_menu(desk: Desktop, window: str) -> None:
     x, y, w, h = desk.geometry(window)
+    assert not desk.keyboard_grabbed()        # so the wait below waits for the menu's grab
     desk.x("xdotool", "mousemove", str(x + w // 2), str(y + h // 2), "click", "1")
     wait_for(desk.menu_open, "popup menu shown")
-    time.sleep(0.3)          # let Tk finish drawing before the screenshot
+    wait_for(desk.keyboard_grabbed, "popup menu holds the keyboard")
 
 
 def choose_from_bottom(desk: Desktop, steps: int) -> None:
@@ -186,18 +220,14 @@ def test_icon_follows_a_demo_card_in_and_out(desktop: Desktop) -> None:
     try:
         window = str(wait_for(desktop.icon_window, "icon docked in the tray"))
         wait_for(lambda: "Card in the reader" in desktop.title(window), "card shown")
-        time.sleep(0.5)
-        card_in = icon_crop(desktop, desktop.screenshot("1-card-in"), window)
-        assert not centre_is_panel(card_in)                  # a solid card
-        assert colourful(card_in) > 0.3
+        card_in = desktop.icon_shows(window, "1-card-in",   # a solid, coloured card
+                                     lambda i: not centre_is_panel(i) and colourful(i) > 0.3)
 
         open_menu(desktop, window)
         desktop.screenshot("2-menu")
         choose_from_bottom(desktop, steps_to("demo"))        # "Demo: remove the card"
         wait_for(lambda: "Ready" in desktop.title(window), "idle shown")
-        time.sleep(0.5)
-        card_out = icon_crop(desktop, desktop.screenshot("3-card-out"), window)
-        assert centre_is_panel(card_out)                      # an empty slot
+        card_out = desktop.icon_shows(window, "3-card-out", centre_is_panel)   # an empty slot
         diff = ImageChops.difference(card_in, card_out).convert("L").point(
             lambda p: 255 if p > 48 else 0)
         assert diff.histogram()[255] > card_in.width * card_in.height // 5
@@ -205,9 +235,13 @@ def test_icon_follows_a_demo_card_in_and_out(desktop: Desktop) -> None:
         open_menu(desktop, window)
         choose_from_bottom(desktop, steps_to("demo"))        # "Demo: insert a card"
         wait_for(lambda: "Card in the reader" in desktop.title(window), "card back")
-        time.sleep(0.5)
-        again = icon_crop(desktop, desktop.screenshot("4-card-in-again"), window)
-        assert not centre_is_panel(again)
+        desktop.icon_shows(window, "4-card-in-again", lambda i: not centre_is_panel(i))
+    except AssertionError as exc:      # what the tray did is in its log
+        log = (desktop.home / "tray.log").read_text(errors="replace")[-3000:]
+        now = desktop.x("xdotool", "search", "--classname", "^thaicard-agentSystemTrayIcon$")
+        names = {w: desktop.title(w) for w in now.split()}
+        raise AssertionError(f"{exc}\nicon window {window}; now {names}\n"
+                             f"--- tray.log (end) ---\n{log}") from None
     finally:
         code = stop(tray)
     assert code == 0, (desktop.home / "tray.log").read_text()
@@ -225,8 +259,7 @@ def test_tray_for_a_separate_agent_in_thai_goes_offline_with_it(desktop: Desktop
                      lang="th_TH.UTF-8")
         window = str(wait_for(desktop.icon_window, "icon docked in the tray"))
         wait_for(lambda: "Card in the reader" in desktop.title(window), "card shown")
-        time.sleep(0.5)
-        online = icon_crop(desktop, desktop.screenshot("5-connected"), window)
+        online = desktop.icon_shows(window, "5-connected", lambda i: colourful(i) > 0.3)
         open_menu(desktop, window)
         desktop.screenshot("6-menu-thai")
         desktop.x("xdotool", "key", "Escape")
@@ -234,9 +267,7 @@ def test_tray_for_a_separate_agent_in_thai_goes_offline_with_it(desktop: Desktop
 
         assert stop(agent) == 0
         wait_for(lambda: "not reachable" in desktop.title(window), "offline shown")
-        time.sleep(0.5)
-        offline = icon_crop(desktop, desktop.screenshot("7-agent-gone"), window)
-        assert colourful(online) > 0.3 and colourful(offline) < 0.05     # grey sign
+        desktop.icon_shows(window, "7-agent-gone", lambda i: colourful(i) < 0.05)  # grey sign
         assert tray.poll() is None                 # the tray waits for the agent to return
     finally:
         if agent.poll() is None:
@@ -257,8 +288,9 @@ def test_settings_dialog_as_a_person_uses_it(desktop: Desktop) -> None:
     try:
         window = str(wait_for(lambda: desktop.x("xdotool", "search", "--name", "^Settings"),
                               "settings window")).splitlines()[0]
-        desktop.x("xdotool", "windowfocus", window)
-        time.sleep(0.5)
+        # The dialog focuses its port field itself (focus_force) 50 ms after it shows: keys
+        # typed before that are lost, so type only once that focus has arrived.
+        wait_for(lambda: desktop.has_focus(window), "settings dialog focused")
         desktop.x("xdotool", "type", "--delay", "30", "8190")
         desktop.screenshot("8-settings")
         desktop.x("xdotool", "key", "Return")

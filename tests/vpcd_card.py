@@ -55,12 +55,18 @@ class VirtualCard:
     answers the n-th command once with a garbled one-byte frame (a link glitch) and
     then carries on as if it never arrived. ``apdu_delay`` is slept
     before every answer (real cards need tens of milliseconds per command).
+    ``hold_at_apdu=n`` keeps the n-th command unanswered until the card is removed, and
+    sets ``held`` when it arrives: a test waits on that to act in the middle of a read
+    (kill pcscd, pull the card) at a known APDU instead of after a guessed time.
     """
 
     def __init__(self, card: CardLogic, *, apdu_delay: float = 0.0,
                  pull_at_apdu: int | None = None, pull_after: float | None = None,
-                 glitch_at_apdu: int | None = None) -> None:
+                 glitch_at_apdu: int | None = None, hold_at_apdu: int | None = None) -> None:
         self.card = card
+        self.hold_at_apdu = hold_at_apdu
+        self.held = threading.Event()
+        self._release = threading.Event()
         self.glitch_at_apdu = glitch_at_apdu
         self.apdu_delay = apdu_delay
         self.pull_at_apdu = pull_at_apdu
@@ -110,6 +116,8 @@ class VirtualCard:
         self.slot, self._sock, self.apdus, self.error = slot, sock, 0, None
         self.card.reset()
         self._closed = threading.Event()
+        self.held = threading.Event()
+        self._release = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(sock, self._closed),
                                         name=f"vpcd-card-{slot}", daemon=True)
         self._thread.start()
@@ -121,6 +129,7 @@ class VirtualCard:
 
     def remove(self, timeout: float = 5.0) -> None:
         """Pull the card out (close the connection) and wait for the serving thread."""
+        self._release.set()
         with self._lock:
             sock = self._sock
         if sock is not None:
@@ -177,6 +186,10 @@ class VirtualCard:
                 return self.card.atr
             raise ValueError(f"unknown vpcd control byte {control:#x}")
         if self.pull_at_apdu is not None and self.apdus + 1 >= self.pull_at_apdu:
+            return _PULL
+        if self.hold_at_apdu is not None and self.apdus + 1 == self.hold_at_apdu:
+            self.held.set()
+            self._release.wait()        # never answered: ends when the test removes the card
             return _PULL
         if self.glitch_at_apdu is not None and self.apdus + 1 == self.glitch_at_apdu:
             self.glitch_at_apdu = None

@@ -162,7 +162,13 @@ class TrayApp:
             icon.title = self.title_for(icon)
             if getattr(icon, "HAS_MENU", True):
                 icon.menu = to_pystray(items)
-        except Exception:  # a tray host that went away must not stop the agent
+            # pystray's plain-X11 backend queues the new title on its X connection without
+            # flushing it: the X server got it only with the next X event, so under load the
+            # tray kept showing "Card in the reader" after the card left.
+            display = getattr(icon, "_display", None)
+            if display is not None and hasattr(display, "flush"):
+                display.flush()
+        except Exception:  # noqa: BLE001 - a tray host that went away must not stop the agent
             log.exception("could not update the tray icon")
 
     def _on_change(self, state: TrayState, notices: list[Notice]) -> None:
