@@ -174,8 +174,12 @@ class Outbox:
 
     def _setup(self, db: sqlite3.Connection, new: bool) -> None:
         db.row_factory = sqlite3.Row
-        if new and os.name == "posix":
-            os.chmod(self.path, 0o600)   # personal data: readable by this user only
+        if os.name == "posix":
+            # Personal data: readable by this user only, also when the file was copied or
+            # restored with looser permissions (SQLite gives a new WAL the file's mode).
+            for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                if path.exists() and path.stat().st_mode & 0o077:
+                    os.chmod(path, 0o600)
         db.execute("PRAGMA journal_mode=WAL")
         # FULL: the commit that precedes a 202 is on disk, not only in the OS cache.
         db.execute("PRAGMA synchronous=FULL")
