@@ -87,55 +87,5 @@ nice -n 10 "$VENV/bin/mutmut" run --max-children "$JOBS" > "$WORK/run.log" 2>&1 
 }
 elapsed=$(( $(date +%s) - started ))
 "$VENV/bin/mutmut" results --all true > "$WORK/results.txt"
-"$PY" - "$WORK/results.txt" "$elapsed" "$ROOT/docs/mutation-equivalents.md" <<'EOF'
-"""Score per module: killed / (mutants - equivalent ones listed in the docs)."""
-import re
-import sys
-from collections import defaultdict
-
-results, elapsed, equivalents = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-listed = set()
-try:
-    for line in open(equivalents, encoding="utf-8"):
-        listed.update(re.findall(r"`([\w.]+__mutmut_\d+)`", line))
-except FileNotFoundError:
-    pass
-stats = defaultdict(lambda: defaultdict(int))
-survivors = defaultdict(list)
-for line in open(results, encoding="utf-8"):
-    line = line.strip()
-    if "__mutmut_" not in line or ": " not in line:
-        continue
-    name, status = line.rsplit(": ", 1)
-    # agent.nhso.outbox.x\u01c1Outbox\u01c1_purge__mutmut_3, agent.core.x_helper__mutmut_1
-    module = name.split(".x\u01c1")[0].split(".x_")[0]
-    # "killed", "timeout" and "suspicious" (far slower than the clean run) all failed.
-    if status in ("killed", "timeout", "suspicious", "caught by type check"):
-        stats[module]["killed"] += 1
-    elif name in listed:
-        stats[module]["equivalent"] += 1
-    else:
-        stats[module]["alive"] += 1
-        survivors[module].append(f"{name} ({status})")
-    stats[module]["total"] += 1
-print(f"{'module':32} {'mutants':>8} {'killed':>7} {'equiv':>6} {'alive':>6} {'score':>7}")
-total = defaultdict(int)
-for module in sorted(stats):
-    s = stats[module]
-    for k, v in s.items():
-        total[k] += v
-    scored = s["total"] - s["equivalent"]
-    score = 100.0 * s["killed"] / scored if scored else 100.0
-    print(f"{module:32} {s['total']:8} {s['killed']:7} {s['equivalent']:6} {s['alive']:6} "
-          f"{score:6.1f}%")
-scored = total["total"] - total["equivalent"]
-if scored:
-    print(f"{'all':32} {total['total']:8} {total['killed']:7} {total['equivalent']:6} "
-          f"{total['alive']:6} {100.0 * total['killed'] / scored:6.1f}%")
-print(f"run took {elapsed // 60} min {elapsed % 60} s")
-with open(results.replace("results.txt", "survivors.txt"), "w", encoding="utf-8") as out:
-    for module in sorted(survivors):
-        for s in survivors[module]:
-            out.write(s + "\n")
-EOF
+"$PY" "$ROOT/scripts/mutation_score.py" "$WORK" "$elapsed" "$ROOT/docs/mutation-equivalents.md"
 echo "survivors: $WORK/survivors.txt (mutmut show <name> in $WORK)"
