@@ -79,6 +79,7 @@ def history(code: Any = "EP0000000001", hcode: Any = HCODE, service: Any = "PG00
     ({"serviceHistories": {"claimCode": "EP1"}}, set(), None),
     ({"serviceHistories": []}, set(), None),
     ({"serviceHistories": ["EP0000000001", None]}, set(), None),
+    ({"serviceHistories": [None, "x", history()]}, set(), "EP0000000001"),   # skipped, not the end
     ({"serviceHistories": [history()]}, set(), "EP0000000001"),
     ({"serviceHistories": [history(hcode=int(HCODE))]}, set(), "EP0000000001"),
     ({"serviceHistories": [history(code="PP0000000001")]}, set(), None),
@@ -316,6 +317,18 @@ async def test_an_in_doubt_claim_found_at_nhso_is_not_sent_again(outbox: Outbox)
                                           "status": "sent", "authenCode": "EP0000000200",
                                           "seq": None, "recovered": True})]
     assert (rig.sender.sent, rig.sender.recovered) == (0, 1)
+
+
+async def test_the_counters_count_every_claim(outbox: Outbox) -> None:
+    found = {"serviceHistories": [history("EP0000000210", when=None),
+                                  history("EP0000000211", when=None)]}
+    rig = Rig(outbox, ScriptedClient([ClaimAnswer("EP0000000212", None),
+                                      ClaimAnswer("EP0000000213", None)], [found, found]))
+    for n, in_doubt in ((1, True), (2, True), (3, False), (4, False)):
+        claim = await rig.claim(n, in_doubt=in_doubt, transactionId=f"T-{n}",
+                                visitNumber=f"V{n}")
+        await rig.deliver(claim)
+    assert (rig.sender.sent, rig.sender.recovered) == (2, 2)
 
 
 async def test_a_code_another_claim_holds_is_not_taken(outbox: Outbox) -> None:

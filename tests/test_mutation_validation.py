@@ -222,6 +222,28 @@ def test_a_missing_date_is_today_in_bangkok(value: str | None) -> None:
     assert got in (before, after)
 
 
+def test_today_is_bangkok_s_whatever_the_machine_s_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workstation set to another zone still gets Bangkok's day (NHSO's service day).
+
+    Of UTC-12 and UTC+14, one is always on another calendar day than Bangkok (UTC+7).
+    """
+    import time
+    bangkok = dt.datetime.now(BANGKOK)
+    for zone, hours in (("XXX+12", -12), ("YYY-14", 14)):
+        local = bangkok.astimezone(dt.timezone(dt.timedelta(hours=hours)))
+        if local.date() != bangkok.date():
+            break
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        assert dt.datetime.now().date() != bangkok.date() or \
+            dt.datetime.now(BANGKOK).date() != bangkok.date()     # midnight passed
+        assert parse_date(None) == dt.datetime.now(BANGKOK).date().isoformat()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_a_date_is_taken_as_given() -> None:
     assert parse_date("2024-02-29") == "2024-02-29"
 
