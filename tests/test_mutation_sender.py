@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from agent.errors import (KeyringUnavailable, NhsoRejected, NhsoTokenInvalid,
+                          OutboxUnavailable as OutboxUnavailableError,
                           NhsoTokenMissing, NhsoUnavailable)
 from agent.nhso import sender as sender_mod
 from agent.nhso.client import ClaimAnswer, unavailable
@@ -492,3 +493,110 @@ async def test_housekeeping_flags_due_claims_and_purges_old_ones(outbox: Outbox)
 
 async def _gone(outbox: Outbox, claim_id: str) -> bool:
     return await outbox.get(claim_id) is None
+
+
+class WatchedOutbox(Outbox):
+    """An outbox that says when a worker asked for the next due time (it is idle then)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.idle = asyncio.Event()
+
+    async def next_attempt_at(self) -> float | None:
+        value = await super().next_attempt_at()
+        self.idle.set()
+        return value
+
+
+@pytest.fixture
+async def watched(tmp_path: Path) -> AsyncIterator[WatchedOutbox]:
+    box = WatchedOutbox(tmp_path / "watched.sqlite3")
+    await box.open()
+    yield box
+    await box.close()
+
+
+async def test_an_idle_worker_is_woken_by_wake(watched: WatchedOutbox) -> None:
+    rig = Rig(watched, ScriptedClient([ClaimAnswer("EP0000000500", None)]))
+    await rig.sender.start()
+    try:
+        await asyncio.wait_for(watched.idle.wait(), 10)   # nothing queued: waiting 5 s
+        await watched.submit(validate_claim(claim_body(8), SETTINGS))
+        started = time.monotonic()
+        rig.sender.wake()
+        await until(lambda: rig.events, "the claim to be sent", deadline=10.0)
+        # Well before the idle poll (5 s) would have found it.
+        assert time.monotonic() - started < sender_mod.IDLE_POLL - 1
+        assert len(rig.sender._tasks) == 2
+    finally:
+        await rig.sender.stop()
+
+
+async def test_an_idle_worker_wakes_itself_when_a_retry_is_due(watched: WatchedOutbox) -> None:
+    rig = Rig(watched, ScriptedClient([ClaimAnswer("EP0000000600", None)]))
+    claim, _ = await watched.submit(validate_claim(claim_body(9), SETTINGS))
+    await watched.reschedule(claim.id, 0.3, in_doubt=False, error_code=None,
+                             error_message=None)
+    started = time.monotonic()
+    await rig.sender.start()
+    try:
+        await until(lambda: rig.events, "the retry to be sent", deadline=10.0)
+        assert time.monotonic() - started < sender_mod.IDLE_POLL - 1   # no wake() call
+    finally:
+        await rig.sender.stop()
+
+
+async def test_stop_waits_for_the_tasks_and_survives_a_closed_outbox(outbox: Outbox) -> None:
+    rig = Rig(outbox, ScriptedClient())
+    await rig.sender.start()
+    tasks = list(rig.sender._tasks)
+    await outbox.close()              # recover_interrupted will fail: stop must not
+    await rig.sender.stop()
+    assert all(t.done() for t in tasks) and rig.sender._tasks == []
+    await outbox.open()
+
+
+async def test_a_worker_keeps_going_when_the_outbox_fails(outbox: Outbox,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outbox error while taking a claim is retried after a pause, not fatal."""
+    monkeypatch.setattr(sender_mod, "IDLE_POLL", 0.05)
+    rig = Rig(outbox, ScriptedClient([ClaimAnswer("EP0000000700", None)]))
+    real = outbox.take_due
+    failures = 0
+
+    async def flaky() -> Claim | None:
+        nonlocal failures
+        if failures < 2:
+            failures += 1
+            raise OutboxUnavailableError("disk busy")
+        return await real()
+    monkeypatch.setattr(outbox, "take_due", flaky)
+    await outbox.submit(validate_claim(claim_body(10), SETTINGS))
+    await rig.sender.start()
+    try:
+        await until(lambda: rig.events, "the claim to be sent after the outbox recovered")
+    finally:
+        await rig.sender.stop()
+    assert failures == 2
+
+
+async def test_an_unexpected_error_does_not_stop_the_worker(outbox: Outbox,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.setattr(sender_mod, "IDLE_POLL", 0.05)
+    rig = Rig(outbox, ScriptedClient([RuntimeError("bug"), ClaimAnswer("EP0000000800", None)],
+                                     [{"serviceHistories": []}]))
+    claim, _ = await outbox.submit(validate_claim(claim_body(11), SETTINGS))
+    await rig.sender.start()
+    try:
+        async def retried_and_due() -> bool:
+            c = await outbox.get(claim.id)
+            return c is not None and c.error_code == "internal_error"
+        await until(retried_and_due, "the failed try to be recorded")
+        await outbox.reschedule(claim.id, -1, in_doubt=True, error_code="internal_error",
+                                error_message="x")
+        rig.sender.wake()
+        await until(lambda: rig.events, "the same worker to send it next time")
+    finally:
+        await rig.sender.stop()
+    assert rig.events[0][1]["authenCode"] == "EP0000000800"
