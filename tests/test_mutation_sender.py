@@ -600,3 +600,38 @@ async def test_an_unexpected_error_does_not_stop_the_worker(outbox: Outbox,
     finally:
         await rig.sender.stop()
     assert rig.events[0][1]["authenCode"] == "EP0000000800"
+
+
+async def test_outbox_errors_around_a_send_do_not_stop_the_worker(
+        outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outbox fails while recording an unexpected error, and while telling the next
+    due time: the worker carries on with the next claim."""
+    monkeypatch.setattr(sender_mod, "IDLE_POLL", 0.05)
+    rig = Rig(outbox, ScriptedClient([RuntimeError("bug"), ClaimAnswer("EP0000000900", None)]))
+    real_reschedule, real_next = outbox.reschedule, outbox.next_attempt_at
+    broken = {"reschedule": 1, "next": 1}
+
+    async def reschedule(*args: Any, **kwargs: Any) -> Claim:
+        if broken["reschedule"]:
+            broken["reschedule"] -= 1
+            raise OutboxUnavailableError("disk full")
+        return await real_reschedule(*args, **kwargs)
+
+    async def next_attempt_at() -> float | None:
+        if broken["next"]:
+            broken["next"] -= 1
+            raise OutboxUnavailableError("disk full")
+        return await real_next()
+    monkeypatch.setattr(outbox, "reschedule", reschedule)
+    monkeypatch.setattr(outbox, "next_attempt_at", next_attempt_at)
+    first, _ = await outbox.submit(validate_claim(claim_body(12), SETTINGS))
+    await rig.sender.start()
+    try:
+        await until(lambda: broken == {"reschedule": 0, "next": 0}, "both failures")
+        second, _ = await outbox.submit(validate_claim(claim_body(13), SETTINGS))
+        rig.sender.wake()
+        await until(lambda: rig.events, "the next claim to be sent")
+    finally:
+        await rig.sender.stop()
+    assert rig.events[0][1]["id"] == second.id
+    assert rig.client.sent == [first.body, second.body]
