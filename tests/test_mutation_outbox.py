@@ -439,3 +439,25 @@ async def test_sqlite_errors_become_outbox_errors(outbox: Outbox) -> None:
     with pytest.raises(OutboxUnavailable) as caught:
         await sql(outbox, "SELECT * FROM no_such_table")
     assert caught.value.detail == "OperationalError: no such table: no_such_table"
+
+
+async def test_a_failed_submit_leaves_no_transaction_open(outbox: Outbox) -> None:
+    broken = body(96)
+    del broken["claimServiceCode"]           # fails inside the transaction
+    with pytest.raises(KeyError):
+        await outbox.submit(broken)
+    claim, created = await outbox.submit(body(97))
+    assert created and await outbox.get(claim.id) == claim
+
+
+async def test_a_failed_update_is_rolled_back_and_the_outbox_goes_on(outbox: Outbox) -> None:
+    claim, _ = await outbox.submit(body(98))
+    await sql(outbox, "CREATE TRIGGER refuse BEFORE UPDATE ON claims WHEN NEW.attempts > 0 "
+              "BEGIN SELECT RAISE(ABORT, 'refused by test'); END")
+    with pytest.raises(OutboxUnavailable) as caught:
+        await outbox.mark_attempt(claim.id)
+    assert caught.value.detail == "IntegrityError: refused by test"
+    await sql(outbox, "DROP TRIGGER refuse")
+    assert (await outbox.get(claim.id)).attempts == 0            # type: ignore[union-attr]
+    await outbox.mark_attempt(claim.id)
+    assert (await outbox.get(claim.id)).attempts == 1            # type: ignore[union-attr]
