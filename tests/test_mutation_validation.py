@@ -154,6 +154,9 @@ def test_validation_failed_reads_as_one_line_and_a_dict() -> None:
      {"totalAmount": 0, "paidAmount": 0, "privilegeAmount": 0}),
     ({"totalAmount": 0.1 + 0.2, "paidAmount": 0.3, "privilegeAmount": 0},    # float noise
      {"totalAmount": 0.3, "paidAmount": 0.3, "privilegeAmount": 0}),
+    # Float noise up to a millionth of a cent is tolerated (1e-8 is exactly at the edge).
+    ({"totalAmount": 1e-8, "paidAmount": 0, "privilegeAmount": 0},
+     {"totalAmount": 0.0, "paidAmount": 0, "privilegeAmount": 0}),
     ({"serviceDateTime": MIN_EPOCH_MS}, {"serviceDateTime": MIN_EPOCH_MS}),
     ({"serviceDateTime": NOW_MS + FUTURE_SLACK_MS},
      {"serviceDateTime": NOW_MS + FUTURE_SLACK_MS}),
