@@ -461,3 +461,15 @@ async def test_a_failed_update_is_rolled_back_and_the_outbox_goes_on(outbox: Out
     assert (await outbox.get(claim.id)).attempts == 0            # type: ignore[union-attr]
     await outbox.mark_attempt(claim.id)
     assert (await outbox.get(claim.id)).attempts == 1            # type: ignore[union-attr]
+
+
+async def test_open_creates_missing_parent_folders_and_close_cleans_up(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "a" / "b" / "c" / "o.sqlite3")
+    assert box.open_error is None and not box.is_open
+    await box.open()
+    await box.submit(body(99))
+    assert Path(f"{box.path}-wal").exists()
+    await box.close()
+    # The connection was closed: SQLite checkpointed and removed its WAL.
+    assert not Path(f"{box.path}-wal").exists()
+    assert box.path.exists()

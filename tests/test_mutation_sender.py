@@ -635,3 +635,37 @@ async def test_outbox_errors_around_a_send_do_not_stop_the_worker(
         await rig.sender.stop()
     assert rig.events[0][1]["id"] == second.id
     assert rig.client.sent == [first.body, second.body]
+
+
+async def test_housekeeping_keeps_flagging_and_purges_once_an_hour(
+        outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = Rig(outbox, ScriptedClient(), NhsoSettings(
+        hcode=HCODE, source_id=SOURCE_ID, recorder_pid=RECORDER_PID, sender_concurrency=0,
+        due_check_interval=0.01))          # no workers: only the housekeeping loop runs
+    calls = {"flag": 0, "purge": 0}
+    real_flag, real_purge = outbox.flag_due, outbox.purge
+
+    async def flag_due(now: dt.datetime, due_time: str) -> list[Claim]:
+        calls["flag"] += 1
+        assert now.tzinfo is not None
+        return await real_flag(now, due_time)
+
+    async def purge(days: int) -> int:
+        calls["purge"] += 1
+        return await real_purge(days)
+    monkeypatch.setattr(outbox, "flag_due", flag_due)
+    monkeypatch.setattr(outbox, "purge", purge)
+    await rig.sender.start()
+    try:
+        await until(lambda: calls["flag"] >= 3, "three housekeeping passes")
+        # A claim that becomes due later is still flagged: the loop goes on.
+        yesterday = int((time.time() - 86_400) * 1000)
+        late, _ = await outbox.submit(validate_claim(
+            claim_body(14, serviceDateTime=yesterday, invoiceDateTime=yesterday), SETTINGS))
+        await until(lambda: rig.events, "claim.due for the later claim")
+    finally:
+        await rig.sender.stop()
+    assert calls["purge"] == 1             # at start, then not before an hour has passed
+    assert rig.events == [("claim.due", {
+        "id": late.id, "transactionId": late.transaction_id, "status": "queued",
+        "serviceDate": late.service_date, "error": None})]
