@@ -132,7 +132,9 @@ def main() -> None:
         module = re.split(r"\.x[ǁ_]", name, maxsplit=1)[0]
         s = stats[module]
         s["total"] += 1
-        if status in KILLED:
+        if status == "not checked":          # an interrupted run: reported, not scored
+            s["unrun"] += 1
+        elif status in KILLED:
             s["killed"] += 1
         elif name in listed:
             s["equivalent"] += 1
@@ -145,20 +147,21 @@ def main() -> None:
         else:
             s["alive"] += 1
             survivors.append(f"{name} ({status})")
-    print(f"{'module':28} {'mutants':>8} {'killed':>7} {'equiv':>6} {'alive':>6} {'score':>7}")
+    print(f"{'module':28} {'mutants':>8} {'killed':>7} {'equiv':>6} {'alive':>6} {'unrun':>6} "
+          f"{'score':>7}")
     total: dict[str, int] = defaultdict(int)
     for module in sorted(stats):
         s = stats[module]
         for key, value in s.items():
             total[key] += value
-        scored = s["total"] - s["equivalent"]
+        scored = s["killed"] + s["alive"]
         score = 100.0 * s["killed"] / scored if scored else 100.0
         print(f"{module:28} {s['total']:8} {s['killed']:7} {s['equivalent']:6} "
-              f"{s['alive']:6} {score:6.1f}%")
-    scored = total["total"] - total["equivalent"]
+              f"{s['alive']:6} {s['unrun']:6} {score:6.1f}%")
+    scored = total["killed"] + total["alive"]
     if scored:
         print(f"{'all':28} {total['total']:8} {total['killed']:7} {total['equivalent']:6} "
-              f"{total['alive']:6} {100.0 * total['killed'] / scored:6.1f}%")
+              f"{total['alive']:6} {total['unrun']:6} {100.0 * total['killed'] / scored:6.1f}%")
     rules = {r: sum(a.endswith(r) for a in auto) for r in ("sql-case", "log-line")}
     print(f"equivalent by rule: {rules}; run took {elapsed // 60} min {elapsed % 60} s")
     (work / "survivors.txt").write_text("".join(f"{s}\n" for s in survivors), encoding="utf-8")
