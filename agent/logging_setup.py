@@ -21,14 +21,17 @@ LOG_FILE = "agent.log"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # 13-digit citizen ids, plain or in the printed 1-2345-67890-12-3 layout.
-    (re.compile(r"(?<!\d)\d{13}(?!\d)"), "[pid]"),
-    (re.compile(r"(?<!\d)\d-\d{4}-\d{5}-\d{2}-\d(?!\d)"), "[pid]"),
+    # 13-digit citizen ids: plain, in the printed 1-2345-67890-12-3 layout, or grouped
+    # the same way with spaces (as staff type them from the card).
+    (re.compile(r"(?<!\d)\d([- ]?)\d{4}\1\d{5}\1\d{2}\1\d(?!\d)"), "[pid]"),
     # Photos and other long base64 blobs.
     (re.compile(r"[A-Za-z0-9+/]{120,}={0,2}"), "[base64]"),
     # Tokens: Authorization headers and token-ish query parameters or JSON keys.
     (re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+"), r"\1 [redacted]"),
-    (re.compile(r"(?i)(\"?(?:token|access_token|authorization)\"?\s*[:=]\s*\"?)[^\s\"'&,;]+"),
+    # Keys quoted for JSON or for a Python repr; the whole credential of an Authorization
+    # value, whatever its scheme (Basic would otherwise leave its secret after the word).
+    (re.compile(r"(?i)([\"']?(?:token|access_token|authorization)[\"']?\s*[:=]\s*[\"']?)"
+                r"(?:(?:bearer|basic|digest|negotiate|token)\s+)?[^\s\"'&,;]+"),
      r"\1[redacted]"),
 )
 

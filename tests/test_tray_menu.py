@@ -333,26 +333,87 @@ def test_notifications_use_the_icon_when_it_can(app: TrayApp) -> None:
     assert "Demo" not in shown[0][1] and "1-9999" not in shown[0][1]   # no card data
 
 
+def agent_contract(path: str, method: str) -> Any:
+    """The agent's own OpenAPI schema of a 200 answer, as a validator (the fake below must
+    answer only what the agent answers: /v1/openapi.json is the contract)."""
+    from jsonschema import Draft202012Validator
+
+    from agent.api.openapi import build_document, document_nhso
+    app = web.Application()
+    document_nhso(app)
+    doc = build_document(app)
+    schema = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+    return Draft202012Validator({**schema["schema"], "components": doc["components"]})
+
+
+def agent_claim_view(n: int, status: str) -> dict[str, Any]:
+    """One claim as the agent's ``GET /v1/claims`` lists it: the outbox's own view."""
+    from agent.nhso.outbox import Claim
+    from agent.nhso.settings import NhsoSettings
+    from agent.nhso.validation import validate_claim
+    from tests.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body
+    body = validate_claim(claim_body(n), NhsoSettings(hcode=HCODE, source_id=SOURCE_ID,
+                                                      recorder_pid=RECORDER_PID))
+    failed = status == "failed"
+    return Claim(id=f"claim-{n}", transaction_id=body["transactionId"], body=body,
+                 pid=body["pid"], hcode=HCODE, service_code=body["claimServiceCode"],
+                 service_date="2026-03-10", status=status, in_doubt=False,
+                 attempts=int(failed), next_attempt_at=0.0, authen_code=None, seq=None,
+                 recovered=False, error_code="nhso_rejected" if failed else None,
+                 error_message="refused" if failed else None, due_flagged=False,
+                 created_at=1.7e9, updated_at=1.7e9, sent_at=None).view()
+
+
 class ClaimsServer:
-    """A stand-in for the agent's claims API: records the retry call."""
+    """A stand-in for the agent's claims API: records the retry call.
+
+    Its answers have the agent's shapes: claims are the outbox's own views, and every
+    answer is checked against the agent's OpenAPI document before it is sent.
+    """
 
     def __init__(self) -> None:
         self.retries: list[Any] = []
         self.failed = 2
+        self.pending = 1
+
+    @staticmethod
+    def answer(path: str, method: str, body: dict[str, Any]) -> web.Response:
+        agent_contract(path, method).validate(body)
+        return web.json_response(body)
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response({"nhso": {"available": True, "tokenConfigured": True},
-                                  "config": {"defaultTerminal": READER,
-                                             "policyKeys": ["allowedOrigins"]}})
+        from agent import __version__
+        from agent.config import Config
+        config = Config(default_terminal=READER, sources={"allowed_origins": "policy"})
+        return self.answer("/v1/status", "get", {
+            "name": "thaicard-agent", "version": __version__,
+            "started_at": "2026-03-10T09:00:00+07:00", "uptime_s": 1.0, "backend": "pcsc",
+            "pcsc": {"state": "available", "error": None}, "readers": [], "reads": 0,
+            "events": {"clients": 0, "last_seq": 0},
+            "nhso": {"available": True, "tokenConfigured": True},
+            "config": config.public_view()})
 
     async def claims(self, request: web.Request) -> web.Response:
-        n = {"failed": self.failed, "queued,sending": 1}[request.query["status"]]
-        return web.json_response({"claims": [{}] * n})
+        wanted = {"failed": [agent_claim_view(n, "failed") for n in range(self.failed)],
+                  "queued,sending": [agent_claim_view(10 + n, "queued")
+                                     for n in range(self.pending)]}[request.query["status"]]
+        return self.answer("/v1/claims", "get", {"claims": wanted, "count": len(wanted)})
 
     async def retry(self, request: web.Request) -> web.Response:
         self.retries.append((await request.json(), request.headers.get("Origin")))
-        self.failed = 0
-        return web.json_response({"retried": 2})
+        requeued, self.failed = self.failed, 0
+        self.pending += requeued
+        return self.answer("/v1/claims/retry", "post",
+                           {"requeued": requeued, "queued": self.pending})
+
+
+def test_the_fake_claims_server_keeps_to_the_agent_contract() -> None:
+    """The old fake answered ``{"retried": 2}``, a field the agent never sends."""
+    from jsonschema import ValidationError
+    with pytest.raises(ValidationError):
+        agent_contract("/v1/claims/retry", "post").validate({"retried": 2})
+    with pytest.raises(ValidationError):
+        agent_contract("/v1/claims", "get").validate({"claims": [{}]})
 
 
 async def test_sync_and_retry_claims_over_http(aiohttp_server: Any, tmp_path: Path) -> None:
@@ -374,7 +435,7 @@ async def test_sync_and_retry_claims_over_http(aiohttp_server: Any, tmp_path: Pa
         a.run_async = lambda fn: fn()  # type: ignore[method-assign]
         await __import__("asyncio").to_thread(a.invoke, "claims.retry")
         assert fake.retries == [({"status": "failed"}, None)]      # no Origin header
-        assert a.state.claims_failed == 0
+        assert (a.state.claims_failed, a.state.claims_pending) == (0, 3)
     finally:
         loop.stop()
 

@@ -178,8 +178,11 @@ class Outbox:
 
     def _setup(self, db: sqlite3.Connection, new: bool) -> None:
         db.row_factory = sqlite3.Row
-        if new:
-            osroom.current().restrict_to_user(self.path)   # personal data: this user only
+        # Personal data: readable by this user only, also when the file was copied or
+        # restored with looser permissions (SQLite gives a new WAL the file's mode).
+        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            if path.exists():
+                osroom.current().restrict_to_user(path)
         db.execute("PRAGMA journal_mode=WAL")
         # FULL: the commit that precedes a 202 is on disk, not only in the OS cache.
         db.execute("PRAGMA synchronous=FULL")

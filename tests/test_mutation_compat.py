@@ -1,0 +1,218 @@
+"""The NHSO-compatible answers, through HTTP only (the module behind them is being
+reshaped; these answers are the contract): flags as the NHSO agent's pages write them,
+the middle name, coverage merging rules, and the token state when the NHSO part fails.
+
+Added where mutation testing (scripts/mutation.sh) showed agent/api/compat.py could change
+without a test noticing.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from agent.card.demo import demo_profile
+from agent.card.encode import encode_card
+from agent.card.simulator import SimulatedCard
+from agent.card.values import CardDate, Name
+from agent.errors import KeyringUnavailable
+from agent.readers.demo import DEMO_READER
+from tests.api_support import start_agent
+
+
+class Coverage:
+    """The NHSO service's coverage interface, as compat calls it."""
+
+    def __init__(self, token: Any = True, answer: Any = None) -> None:
+        self.token = token
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def token_configured(self) -> bool:
+        if isinstance(self.token, Exception):
+            raise self.token
+        return bool(self.token)
+
+    async def coverage_for(self, pid: str) -> Any:
+        self.asked.append(pid)
+        return self.answer
+
+
+def card_with(**text_changes: Any) -> SimulatedCard:
+    profile = demo_profile(0)
+    text = dataclasses.replace(profile.text, **text_changes)
+    return SimulatedCard(encode_card(dataclasses.replace(profile, text=text)))
+
+
+async def agent_with_card(aiohttp_client: Any, card: SimulatedCard, **kw: Any) -> Any:
+    agent = await start_agent(aiohttp_client, insert=False, **kw)
+    await agent._change(lambda: agent.backend.insert(DEMO_READER, card), "card.read",
+                        DEMO_READER)
+    return agent
+
+
+@pytest.mark.parametrize("flag", ["true", "TRUE", "1", "yes", "Yes", "y", "Y", "on", "ON",
+                                  " true "])
+async def test_image_flag_spellings_that_mean_yes(aiohttp_client: Any, flag: str) -> None:
+    agent = await start_agent(aiohttp_client)
+    body = await agent.get_json(f"/api/smartcard/read-card-only?readImageFlag={flag}")
+    assert base64.b64decode(body["image"]) == demo_profile(0).photo
+
+
+@pytest.mark.parametrize("query", ["", "?readImageFlag=", "?readImageFlag=false",
+                                   "?readImageFlag=0", "?readImageFlag=no",
+                                   "?readImageFlag=XX", "?readimageflag=true"])
+async def test_image_flag_anything_else_means_no(aiohttp_client: Any, query: str) -> None:
+    agent = await start_agent(aiohttp_client)
+    body = await agent.get_json(f"/api/smartcard/read-card-only{query}")
+    assert "image" not in body
+
+
+async def test_no_image_asked_means_the_photo_is_not_waited_for(aiohttp_client: Any) -> None:
+    # A slow card: without the flag the answer comes once the text is read, before the
+    # photo; with it, the photo is in the answer.
+    agent = await start_agent(aiohttp_client, insert=False, apdu_delay=0.01)
+    await agent._change(lambda: agent.backend.insert(DEMO_READER, card_with()),
+                        "card.read", DEMO_READER)
+    assert "image" not in await agent.get_json("/api/smartcard/read?readImageFlag=false")
+    body = await agent.get_json("/api/smartcard/read?readImageFlag=true")
+    assert base64.b64decode(body["image"]) == demo_profile(0).photo
+
+
+async def test_middle_name_only_when_the_card_has_one(aiohttp_client: Any) -> None:
+    card = card_with(name_th=Name("นาย", "ทดสอบ", "กลาง", "ระบบอ่านบัตร"))
+    agent = await agent_with_card(aiohttp_client, card)
+    body = await agent.get_json("/api/smartcard/read-card-only")
+    assert (body["fname"], body["mname"], body["lname"]) == ("ทดสอบ", "กลาง", "ระบบอ่านบัตร")
+    agent2 = await start_agent(aiohttp_client)
+    assert "mname" not in await agent2.get_json("/api/smartcard/read-card-only")
+
+
+@pytest.mark.parametrize(("th", "en", "code"), [
+    (Name("", "ก", "", "ข"), Name("Mr.", "A", "", "B"), "003"),
+    (Name("", "ก", "", "ข"), Name("MASTER", "A", "", "B"), "001"),
+    (Name("", "ก", "", "ข"), Name("Dr.", "A", "", "B"), "Dr."),     # unknown: as written
+    (Name("น. ส.", "ก", "", "ข"), Name("Miss", "A", "", "B"), "004"),  # spaces inside
+    (Name("ร.ต.อ.", "ก", "", "ข"), Name("Pol.", "A", "", "B"), "ร.ต.อ."),
+])
+async def test_title_codes_over_http(aiohttp_client: Any, th: Name, en: Name,
+                                     code: str) -> None:
+    agent = await agent_with_card(aiohttp_client, card_with(name_th=th, name_en=en))
+    body = await agent.get_json("/api/smartcard/read-card-only")
+    assert body["titleName"] == code and body["titleNameText"] == th.prefix
+
+
+async def test_age_of_a_birth_year_in_the_future_is_zero(aiohttp_client: Any) -> None:
+    future = dt.date.today().year + 543 + 2
+    agent = await agent_with_card(aiohttp_client,
+                                  card_with(birth_date=CardDate(f"{future}0000")))
+    assert (await agent.get_json("/api/smartcard/read-card-only"))["age"] == "0 ปี"
+
+
+@pytest.mark.parametrize(("days_ahead", "age"), [(40, "0 ปี 0 เดือน 0 วัน")])
+async def test_age_of_a_birthday_ahead_is_zero(aiohttp_client: Any, days_ahead: int,
+                                               age: str) -> None:
+    born = dt.date.today() + dt.timedelta(days=days_ahead)
+    raw = f"{born.year + 543}{born.month:02d}{born.day:02d}"
+    agent = await agent_with_card(aiohttp_client, card_with(birth_date=CardDate(raw)))
+    assert (await agent.get_json("/api/smartcard/read-card-only"))["age"] == age
+
+
+async def test_age_month_precision_ahead_is_zero_without_days(aiohttp_client: Any) -> None:
+    born = dt.date.today().replace(day=1) + dt.timedelta(days=70)
+    raw = f"{born.year + 543}{born.month:02d}00"
+    agent = await agent_with_card(aiohttp_client, card_with(birth_date=CardDate(raw)))
+    assert (await agent.get_json("/api/smartcard/read-card-only"))["age"] == "0 ปี 0 เดือน"
+
+
+@pytest.mark.parametrize(("birth", "today", "age"), [
+    # The birthday was on the 28th of last month: days are counted from it.
+    ("25300128", dt.date(2025, 3, 5), "38 ปี 1 เดือน 5 วัน"),
+    ("25300131", dt.date(2025, 3, 5), "38 ปี 1 เดือน 5 วัน"),     # Feb has no 31st
+    ("25300105", dt.date(2025, 3, 5), "38 ปี 2 เดือน 0 วัน"),
+    ("25300106", dt.date(2025, 3, 5), "38 ปี 1 เดือน 27 วัน"),
+    ("25690105", dt.date(2025, 3, 5), "0 ปี 0 เดือน 0 วัน"),      # born later: zero
+    ("25690100", dt.date(2025, 3, 5), "0 ปี 0 เดือน"),
+    ("25690000", dt.date(2025, 3, 5), "0 ปี"),
+    ("25680000", dt.date(2025, 3, 5), "0 ปี"),
+    ("25670000", dt.date(2025, 3, 5), "1 ปี"),
+])
+def test_thai_age_precision_and_borrowing(birth: str, today: dt.date, age: str) -> None:
+    from agent.api import compat
+    assert compat.thai_age(CardDate(birth), today) == age
+
+
+# -- coverage ---------------------------------------------------------------------------------
+
+async def test_coverage_fills_only_what_the_card_does_not_say(aiohttp_client: Any) -> None:
+    answer = {"mainInscl": "(UCS) x", "pid": "0000000000000", "fname": "NHSO's",
+              "checkDate": "2026-03-10T09:00:00", "paidModel": "1"}
+    fake = Coverage(True, answer)
+    agent = await start_agent(aiohttp_client, coverage=fake)
+    resp = await agent.client.get("/api/smartcard/read")
+    body = await resp.json()
+    assert resp.headers["X-Coverage"] == "ok" and body["coverageStatus"] == "ok"
+    assert body["pid"] == demo_profile(0).text.citizen_id and body["fname"] == "ทดสอบ"
+    # checkDate is NHSO's own: the date the rights were checked.
+    assert body["checkDate"] == "2026-03-10T09:00:00"
+    assert body["transDate"] != body["checkDate"]
+    assert (body["mainInscl"], body["paidModel"]) == ("(UCS) x", "1")
+
+
+@pytest.mark.parametrize("answer", [None, [], "text"])
+async def test_a_lookup_without_an_answer_is_unavailable(aiohttp_client: Any,
+                                                         answer: Any) -> None:
+    fake = Coverage(True, answer)
+    agent = await start_agent(aiohttp_client, coverage=fake)
+    resp = await agent.client.get("/api/smartcard/read")
+    body = await resp.json()
+    assert resp.status == 200 and fake.asked == [body["pid"]]
+    assert resp.headers["X-Coverage"] == "unavailable"
+    assert body["coverageStatus"] == "unavailable"
+
+
+async def test_a_keyring_failure_reads_as_no_token(aiohttp_client: Any) -> None:
+    fake = Coverage(KeyringUnavailable("locked"), {"mainInscl": "x"})
+    agent = await start_agent(aiohttp_client, coverage=fake)
+    resp = await agent.client.get("/api/smartcard/read")
+    body = await resp.json()
+    assert resp.status == 200 and resp.headers["X-Coverage"] == "unavailable"
+    assert body["coverageStatus"] == "unavailable" and fake.asked == []
+    assert await agent.get_json("/api/preference") == {
+        "defaultTerminal": DEMO_READER, "token": "", "tokenConfigured": False}
+
+
+@pytest.mark.parametrize(("token", "configured"), [(True, True), (False, False)])
+async def test_token_state_as_a_plain_attribute(aiohttp_client: Any, token: bool,
+                                                configured: bool) -> None:
+    class Attribute:
+        token_configured = token
+
+    agent = await start_agent(aiohttp_client, coverage=Attribute())
+    pref = await agent.get_json("/api/preference")
+    assert pref["tokenConfigured"] is configured
+    assert pref["token"] == ("********" if configured else "")
+
+
+async def test_a_service_without_a_token_state_has_no_token(aiohttp_client: Any) -> None:
+    agent = await start_agent(aiohttp_client, coverage=object())
+    assert (await agent.get_json("/api/preference"))["tokenConfigured"] is False
+
+
+async def test_async_token_state(aiohttp_client: Any) -> None:
+    class Async:
+        async def token_configured(self) -> bool:
+            return True
+
+    agent = await start_agent(aiohttp_client, coverage=Async())
+    assert (await agent.get_json("/api/preference"))["tokenConfigured"] is True
+
+
+async def test_preference_names_the_reader_chosen_without_a_default(aiohttp_client: Any) -> None:
+    agent = await start_agent(aiohttp_client, readers=())
+    assert await agent.get_json("/api/preference") == {
+        "defaultTerminal": "", "token": "", "tokenConfigured": False}
