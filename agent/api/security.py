@@ -16,7 +16,7 @@ the WebSocket upgrade included, before any handler runs:
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,12 +25,14 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import MatchInfoError
 
 from ..errors import AgentError
+from . import strict_json
 from .keys import CONFIG
 from .responses import error, error_response
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+BODY_TIMEOUT = 10.0          # seconds for a whole body (ours are a few hundred bytes)
 ALLOWED_REQUEST_HEADERS = ("Content-Type", "Accept", "Accept-Language", "Content-Language",
                            "Cache-Control", "Pragma", "X-Requested-With", "X-Thaicard-Client")
 EXPOSED_HEADERS = ("X-Coverage", "X-Request-Id")
@@ -180,16 +182,23 @@ def _finish(resp: web.StreamResponse) -> web.StreamResponse:
     return resp
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON: 413 past the limit, 400 when it does not parse."""
+async def read_body(request: web.Request) -> bytes:
+    """The raw body: 413 past the limit, 408 when it does not arrive in time (a client
+    that sends its headers and then trickles the body must not hold a handler forever)."""
     try:
-        raw = await request.read()
+        async with asyncio.timeout(BODY_TIMEOUT):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise error("payload_too_large", f"at most {MAX_BODY} bytes") from None
+    except TimeoutError:
+        raise error("request_timeout", f"the body must arrive within {BODY_TIMEOUT:g} s") \
+            from None
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON: 413 past the limit, 408 too slow, 400 when it does not
+    parse (``strict_json``: depth, surrogates, number sizes)."""
+    raw = await read_body(request)
     if not raw:
         return None
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise error("invalid_json", f"{type(exc).__name__} at {getattr(exc, 'pos', '?')}") \
-            from None
+    return strict_json.loads(raw)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import re
 from collections import OrderedDict
@@ -29,6 +28,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from .. import __version__
 from ..errors import AgentError
 from ..events import CONTROL_TYPES, EVENT_VERSION, Event
+from . import strict_json
 from .keys import CARD_SERVICE, CONFIG, EVENTS, WEBSOCKETS
 from .query import parse_flag
 from .responses import dumps, error
@@ -81,7 +81,7 @@ def update_filters(base: Filters, data: Mapping[str, Any]) -> Filters:
     changes: dict[str, Any] = {}
     if "types" in data:
         types = _string_list(data["types"], "types")
-        bad = [t for t in types if not TYPE_PATTERN.match(t)]
+        bad = [t for t in types if not TYPE_PATTERN.fullmatch(t)]
         if bad:
             raise error("bad_request", f"types: not an event type or pattern: {bad[0][:40]!r}")
         changes["types"] = types
@@ -160,9 +160,9 @@ class Connection:
 
     async def handle(self, text: str) -> None:
         try:
-            message = json.loads(text)
-        except ValueError:
-            await self.send(error_message(self.app, error("invalid_json")))
+            message = strict_json.loads(text)
+        except AgentError as exc:
+            await self.send(error_message(self.app, exc))
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             await self.send(error_message(
@@ -184,6 +184,16 @@ class Connection:
         except AgentError as exc:
             await self.send(error_message(self.app, exc))
 
+    async def handle_safely(self, text: str) -> None:
+        """One message; whatever it holds, the client gets an answer and stays connected."""
+        try:
+            await self.handle(text)
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a message must never drop the socket
+            log.error("WebSocket message failed: %s", type(exc).__name__)
+            await self.send(error_message(self.app, error("internal_error")))
+
 
 async def events(request: web.Request) -> web.StreamResponse:
     filters = update_filters(Filters(), request.query)
@@ -198,7 +208,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                await conn.handle(msg.data)
+                await conn.handle_safely(msg.data)
             elif msg.type == WSMsgType.BINARY:
                 await conn.send(error_message(
                     request.app, error("bad_request", "send JSON text messages")))

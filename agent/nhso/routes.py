@@ -11,7 +11,6 @@ Spring Boot shape the old agent's callers parse. The OpenAPI fragment of these r
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
@@ -19,7 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ..api.query import is_ascii_digits
 from ..api.responses import error_response
+from ..api.security import read_body
+from ..api.strict_json import loads as strict_loads
 from ..errors import AgentError, ClaimNotFound
 from .claims import Publish
 from .lookups import local_now
@@ -42,10 +44,14 @@ def _bad(field: str, message: str, message_th: str) -> ValidationFailed:
 
 
 async def _json_body(request: web.Request) -> Any:
+    # The agent's one strict reader (depth, surrogates, number sizes, read timeout).
     try:
-        return await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError):
-        raise _bad("", "the body is not valid JSON", "ข้อมูลไม่ใช่ JSON ที่ถูกต้อง") from None
+        return strict_loads(await read_body(request))
+    except AgentError as exc:
+        if exc.code != "invalid_json":
+            raise
+        raise _bad("", f"the body is not valid JSON ({exc.detail})",
+                   "ข้อมูลไม่ใช่ JSON ที่ถูกต้อง") from None
 
 
 def v1(handler: Handler) -> Handler:
@@ -136,7 +142,7 @@ async def list_claims(request: web.Request) -> web.Response:
                        "ต้องเป็น " + ", ".join(STATUSES))
     limit = MAX_LIST
     if query.get("limit"):
-        if not query["limit"].isdigit() or not 1 <= int(query["limit"]) <= MAX_LIST:
+        if not is_ascii_digits(query["limit"]) or not 1 <= int(query["limit"]) <= MAX_LIST:
             raise _bad("limit", f"must be 1-{MAX_LIST}", f"ต้องอยู่ระหว่าง 1-{MAX_LIST}")
         limit = int(query["limit"])
     claims = await _service(request).claims.find(day=day, statuses=statuses, limit=limit)

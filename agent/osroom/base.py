@@ -79,6 +79,10 @@ class OsRoom:
         """Make a new file with personal data readable by this user only."""
         path.chmod(0o600)
 
+    def restrict_folder_to_user(self, path: Path) -> None:
+        """A folder of personal data (claims, logs): this user only, even if it existed."""
+        path.chmod(0o700)
+
     def open_folder(self, path: Path, popen: Callable[..., Any]) -> bool:
         """Show a folder in the file manager; False when this system has no way to."""
         opener = self.folder_opener()

@@ -99,6 +99,9 @@ class WindowsRoom(OsRoom):
     def restrict_to_user(self, path: Path) -> None:
         """Nothing to do: the user's profile folders are already private by their ACLs."""
 
+    def restrict_folder_to_user(self, path: Path) -> None:
+        """Nothing to do: the folders live in the user's profile, private by its ACLs."""
+
     def open_folder(self, path: Path, popen: Callable[..., Any]) -> bool:
         startfile = getattr(os, "startfile", None)     # only on Windows
         if startfile is None:
