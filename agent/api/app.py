@@ -11,9 +11,11 @@ import weakref
 from aiohttp import web
 
 from .compat import setup_compat
-from .keys import WEBSOCKETS
+from .keys import CLIENT_LIMITS, REFUSALS, WEBSOCKETS
+from .limits import ClientLimits
 from .openapi import setup_openapi
 from .pages import setup_pages
+from .refusals import RefusalLog
 from .security import MAX_BODY, guard
 from .v1 import setup_v1
 from .ws import setup_ws
@@ -21,7 +23,15 @@ from .ws import setup_ws
 
 def new_web_app() -> web.Application:
     """An empty application with the guard (Host/Origin checks, body rules) in front."""
-    return web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app[REFUSALS] = RefusalLog()
+    app[CLIENT_LIMITS] = ClientLimits()
+
+    async def close_refusals(app: web.Application) -> None:
+        app[REFUSALS].close()          # the last minute's summary
+
+    app.on_cleanup.append(close_refusals)
+    return app
 
 
 def setup_web(app: web.Application) -> None:

@@ -14,6 +14,8 @@ from aiohttp import web
 from ..config import Config
 from ..core import CardService
 from ..events import EventBus
+from .limits import ClientLimits
+from .refusals import RefusalLog
 
 
 class CoverageLookup(Protocol):
@@ -37,6 +39,12 @@ WEBSOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
 OPENAPI_EXTRA = web.AppKey("openapi_extra", dict)
 # The NHSO coverage lookup when the NHSO room is mounted.
 COVERAGE = web.AppKey("coverage", CoverageLookup)
+# Whether the agent also holds [::1]:PORT (the assembly says; unset: assumed, as in tests).
+LOOPBACK_V6 = web.AppKey("loopback_v6", bool)
+# Refused requests, counted per caller and minute.
+REFUSALS = web.AppKey("refusals", RefusalLog)
+# Requests and WebSockets in progress per caller.
+CLIENT_LIMITS = web.AppKey("client_limits", ClientLimits)
 
-__all__ = ["CARD_SERVICE", "CONFIG", "COVERAGE", "EVENTS", "OPENAPI_EXTRA", "WEBSOCKETS",
-           "CoverageLookup"]
+__all__ = ["CARD_SERVICE", "CLIENT_LIMITS", "CONFIG", "COVERAGE", "EVENTS", "LOOPBACK_V6",
+           "OPENAPI_EXTRA", "REFUSALS", "WEBSOCKETS", "CoverageLookup"]

@@ -180,6 +180,9 @@ SCHEMAS: dict[str, Any] = {
         "config": obj({"port": I, "backend": S, "defaultTerminal": S_NULL,
                        "allowedOrigins": {"type": "array", "items": S}, "readPhoto": B,
                        "readTimeout": N, "logLevel": S,
+                       "originScopes": {"type": "object", "additionalProperties": {
+                           "type": "array", "items": S}},
+                       "defaultScopes": {"type": "array", "items": S},
                        "policyKeys": {"type": "array", "items": S}}),
     }),
     "Readers": obj({"readers": {"type": "array", "items": ref("ReaderInfo")}}),
@@ -205,13 +208,17 @@ def error_responses(*statuses: int) -> dict[str, Any]:
                      "content": {JSON: {"schema": ref("Error")}}} for s in statuses}
 
 
-STATUS_TEXT = {400: "Bad request", 403: "Origin not allowed", 404: "Unknown reader or path",
+STATUS_TEXT = {400: "Bad request",
+               403: "Origin not allowed (origin_not_allowed), or outside the origin's scopes "
+                    "(scope_denied)",
+               404: "Unknown reader or path", 408: "Body not sent in time",
                 405: "Method not allowed", 413: "Body larger than 64 KiB",
                 415: "Body is not JSON", 418: "No reader (NHSO agent semantics)",
                 421: "Host header not allowed",
+                429: "Too many requests or WebSockets at once from this caller",
                 500: "No card or read failure (NHSO agent semantics)",
                 503: "PC/SC unavailable or reader busy", 504: "Read timed out"}
-GUARD_STATUSES = (403, 421)
+GUARD_STATUSES = (403, 421, 429)
 
 
 def json_ok(schema: dict[str, Any], description: str = "OK", *,
@@ -249,7 +256,7 @@ IMAGE_FLAG = query_param("readImageFlag", {"type": "string", "enum": ["true", "f
                     "true: include the photo as raw base64 JPEG in 'image'")
 TERMINAL = query_param("terminal", S, "Reader name; default: the configured default terminal, "
                                  "else the reader with a card, else the first")
-COMPAT_READ_ERRORS = (404, 418, 500)
+COMPAT_READ_ERRORS = (400, 404, 418, 500)
 X_COVERAGE = {"X-Coverage": {"description": "ok, or unavailable (no NHSO token: card fields "
                                             "only)", "schema": {"type": "string",
                                                                 "enum": ["ok", "unavailable"]}}}
@@ -292,10 +299,10 @@ def base_paths() -> dict[str, Any]:
         "/v1/card": {"get": _op(
             "The card in the default reader (configured, else the one with a card)",
             json_ok(ref("CardResponse")), tags=v1, params=[PHOTO_PARAM],
-            errors=(404, 418, 500, 503, 504))},
+            errors=(400, 404, 418, 500, 503, 504))},
         "/v1/readers/{name}/card": {"get": _op(
             "Every card field, raw and parsed", json_ok(ref("CardResponse")), tags=v1,
-            params=[READER_PARAM, PHOTO_PARAM], errors=(404, 418, 500, 503, 504))},
+            params=[READER_PARAM, PHOTO_PARAM], errors=(400, 404, 418, 500, 503, 504))},
         "/v1/readers/{name}/photo": {"get": _op(
             "The card's photo", {"200": {"description": "JPEG",
                                          "content": {"image/jpeg": {"schema": {
@@ -304,7 +311,7 @@ def base_paths() -> dict[str, Any]:
         "/v1/demo/card": {
             "post": _op("Demo mode only: insert a demo card", json_ok(
                 ref("DemoInserted"), "Inserted", status="202"), tags=v1,
-                body=ref("DemoInsert"), errors=(400, 404, 413, 415)),
+                body=ref("DemoInsert"), errors=(400, 404, 408, 413, 415)),
             "delete": _op("Demo mode only: remove the card", json_ok(
                 ref("DemoRemoved"), "Removed", status="202"), tags=v1,
                 params=[query_param("reader", S, "Reader name (default: as for /v1/card)")],

@@ -26,9 +26,11 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import __version__
-from ..errors import AgentError
+from ..errors import AgentError, ScopeDenied
 from ..events import CONTROL_TYPES, EVENT_VERSION, Event
+from ..scopes import ALL_SCOPES
 from . import strict_json
+from .access import GRANTED
 from .keys import CARD_SERVICE, CONFIG, EVENTS, WEBSOCKETS
 from .query import parse_flag
 from .responses import dumps, error
@@ -127,10 +129,12 @@ def encoded(app: web.Application, event: Event) -> str:
 
 
 class Connection:
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse, filters: Filters):
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, filters: Filters, *,
+                 may_photo: bool = True):
         self.app = request.app
         self.ws = ws
         self.filters = filters
+        self.may_photo = may_photo
 
     async def send(self, data: dict[str, Any] | str) -> None:
         await self.ws.send_str(data if isinstance(data, str) else dumps(data))
@@ -171,7 +175,10 @@ class Connection:
         kind = message["type"]
         try:
             if kind == "subscribe":
-                self.filters = update_filters(self.filters, message)
+                filters = update_filters(self.filters, message)
+                if filters.photo and not self.may_photo:
+                    raise ScopeDenied("needs the scope photo")
+                self.filters = filters
                 await self.send(control(self.app, "subscribed", filters=self.filters.to_json()))
             elif kind == "snapshot":
                 await self.send(snapshot(self.app, self.filters))
@@ -197,13 +204,17 @@ class Connection:
 
 async def events(request: web.Request) -> web.StreamResponse:
     filters = update_filters(Filters(), request.query)
+    # A page without the photo scope gets no photo, whatever it subscribes to.
+    may_photo = "photo" in request.get(GRANTED, ALL_SCOPES)
+    if not may_photo:
+        filters = replace(filters, photo=False)
     interval = request.app[CONFIG].heartbeat_interval
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=interval * 2)
     if not ws.can_prepare(request).ok:
         raise error("bad_request", "this endpoint is a WebSocket (send an Upgrade request)")
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)
-    conn = Connection(request, ws, filters)
+    conn = Connection(request, ws, filters, may_photo=may_photo)
     pump = asyncio.create_task(conn.pump(), name="ws pump")
     try:
         async for msg in ws:

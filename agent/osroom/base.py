@@ -104,6 +104,13 @@ class OsRoom:
         """On POSIX, SO_REUSEADDR only skips TIME_WAIT and never allows two listeners."""
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 
+    def open_files_limit(self) -> int:
+        """How many descriptors this process may hold (sockets included)."""
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return soft if soft != resource.RLIM_INFINITY else 1 << 16
+
     # -- the tray ---------------------------------------------------------------------------
     def display_problem(self, environ: Mapping[str, str]) -> str | None:
         """Why no tray icon can be shown in this session, or None when one may be."""

@@ -119,6 +119,10 @@ class WindowsRoom(OsRoom):
         if option is not None:
             sock.setsockopt(socket.SOL_SOCKET, option, 1)
 
+    def open_files_limit(self) -> int:
+        """Windows has no small per-process socket limit (handles are counted in millions)."""
+        return 1 << 16
+
     def display_problem(self, environ: Mapping[str, str]) -> str | None:
         return None          # every Windows session has a desktop and a notification area
 
