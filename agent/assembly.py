@@ -34,7 +34,7 @@ from .api.keys import (
     CoverageLookup,
 )
 from .api.limits import ServerLimits
-from .api.refusals import AccessLogWithoutRefusals
+from .api.refusals import AccessLogWithoutRefusals, server_logger
 from .api.server import HOST, ConnectionGate, GatedSockSite, bind_sockets
 from .config import Config
 from .core import CardService, ReaderBackend, open_backend
@@ -156,7 +156,7 @@ async def start_server(config: Config, *, backend: ReaderBackend | None = None,
         # aiohttp closes a connection still waiting for a whole head when it runs out.
         runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger(
             "aiohttp.access"), access_log_class=AccessLogWithoutRefusals,
-            keepalive_timeout=limits.head_timeout)
+            keepalive_timeout=limits.head_timeout, logger=server_logger())
         await runner.setup()
         gate = ConnectionGate(app[CLIENT_LIMITS],
                               limits.connections(osroom.current().open_files_limit()))

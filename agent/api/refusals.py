@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_log import AccessLogger
 
 from ..logging_setup import loggable
@@ -91,6 +92,47 @@ class AccessLogWithoutRefusals(AccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse,
             time: float) -> None:
-        if response.get(REFUSED):
+        # "UNKNOWN": aiohttp's stand-in for a request it could not parse (counted below).
+        if response.get(REFUSED) or request.method == "UNKNOWN":
             return
         super().log(request, response, time)
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a whole traceback for each request it cannot parse (a bad request line,
+    a NUL in the path): a local program could fill the log with them. On the logger given to
+    the server (``SERVER_LOGGER``) such records become one line per window, with a count.
+    Other errors keep their traceback."""
+
+    def __init__(self, window: float = WINDOW, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.window = window
+        self.clock = clock
+        self.count = 0
+        self.started = clock() - window
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        self.count += 1
+        now = self.clock()
+        if now - self.started < self.window:
+            return False
+        record.msg = "refused %d malformed request(s) in the last %d s; the latest: %s"
+        record.args = (self.count, int(self.window), loggable(exc.message or exc, 200))
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        self.count, self.started = 0, now
+        return True
+
+
+SERVER_LOGGER = "agent.api.server"
+
+
+def server_logger() -> logging.Logger:
+    """The logger for aiohttp's request handlers, with ``MalformedRequests`` on it once."""
+    logger = logging.getLogger(SERVER_LOGGER)
+    if not any(isinstance(f, MalformedRequests) for f in logger.filters):
+        logger.addFilter(MalformedRequests())
+    return logger

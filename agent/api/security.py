@@ -32,13 +32,13 @@ from ..logging_setup import loggable
 from . import strict_json
 from .access import GRANTED, caller_of, page_fetch_only, required_scopes, route_template
 from .keys import CLIENT_LIMITS, CONFIG, LOOPBACK_V6, REFUSALS
+from .limits import BODY_TIMEOUT
 from .refusals import REFUSED
 from .responses import error, error_response
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
-BODY_TIMEOUT = 10.0          # seconds for a whole body (ours are a few hundred bytes)
 ALLOWED_REQUEST_HEADERS = ("Content-Type", "Accept", "Accept-Language", "Content-Language",
                            "Cache-Control", "Pragma", "X-Requested-With", "X-Thaicard-Client")
 EXPOSED_HEADERS = ("X-Coverage", "X-Request-Id")
@@ -203,6 +203,10 @@ async def _run(request: web.Request, handler: Handler,
     if resp.prepared:                                # a WebSocket or a streamed body
         return resp
     resp.headers.update(cors)
+    if cors:
+        # A CORS-approved answer (an allowed Origin was sent, e.g. <img crossorigin>) may
+        # be embedded by that page; no-cors loads (no Origin) keep "same-origin".
+        resp.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
     return _finish(resp)
 
 
@@ -224,13 +228,15 @@ def _finish(resp: web.StreamResponse) -> web.StreamResponse:
 async def read_body(request: web.Request) -> bytes:
     """The raw body: 413 past the limit, 408 when it does not arrive in time (a client
     that sends its headers and then trickles the body must not hold a handler forever)."""
+    limits = request.app.get(CLIENT_LIMITS)
+    seconds = limits.body_timeout if limits is not None else BODY_TIMEOUT
     try:
-        async with asyncio.timeout(BODY_TIMEOUT):
+        async with asyncio.timeout(seconds):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise error("payload_too_large", f"at most {MAX_BODY} bytes") from None
     except TimeoutError:
-        raise error("request_timeout", f"the body must arrive within {BODY_TIMEOUT:g} s") \
+        raise error("request_timeout", f"the body must arrive within {seconds:g} s") \
             from None
 
 
