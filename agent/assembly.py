@@ -156,12 +156,15 @@ async def start_server(config: Config, *, backend: ReaderBackend | None = None,
         # aiohttp closes a connection still waiting for a whole head when it runs out.
         runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger(
             "aiohttp.access"), access_log_class=AccessLogWithoutRefusals,
-            keepalive_timeout=limits.head_timeout, logger=server_logger())
+            keepalive_timeout=limits.head_timeout, logger=server_logger(),
+            # After an answer that did not read the whole body (a 408, a 413), the rest is
+            # drained this long at most, then the connection is closed.
+            lingering_time=limits.body_timeout, shutdown_timeout=2.0)
         await runner.setup()
         gate = ConnectionGate(app[CLIENT_LIMITS],
                               limits.connections(osroom.current().open_files_limit()))
         for sock in listening.sockets:
-            await GatedSockSite(runner, sock, gate, shutdown_timeout=2.0).start()
+            await GatedSockSite(runner, sock, gate).start()
     except BaseException:
         listening.close()
         raise

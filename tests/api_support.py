@@ -89,13 +89,14 @@ class Agent:
 async def start_agent(aiohttp_client: Any, *, readers: tuple[str, ...] = (DEMO_READER,),
                       apdu_delay: float = 0.0, insert: bool = True,
                       coverage: Any = None, extensions: bool = False,
-                      **config: Any) -> Agent:
+                      loopback_v6: bool = True, **config: Any) -> Agent:
     backend = DemoBackend(readers, apdu_delay=apdu_delay, insert_demo_card=insert)
     config.setdefault("backend", "demo")
     config.setdefault("allowed_origins", (ALLOWED,))
     # ``extensions``: the NHSO room too (settings from the files the test points at).
     app = build_app(Config(**config), backend=backend,
-                    nhso=FROM_SETTINGS_FILES if extensions else None, coverage=coverage)
+                    nhso=FROM_SETTINGS_FILES if extensions else None, coverage=coverage,
+                    loopback_v6=loopback_v6)
     client = await aiohttp_client(app)
     return Agent(client, app, backend)
 

@@ -45,6 +45,9 @@ EXPOSED_HEADERS = ("X-Coverage", "X-Request-Id")
 PREFLIGHT_MAX_AGE = "600"
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
+# Errors after which the connection's unread body is dropped with the connection.
+UNREAD_BODY_CODES = ("request_timeout", "payload_too_large")
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -199,6 +202,8 @@ async def _run(request: web.Request, handler: Handler,
             log.error("unhandled %s on %s %s", type(exc).__name__, request.method,
                       loggable(request.path), exc_info=exc)
         resp = error_response(typed, request, headers={**extra, **cors})
+        if typed.code in UNREAD_BODY_CODES:
+            resp.force_close()           # the rest of the body is not waited for
         return _finish(resp)
     if resp.prepared:                                # a WebSocket or a streamed body
         return resp
