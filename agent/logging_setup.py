@@ -9,11 +9,11 @@ a citizen id).
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import re
 from pathlib import Path
-from typing import IO
 
 from . import osroom, paths
 
@@ -93,7 +93,7 @@ class RedactingFilter(logging.Filter):
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """Each log file (the first, and every one rotation starts) readable by the user only."""
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> io.TextIOWrapper:
         stream = super()._open()
         osroom.current().restrict_to_user(Path(self.baseFilename))
         return stream
