@@ -5,6 +5,7 @@ masked however they are written, and no folder of the machine in what a page is 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import logging.handlers
 import os
@@ -23,7 +24,7 @@ from agent.api.responses import error_body
 from agent.errors import AgentError
 from agent.logging_setup import FORMAT, RedactingFilter, redact, setup_logging
 from agent.nhso.outbox import Outbox
-from tests.api_support import FOREIGN
+from tests.api_support import FOREIGN, start_agent
 from tests.hostile_support import live_agent
 
 PID = "1234567890121"
@@ -173,3 +174,17 @@ def test_error_details_show_no_folders_to_a_page(detail):
     shown = body["detail"]
     assert str(Path.home()) not in shown and "somchai" not in shown and "/var/lib" not in shown
     assert re.search(r"nhso\.json|thaicard-agent|claims\.sqlite3", shown)
+
+
+async def test_a_broken_settings_file_is_named_without_its_folder(aiohttp_client, tmp_path,
+                                                                  monkeypatch):
+    config_dir = tmp_path / "somchai" / "config"
+    config_dir.mkdir(parents=True)
+    (config_dir / "nhso.json").write_text("{broken")
+    monkeypatch.setenv("THAICARD_CONFIG_DIR", str(config_dir))
+    monkeypatch.setenv("THAICARD_DATA_DIR", str(tmp_path / "data"))
+    agent = await start_agent(aiohttp_client, extensions=True)
+    status = await agent.get_json("/v1/nhso/status")
+    shown = json.dumps(status, ensure_ascii=False)
+    assert "nhso.json" in status["settingsError"]
+    assert "somchai" not in shown and str(tmp_path) not in shown

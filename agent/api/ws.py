@@ -33,7 +33,7 @@ from . import strict_json
 from .access import GRANTED
 from .keys import CARD_SERVICE, CONFIG, EVENTS, WEBSOCKETS
 from .query import parse_flag
-from .responses import dumps, error
+from .responses import dumps, error, public_text
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,10 @@ def snapshot(app: web.Application, filters: Filters) -> dict[str, Any]:
 
 
 def error_message(app: web.Application, exc: AgentError) -> dict[str, Any]:
-    return control(app, "error", **exc.to_dict())
+    body = exc.to_dict()
+    if body.get("detail"):                     # as in HTTP error bodies: no folders, bounded
+        body["detail"] = public_text(str(body["detail"]))
+    return control(app, "error", **body)
 
 
 def encoded(app: web.Application, event: Event) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from ..api.query import is_ascii_digits
-from ..api.responses import error_response
+from ..api.responses import error_response, public_text
 from ..api.security import read_body
 from ..api.strict_json import loads as strict_loads
 from ..errors import AgentError, ClaimNotFound
@@ -85,7 +85,7 @@ def compat(handler: Handler) -> Handler:
                 {"field": e["field"], "defaultMessage": f"{e['field']} {e['message']}".strip(),
                  "defaultMessageTh": e["message_th"]} for e in exc.errors])
         except AgentError as exc:
-            detail = f" ({exc.detail})" if exc.detail else ""
+            detail = f" ({public_text(str(exc.detail))})" if exc.detail else ""
             return spring_error(request, 500,
                                 f"{exc.info.message_en}{detail} / {exc.info.message_th} "
                                 f"[{exc.code}]")
@@ -163,7 +163,10 @@ async def authen_status(request: web.Request) -> web.Response:
 
 @v1
 async def nhso_status(request: web.Request) -> web.Response:
-    return web.json_response(await _service(request).status())
+    status = await _service(request).status()
+    if status.get("settingsError"):            # names a settings file: no folders to a page
+        status["settingsError"] = public_text(str(status["settingsError"]))
+    return web.json_response(status)
 
 
 # -- compat /api/nhso-service ---------------------------------------------------------------
