@@ -114,21 +114,14 @@ def assert_clean(agent: LiveAgent, answer: Any, what: str) -> None:
     assert not agent.log.tracebacks(), (what, agent.log.tracebacks())
 
 
-SETTINGS = settings(max_examples=120, deadline=None, database=None,
+PER_ROUTE = settings(max_examples=15, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
+QUERY_NAMES = ["readImageFlag", "photo", "terminal", "limit", "date", "status", "pid",
+               "serviceCode", "reader", "types", "readers"]
 
 
-@SETTINGS
-@given(route=st.sampled_from(ROUTES), param=hostile_text,
-       query=st.lists(st.tuples(st.sampled_from(["readImageFlag", "photo", "terminal", "limit",
-                                                 "date", "status", "pid", "serviceCode",
-                                                 "reader"]), hostile_text), max_size=3),
-       body=hostile_body)
-@example(route=("GET", "/v1/claims", ()), param="x", query=[("limit", "²")], body=b"")
-@example(route=("POST", "/v1/demo/card", ()), param="x", query=[], body=b"[" * 5000)
-@example(route=("POST", "/v1/claims", ()), param="x", query=[], body=b'{"pid": "\\ud800"}')
-@example(route=("GET", "/v1/card", ()), param="x", query=[("photo", "\ud800")], body=b"")
-def test_every_route_answers_hostile_input_cleanly(agent, route, param, query, body):
+def drive(agent: LiveAgent, route: tuple[str, str, tuple[str, ...]], param: str,
+          query: list[tuple[str, str]], body: bytes) -> None:
     method, template, _names = route
     target = template.replace("{p}", encoded(param))
     if query:
@@ -137,6 +130,29 @@ def test_every_route_answers_hostile_input_cleanly(agent, route, param, query, b
     answer = agent.request(method, target, headers=headers,
                            body=body if method == "POST" else b"")
     assert_clean(agent, answer, f"{method} {target[:120]} {body[:60]!r}")
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=[f"{m} {t}" for m, t, _ in ROUTES])
+@PER_ROUTE
+@given(param=hostile_text, body=hostile_body, data=st.data())
+def test_every_route_answers_hostile_input_cleanly(agent, route, param, body, data):
+    """Each route, with its own parameters and others, given hostile values."""
+    names = st.sampled_from(list(route[2]) or QUERY_NAMES) | st.sampled_from(QUERY_NAMES)
+    query = data.draw(st.lists(st.tuples(names, hostile_text), max_size=3))
+    drive(agent, route, param, query, body)
+
+
+@pytest.mark.parametrize(("route", "query", "body"), [
+    (("GET", "/v1/claims", ()), [("limit", "²")], b""),
+    (("GET", "/v1/claims", ()), [("limit", "๓")], b""),
+    (("POST", "/v1/demo/card", ()), [], b"[" * 5000),
+    (("POST", "/v1/claims", ()), [], b'{"pid": "\\ud800"}'),
+    (("POST", "/api/nhso-service/confirm-save", ()), [], b'{"a":' * 3000 + b"1" + b"}" * 3000),
+    (("GET", "/v1/card", ()), [("photo", "\ud800")], b""),
+    (("GET", "/v1/events", ()), [("types", "card.read\n")], b""),
+])
+def test_known_hostile_requests(agent, route, query, body):
+    drive(agent, route, "x", query, body)
 
 
 @settings(max_examples=30, deadline=None, database=None,
@@ -157,20 +173,25 @@ def test_raw_path_bytes_never_break_the_agent(agent, path):
 
 
 # -- the WebSocket -----------------------------------------------------------------------------
-ws_message = st.one_of(
-    st.fixed_dictionaries({"type": st.sampled_from(["subscribe", "snapshot", "ping", "bogus"])},
-                          optional={"types": json_value | hostile_text,
-                                    "readers": json_value | hostile_text,
-                                    "photo": json_value | hostile_text,
-                                    "id": json_value}).map(json.dumps),
-    st.dictionaries(st.text(any_char, max_size=6), json_value, max_size=3).map(json.dumps),
-    json_value.map(json.dumps),
-    st.integers(MAX_DEPTH, 20_000).map(lambda n: '{"type":"ping","id":' + "[" * n + "]" * n
-                                       + "}"),
-    st.sampled_from(['{"type": "\\ud800"}', '{"type": "subscribe", "types": ["\\udc00"]}',
-                     '{"type": "ping", "id": ' + "9" * 5000 + "}", "", "{", "\x00",
-                     '{"type": 1}', '{"type": "subscribe", "types": "card.read\\n"}']),
-)
+def message_of(kind: str) -> st.SearchStrategy[str]:
+    """Messages of one type with hostile fields (or, for "raw", anything at all)."""
+    if kind == "raw":
+        return st.one_of(
+            st.dictionaries(st.text(any_char, max_size=6), json_value, max_size=3).map(
+                json.dumps),
+            json_value.map(json.dumps),
+            st.integers(MAX_DEPTH, 20_000).map(lambda n: "[" * n + "]" * n),
+            st.sampled_from(['{"type": "\\ud800"}', "", "{", "\x00", '{"type": 1}',
+                             '{"type": "ping", "id": ' + "9" * 5000 + "}"]))
+    fields = {"types": json_value | hostile_text, "readers": json_value | hostile_text,
+              "photo": json_value | hostile_text, "id": json_value}
+    plain = st.fixed_dictionaries({"type": st.just(kind)}, optional=fields).map(json.dumps)
+    deep = st.integers(MAX_DEPTH, 20_000).map(
+        lambda n: json.dumps({"type": kind}).rstrip("}") + ', "x": ' + "[" * n + "]" * n + "}")
+    return plain | deep
+
+
+WS_KINDS = ["subscribe", "snapshot", "ping", "bogus", "raw"]
 ANSWERS = ("error", "subscribed", "snapshot", "pong")
 
 
@@ -189,12 +210,23 @@ def ws(agent) -> Iterator[Any]:
         yield conn
 
 
-@settings(max_examples=80, deadline=None, database=None,
+@pytest.mark.parametrize("kind", WS_KINDS)
+@settings(max_examples=20, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
-@given(text=ws_message)
-@example(text="[" * 5000)
-@example(text='{"type":"subscribe","readers":' + "[" * 3000 + "]" * 3000 + "}")
-def test_every_websocket_message_gets_an_answer_and_the_socket_stays(agent, ws, text):
+@given(data=st.data())
+def test_every_websocket_message_gets_an_answer_and_the_socket_stays(agent, ws, kind, data):
+    ws_exchange(agent, ws, data.draw(message_of(kind)))
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 5000, '{"type":"subscribe","readers":' + "[" * 3000 + "]" * 3000 + "}",
+    '{"type": "subscribe", "types": ["\\udc00"]}', '{"type": "subscribe", "photo": "yes\\n"}',
+])
+def test_known_hostile_websocket_messages(agent, ws, text):
+    ws_exchange(agent, ws, text)
+
+
+def ws_exchange(agent: LiveAgent, ws: Any, text: str) -> None:
     ws.send(text)
     answer = next_answer(ws)
     if answer["type"] == "error":
