@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import MatchInfoError
 
 from ..config import Config
+from ..errors import AgentError
 from ..scopes import ALL_SCOPES
 from .limits import LOCAL
 from .query import parse_flag
@@ -93,8 +94,8 @@ def required_scopes(request: web.Request) -> set[str]:
         try:
             if parse_flag(request.query[flag], flag):
                 needed.add("photo")
-        except Exception:  # noqa: BLE001 - a bad flag is the handler's 400 to answer
-            pass
+        except AgentError:
+            pass                       # a bad flag is the handler's 400 to answer
     return needed
 
 
