@@ -182,3 +182,24 @@ def test_the_socket_budget_follows_the_descriptor_limit():
     assert ServerLimits(max_connections=10).connections(256) == 10
     assert ServerLimits().client_limits(256).max_local == 96   # local programs: half
 
+
+
+@pytest.mark.timeout(30)
+def test_a_head_trickled_byte_by_byte_is_cut_at_the_head_timeout(tmp_path):
+    """Bytes that keep coming do not extend the deadline: the whole head must be there."""
+    with live_agent(tmp_path, limits=ServerLimits(head_timeout=1.0)) as agent:
+        head = b"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+        with socket.create_connection(("127.0.0.1", agent.port)) as s:
+            started = time.monotonic()
+            cut_at = None
+            for byte in head:
+                try:
+                    s.sendall(bytes([byte]))
+                except OSError:
+                    cut_at = time.monotonic() - started
+                    break
+                if closed_by_server(s, 0.05):
+                    cut_at = time.monotonic() - started
+                    break
+            assert cut_at is not None and cut_at < 3.0, cut_at
+        assert agent.alive()
