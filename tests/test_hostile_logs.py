@@ -188,3 +188,11 @@ async def test_a_broken_settings_file_is_named_without_its_folder(aiohttp_client
     shown = json.dumps(status, ensure_ascii=False)
     assert "nhso.json" in status["settingsError"]
     assert "somchai" not in shown and str(tmp_path) not in shown
+
+
+async def test_status_counts_refused_requests(aiohttp_client):
+    agent = await start_agent(aiohttp_client)
+    before = (await agent.get_json("/v1/status"))["refused"]
+    for _ in range(5):
+        await agent.client.get("/v1/card", headers={"Origin": FOREIGN})
+    assert (await agent.get_json("/v1/status"))["refused"] == before + 5

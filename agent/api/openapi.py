@@ -176,6 +176,7 @@ SCHEMAS: dict[str, Any] = {
         "readers": {"type": "array", "items": ref("ReaderInfo")},
         "reads": I,
         "events": obj({"clients": I, "last_seq": I}),
+        "refused": I,
         "nhso": obj({"available": B, "tokenConfigured": B}),
         "config": obj({"port": I, "backend": S, "defaultTerminal": S_NULL,
                        "allowedOrigins": {"type": "array", "items": S}, "readPhoto": B,
