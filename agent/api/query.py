@@ -38,15 +38,6 @@ def is_ascii_digits(text: str) -> bool:
     return bool(text) and text.isascii() and text.isdigit()
 
 
-def parse_count(value: Any, name: str, low: int, high: int) -> int:
-    """An integer ``low..high`` written in ASCII digits; else bad_request naming ``name``."""
-    if isinstance(value, str) and is_ascii_digits(value) and len(value) <= len(str(high)):
-        number = int(value)
-        if low <= number <= high:
-            return number
-    raise error("bad_request", f"{name} must be a whole number {low}-{high}")
-
-
 def query_flag(request: web.Request, name: str) -> bool:
     """A flag of the query string; absent is False."""
     return parse_flag(request.query.get(name, ""), name)
