@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import time
+from contextlib import ExitStack
 
 import pytest
 import websockets.sync.client
@@ -148,17 +149,16 @@ def test_one_origin_cannot_take_every_websocket(tmp_path):
     limits = ServerLimits(websockets_per_page=3)
     with live_agent(tmp_path, limits=limits) as agent:
         url = f"ws://127.0.0.1:{agent.port}/v1/events?photo=0"
-        held = [websockets.sync.client.connect(url, origin=HIS) for _ in range(3)]
-        try:
-            with pytest.raises(InvalidStatus) as info:
-                websockets.sync.client.connect(url, origin=HIS)
+        with ExitStack() as held:
+            for _ in range(3):
+                held.enter_context(websockets.sync.client.connect(url, origin=HIS))
+            with pytest.raises(InvalidStatus) as info, \
+                    websockets.sync.client.connect(url, origin=HIS):
+                pass
             assert info.value.response.status_code == 429
             # Another caller (the status page, a local tool) still gets its own.
             with websockets.sync.client.connect(url) as other:
                 assert other.recv(timeout=5)
-        finally:
-            for ws in held:
-                ws.close()
         with websockets.sync.client.connect(url, origin=HIS) as again:   # freed on close
             assert again.recv(timeout=5)
 
