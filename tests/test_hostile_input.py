@@ -102,6 +102,7 @@ def agent(tmp_path_factory) -> Iterator[LiveAgent]:
 
 
 def assert_clean(agent: LiveAgent, answer: Any, what: str) -> None:
+    assert agent.thread.is_alive(), what           # the agent's loop is still running
     assert answer.status < 600, what
     if answer.status >= 400:
         body = answer.json()                     # always JSON
