@@ -101,7 +101,9 @@ def closed_by_server(s: socket.socket, within: float) -> bool:
 
 @pytest.mark.timeout(30)
 def test_slow_clients_are_cut_and_the_allowed_page_is_still_served(tmp_path):
-    limits = ServerLimits(head_timeout=1.0, body_timeout=1.0, max_connections=48)
+    # The head timeout is longer than the page may wait: answered before any slow socket
+    # timed out, the page did not wait for one.
+    limits = ServerLimits(head_timeout=2.5, body_timeout=1.0, max_connections=48)
     with live_agent(tmp_path, limits=limits) as agent:
         started = time.monotonic()
         attackers: list[socket.socket] = []
@@ -120,9 +122,9 @@ def test_slow_clients_are_cut_and_the_allowed_page_is_still_served(tmp_path):
             answer = agent.get("/api/smartcard/read?readImageFlag=true",
                                headers={"Origin": NHSO_PAGE})
             assert answer.status == 200 and answer.json()["pid"]
-            assert time.monotonic() - asked < 0.9
+            assert time.monotonic() - asked < 1.5
             # Every slow socket is cut: by the cap at once, or by its timeout.
-            cut = [closed_by_server(s, 3.0) for s in attackers]
+            cut = [closed_by_server(s, 4.0) for s in attackers]
             assert all(cut), f"{cut.count(False)} slow sockets still open"
         finally:
             for s in attackers:
