@@ -8,6 +8,7 @@ sockets, so bodies and paths carry bytes no client library would send.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -313,5 +314,7 @@ def _param(template: str) -> str:
 def test_allowed_page_still_served(agent):
     agent.request("POST", "/v1/demo/card", headers={"Content-Type": "application/json"},
                   body=b"{}")                   # the fuzzing above may have removed it
-    agent.get("/v1/card")
+    deadline = time.monotonic() + 10            # the insertion is seen asynchronously
+    while agent.get("/v1/card").status != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert agent.get("/api/smartcard/read", headers={"Origin": HIS}).status == 200
