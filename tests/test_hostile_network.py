@@ -205,3 +205,16 @@ def test_a_head_trickled_byte_by_byte_is_cut_at_the_head_timeout(tmp_path):
                     break
             assert cut_at is not None and cut_at < 3.0, cut_at
         assert agent.alive()
+
+
+@pytest.mark.timeout(30)
+def test_a_caller_hanging_up_mid_body_leaves_no_traceback(tmp_path):
+    with live_agent(tmp_path) as agent:
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", agent.port)) as s:
+                s.sendall(b"POST /v1/demo/card HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: 50\r\n\r\n{"
+                          % agent.port)
+                time.sleep(0.02)                  # the handler is reading the body now
+        time.sleep(0.2)
+        assert agent.alive() and not agent.log.tracebacks()

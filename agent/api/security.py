@@ -243,6 +243,11 @@ async def read_body(request: web.Request) -> bytes:
     except TimeoutError:
         raise error("request_timeout", f"the body must arrive within {seconds:g} s") \
             from None
+    except (ConnectionError, RuntimeError):
+        # aiohttp's "Connection closed." when the caller hangs up mid-body: its problem,
+        # not a failure of ours (no traceback; the answer goes nowhere anyway).
+        raise error("bad_request", "the connection closed before the body arrived") \
+            from None
 
 
 async def read_json(request: web.Request) -> Any:
