@@ -22,10 +22,21 @@ from typing import Any
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, osroom
 from .api.app import new_web_app, setup_web
-from .api.keys import ALLOW_ORIGIN, CARD_SERVICE, CONFIG, COVERAGE, EVENTS, CoverageLookup
-from .api.server import HOST, bind_socket
+from .api.keys import (
+    ALLOW_ORIGIN,
+    CARD_SERVICE,
+    CLIENT_LIMITS,
+    CONFIG,
+    COVERAGE,
+    EVENTS,
+    LOOPBACK_V6,
+    CoverageLookup,
+)
+from .api.limits import ServerLimits
+from .api.refusal_summary import AccessLogWithoutRefusals, server_logger
+from .api.server import HOST, ConnectionGate, GatedSockSite, bind_sockets
 from .config import Config
 from .core import CardService, ReaderBackend, open_backend
 from .events import Event, EventBus
@@ -52,7 +63,8 @@ FROM_SETTINGS_FILES = NhsoParts()
 
 def build_app(config: Config | None = None, *, backend: ReaderBackend | None = None,
               nhso: NhsoParts | None = FROM_SETTINGS_FILES,
-              coverage: CoverageLookup | None = None,
+              coverage: CoverageLookup | None = None, loopback_v6: bool = True,
+              limits: ServerLimits | None = None,
               lan: LanListener | None = None) -> web.Application:
     """The agent's application, not yet started (the caller binds it or tests it).
 
@@ -60,6 +72,8 @@ def build_app(config: Config | None = None, *, backend: ReaderBackend | None = N
     None leaves the NHSO room out (card-only tests). ``coverage``: a lookup to use instead
     of the NHSO service's (tests of the compat shape). ``lan``: the LAN listener (default:
     from its settings; off unless an admin enabled it), started and stopped with the app.
+    ``loopback_v6``: whether the agent holds [::1]:PORT too (``start_server`` knows).
+    ``limits``: per-caller caps.
     """
     config = config or Config()
     events = EventBus()
@@ -70,6 +84,9 @@ def build_app(config: Config | None = None, *, backend: ReaderBackend | None = N
     app[CONFIG] = config
     app[EVENTS] = events
     app[CARD_SERVICE] = cards
+    app[LOOPBACK_V6] = loopback_v6
+    app[CLIENT_LIMITS] = (limits or ServerLimits()).client_limits(
+        osroom.current().open_files_limit())
     app.cleanup_ctx.append(_card_service_ctx)
     setup_web(app)
     if nhso is not None:
@@ -130,24 +147,36 @@ class RunningServer:
 
 
 async def start_server(config: Config, *, backend: ReaderBackend | None = None,
-                       nhso: NhsoParts | None = FROM_SETTINGS_FILES) -> RunningServer:
+                       nhso: NhsoParts | None = FROM_SETTINGS_FILES,
+                       limits: ServerLimits | None = None) -> RunningServer:
     """Bind first (fail fast when the port is taken), then build and start the agent.
 
+    Both loopback addresses where the machine has IPv6 loopback (``agent/api/server.py``);
+    slow and idle connections cut and the sockets capped (``agent/api/limits.py``).
     The tray runs this in its worker thread's loop; ``serve`` wraps it.
     """
-    sock = bind_socket(config.port)
+    limits = limits or ServerLimits()
+    listening = bind_sockets(config.port)
     try:
-        app = build_app(config, backend=backend, nhso=nhso)
+        app = build_app(config, backend=backend, nhso=nhso,
+                        loopback_v6=listening.loopback_v6, limits=limits)
+        # The idle keep-alive limit is also how long a request head may take to arrive:
+        # aiohttp closes a connection still waiting for a whole head when it runs out.
         runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger(
-            "aiohttp.access"))
+            "aiohttp.access"), access_log_class=AccessLogWithoutRefusals,
+            keepalive_timeout=limits.head_timeout, logger=server_logger(),
+            # After an answer that did not read the whole body (a 408, a 413), the rest is
+            # drained this long at most, then the connection is closed.
+            lingering_time=limits.body_timeout, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.SockSite(runner, sock, shutdown_timeout=2.0)
-        await site.start()
+        gate = ConnectionGate(app[CLIENT_LIMITS],
+                              limits.connections(osroom.current().open_files_limit()))
+        for sock in listening.sockets:
+            await GatedSockSite(runner, sock, gate).start()
     except BaseException:
-        sock.close()
+        listening.close()
         raise
-    port = sock.getsockname()[1]
-    return RunningServer(runner, app, port)
+    return RunningServer(runner, app, listening.port)
 
 
 async def serve(config: Config, *, backend: ReaderBackend | None = None,

@@ -26,6 +26,13 @@ from . import osroom, paths
 from .errors import AgentError
 from .layered_settings import Key, KeyTable, Layers, to_bool, to_float, to_int, to_str
 from .layered_settings import read_json_file as _read_json_file
+from .scopes import (
+    ALL_SCOPES,
+    DEFAULT_SCOPES,
+    NHSO_PAGE_SCOPES,
+    parse_origin_scopes,
+    parse_scope_list,
+)
 
 # Values of the "backend" setting; agent/readers/factory.py builds each.
 BACKENDS = ("pcsc", "demo", "auto")
@@ -41,6 +48,7 @@ DEFAULT_ALLOWED_ORIGINS = (NHSO_AUTHEN_ORIGIN,)
 # Origins of local apps (file:// pages, Electron, sandboxed frames): never allowed by
 # default, only when an admin lists them exactly.
 LOCAL_APP_ORIGINS = ("null", "file://")
+DEFAULT_ORIGIN_SCOPES: Mapping[str, tuple[str, ...]] = {NHSO_AUTHEN_ORIGIN: NHSO_PAGE_SCOPES}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -59,13 +67,27 @@ class Config:
     heartbeat_interval: float = 20.0
     log_level: str = "INFO"
     log_dir: Path | None = None        # None: the platform's log dir
+    # What each allowed origin may do (agent/scopes.py); others get default_scopes.
+    origin_scopes: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_ORIGIN_SCOPES))
+    default_scopes: tuple[str, ...] = DEFAULT_SCOPES
     # Where each key's value came from (default, site, user, env, cli, policy).
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
-    def origins_for(self, port: int) -> frozenset[str]:
-        """Allowed origins: the configured ones plus the agent's own status page."""
-        own = {f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://[::1]:{port}"}
-        return frozenset(self.allowed_origins) | own
+    def origins_for(self, port: int, *, loopback_v6: bool = True) -> frozenset[str]:
+        """Allowed origins: the configured ones plus the agent's own status page.
+
+        ``localhost`` and ``[::1]`` are the agent's own only while it holds ``[::1]:port``
+        too (``loopback_v6``); otherwise another program could serve a page there.
+        """
+        return frozenset(self.allowed_origins) | own_origins(port, loopback_v6=loopback_v6)
+
+    def scopes_for(self, origin: str, port: int, *,
+                   loopback_v6: bool = True) -> frozenset[str]:
+        """What an allowed ``origin`` may do; the agent's own status page may do all."""
+        if origin in own_origins(port, loopback_v6=loopback_v6):
+            return ALL_SCOPES
+        return frozenset(self.origin_scopes.get(origin, self.default_scopes))
 
     @property
     def policy_keys(self) -> list[str]:
@@ -77,7 +99,17 @@ class Config:
                 "defaultTerminal": self.default_terminal,
                 "allowedOrigins": list(self.allowed_origins), "readPhoto": self.read_photo,
                 "readTimeout": self.read_timeout, "logLevel": self.log_level,
+                "originScopes": {o: list(s) for o, s in self.origin_scopes.items()},
+                "defaultScopes": list(self.default_scopes),
                 "policyKeys": [KEY_NAMES[k] for k in self.policy_keys]}
+
+
+def own_origins(port: int, *, loopback_v6: bool = True) -> frozenset[str]:
+    """The status page's origins on this port."""
+    own = {f"http://127.0.0.1:{port}"}
+    if loopback_v6:
+        own |= {f"http://localhost:{port}", f"http://[::1]:{port}"}
+    return frozenset(own)
 
 
 def normalize_origin(value: str) -> str:
@@ -115,6 +147,11 @@ def _origins(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(normalize_origin(v) for v in _split_list(value)))
 
 
+def _origin_scopes(value: Any) -> dict[str, tuple[str, ...]]:
+    return {normalize_origin(origin): scopes
+            for origin, scopes in parse_origin_scopes(value).items()}
+
+
 def _log_dir(value: Any) -> Path | None:
     return Path(str(value)).expanduser() if str(value).strip() else None
 
@@ -150,6 +187,10 @@ TABLE = KeyTable((
     _key("heartbeatInterval", "heartbeat_interval", to_float, "number"),
     _key("logLevel", "log_level", _upper, "log level"),
     _key("logDir", "log_dir", _log_dir, "folder"),
+    _key("originScopes", "origin_scopes", _origin_scopes,
+         "map of origin to scopes (card, photo, events, nhso, claims)"),
+    _key("defaultScopes", "default_scopes", parse_scope_list,
+         "scope list (card, photo, events, nhso, claims)"),
 ), error=ConfigInvalid, policy_prefix="", fold_case=True, env_empty_is_unset=True)
 
 # JSON / policy key -> field, and back (kept for callers of the old tables).

@@ -99,6 +99,14 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
         ErrorInfo("origin_not_allowed", 403, 2,
                   "This web page (origin) is not allowed to use the card reader agent.",
                   "หน้าเว็บนี้ไม่ได้รับอนุญาตให้ใช้โปรแกรมอ่านบัตร"),
+        ErrorInfo("scope_denied", 403, 2,
+                  "This web page is allowed, but not for this function (ask IT to grant it).",
+                  "หน้าเว็บนี้ได้รับอนุญาต แต่ไม่ได้รับสิทธิ์ใช้ฟังก์ชันนี้ (กรุณาติดต่อฝ่าย IT)"),
+        ErrorInfo("too_many_requests", 429, 2,
+                  "Too many connections or requests from this caller at once; try again.",
+                  "มีการเชื่อมต่อหรือคำขอจากผู้เรียกนี้พร้อมกันมากเกินไป กรุณาลองใหม่"),
+        ErrorInfo("request_timeout", 408, 2, "The request was not sent in time.",
+                  "ส่งคำขอไม่ครบภายในเวลาที่กำหนด"),
         ErrorInfo("photo_unavailable", 404, 7, "The card's photo could not be read.",
                   "อ่านรูปถ่ายจากบัตรไม่ได้"),
         ErrorInfo("lan_client_not_allowed", 403, 2,
@@ -238,6 +246,10 @@ class BadRequest(AgentError):
 
 class PortInUse(AgentError):
     code = "port_in_use"
+
+
+class ScopeDenied(AgentError):
+    code = "scope_denied"
 
 
 def error_table_markdown() -> str:

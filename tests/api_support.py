@@ -90,6 +90,7 @@ async def start_agent(aiohttp_client: Any, *, readers: tuple[str, ...] = (DEMO_R
                       apdu_delay: float = 0.0, insert: bool = True,
                       coverage: Any = None, extensions: bool = False,
                       nhso: NhsoParts | None = None, lan: Any = None,
+                      loopback_v6: bool = True,
                       **config: Any) -> Agent:
     backend = DemoBackend(readers, apdu_delay=apdu_delay, insert_demo_card=insert)
     config.setdefault("backend", "demo")
@@ -97,7 +98,8 @@ async def start_agent(aiohttp_client: Any, *, readers: tuple[str, ...] = (DEMO_R
     # ``extensions``: the NHSO room too (settings from the files the test points at);
     # ``nhso``: the NHSO room from these settings and keyring.
     parts = nhso if nhso is not None else FROM_SETTINGS_FILES if extensions else None
-    app = build_app(Config(**config), backend=backend, nhso=parts, coverage=coverage, lan=lan)
+    app = build_app(Config(**config), backend=backend, nhso=parts, coverage=coverage, lan=lan,
+                    loopback_v6=loopback_v6)
     client = await aiohttp_client(app)
     return Agent(client, app, backend)
 

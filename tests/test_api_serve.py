@@ -66,7 +66,31 @@ def test_listens_on_loopback_only(agent_process):
     out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     local = {line.split()[3] for line in out.stdout.splitlines() if line.strip()}
-    assert local == {f"127.0.0.1:{port}"}
+    # Both loopback addresses (browsers try ::1 first for localhost), and nothing else.
+    expected = {f"127.0.0.1:{port}"} | ({f"[::1]:{port}"} if ipv6_loopback() else set())
+    assert local == expected
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_port_taken_on_ipv6_loopback_only(agent_process):
+    """Another program on [::1]:PORT would get every page's localhost requests."""
+    if not ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback")
+    with socket.socket(socket.AF_INET6) as other:
+        other.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        other.bind(("::1", 0))
+        other.listen()
+        proc, port = agent_process(port=other.getsockname()[1])
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 15 and "port_in_use" in err and f"[::1]:{port}" in err
 
 
 def test_bad_config_is_a_clear_error(agent_process, tmp_path):

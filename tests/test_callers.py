@@ -252,10 +252,14 @@ async def test_kiosk_page_in_chromium(aiohttp_client, tmp_path, nhso):
     await tcp.start()
     port = runner.addresses[0][1]
     origin = f"http://127.0.0.1:{port}"
-    # The kiosk's origin is allowed, as an admin does for the hospital's own page.
-    fresh = await fresh_agent(aiohttp_client, tmp_path, allowed_origins=(origin,))
+    # The kiosk's origin is allowed, with the scopes its confirm step uses, as an admin
+    # does for the hospital's own page.
+    scopes = {origin: ("card", "photo", "events", "nhso", "claims")}
+    fresh = await fresh_agent(aiohttp_client, tmp_path, allowed_origins=(origin,),
+                              origin_scopes=scopes)
     configured = await configured_agent(aiohttp_client, tmp_path, nhso,
-                                        config={"allowed_origins": (origin,)})
+                                        config={"allowed_origins": (origin,),
+                                                "origin_scopes": scopes})
     browser = Chromium(tmp_path / "chromium", public_port=0, hosts=[])
     (tmp_path / "chromium").mkdir()
     try:

@@ -382,7 +382,7 @@ class _FrozenDateTime(dt.datetime):
 async def test_authen_status_and_compat_latest_codes(make_agent, nhso, monkeypatch):
     import types
 
-    import agent.nhso.service as service_module
+    import agent.nhso.lookups as service_module
 
     client = await make_agent()
     pid = patient_pid(90)

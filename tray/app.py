@@ -168,7 +168,7 @@ class TrayApp:
             display = getattr(icon, "_display", None)
             if display is not None and hasattr(display, "flush"):
                 display.flush()
-        except Exception:  # noqa: BLE001 - a tray host that went away must not stop the agent
+        except Exception:
             log.exception("could not update the tray icon")
 
     def _on_change(self, state: TrayState, notices: list[Notice]) -> None:

@@ -12,10 +12,12 @@ from typing import Any
 from aiohttp import web
 
 from .compat import setup_compat
-from .keys import EVENTS, REFUSALS, WEBSOCKETS
+from .keys import CLIENT_LIMITS, EVENTS, REFUSAL_SUMMARY, REFUSALS, WEBSOCKETS
+from .limits import ClientLimits
 from .openapi import setup_openapi
 from .origins import setup_origins
 from .pages import setup_pages
+from .refusal_summary import RefusalSummary
 from .refusals import RefusalLog
 from .security import MAX_BODY, guard
 from .v1 import setup_v1
@@ -24,7 +26,15 @@ from .ws import setup_ws
 
 def new_web_app() -> web.Application:
     """An empty application with the guard (Host/Origin checks, body rules) in front."""
-    return web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app[REFUSAL_SUMMARY] = RefusalSummary()
+    app[CLIENT_LIMITS] = ClientLimits()
+
+    async def close_refusals(app: web.Application) -> None:
+        app[REFUSAL_SUMMARY].close()          # the last minute's summary
+
+    app.on_cleanup.append(close_refusals)
+    return app
 
 
 def setup_web(app: web.Application) -> None:

@@ -16,6 +16,8 @@ from aiohttp import web
 from ..config import Config
 from ..core import CardService
 from ..events import EventBus
+from .limits import ClientLimits
+from .refusal_summary import RefusalSummary
 from .refusals import REFUSALS
 
 
@@ -55,5 +57,14 @@ LAN_STATUS = web.AppKey("lan_status", LanStatus)
 # Writes an origin into the user's allowedOrigins (the assembly's use case); returns the file.
 ALLOW_ORIGIN: web.AppKey[Callable[[str], Path]] = web.AppKey("allow_origin")
 
-__all__ = ["ALLOW_ORIGIN", "CARD_SERVICE", "CONFIG", "COVERAGE", "EVENTS", "LAN_STATUS",
-           "OPENAPI_EXTRA", "REFUSALS", "WEBSOCKETS", "CoverageLookup", "LanStatus"]
+
+# Whether the agent also holds [::1]:PORT (the assembly says; unset: assumed, as in tests).
+LOOPBACK_V6 = web.AppKey("loopback_v6", bool)
+# Refused requests, counted per caller and minute for the log (refusal_summary.py).
+REFUSAL_SUMMARY = web.AppKey("refusal_summary", RefusalSummary)
+# Requests and WebSockets in progress per caller.
+CLIENT_LIMITS = web.AppKey("client_limits", ClientLimits)
+
+__all__ = ["ALLOW_ORIGIN", "CARD_SERVICE", "CLIENT_LIMITS", "CONFIG", "COVERAGE", "EVENTS",
+           "LAN_STATUS", "LOOPBACK_V6", "OPENAPI_EXTRA", "REFUSALS", "REFUSAL_SUMMARY",
+           "WEBSOCKETS", "CoverageLookup", "LanStatus"]

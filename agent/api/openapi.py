@@ -211,10 +211,14 @@ SCHEMAS: dict[str, Any] = {
         "readers": {"type": "array", "items": ref("ReaderInfo")},
         "reads": INT,
         "events": obj({"clients": INT, "last_seq": INT}),
+        "refused": INT,
         "nhso": obj({"available": B, "tokenConfigured": B}),
         "config": obj({"port": INT, "backend": S, "defaultTerminal": S_NULL,
                        "allowedOrigins": {"type": "array", "items": S}, "readPhoto": B,
                        "readTimeout": N, "logLevel": S,
+                       "originScopes": {"type": "object", "additionalProperties": {
+                           "type": "array", "items": S}},
+                       "defaultScopes": {"type": "array", "items": S},
                        "policyKeys": {"type": "array", "items": S}}),
         "refusals": obj({
             "counts": {"type": "object", "additionalProperties": INT,
@@ -249,13 +253,17 @@ def error_responses(*statuses: int) -> dict[str, Any]:
                      "content": {JSON: {"schema": ref("Error")}}} for s in statuses}
 
 
-STATUS_TEXT = {400: "Bad request", 403: "Origin not allowed", 404: "Unknown reader or path",
+STATUS_TEXT = {400: "Bad request",
+               403: "Origin not allowed (origin_not_allowed), or outside the origin's scopes "
+                    "(scope_denied)",
+               404: "Unknown reader or path", 408: "Body not sent in time",
                 405: "Method not allowed", 413: "Body larger than 64 KiB",
                 415: "Body is not JSON", 418: "No reader (NHSO agent semantics)",
                 421: "Host header not allowed",
+                429: "Too many requests or WebSockets at once from this caller",
                 500: "No card or read failure (NHSO agent semantics)",
                 503: "PC/SC unavailable or reader busy", 504: "Read timed out"}
-GUARD_STATUSES = (403, 421)
+GUARD_STATUSES = (403, 421, 429)
 
 
 def json_ok(schema: dict[str, Any], description: str = "OK", *,
@@ -364,7 +372,7 @@ def base_paths() -> dict[str, Any]:
         "/v1/demo/card": {
             "post": _op("Demo mode only: insert a demo card", json_ok(
                 ref("DemoInserted"), "Inserted", status="202"), tags=v1,
-                body=ref("DemoInsert"), errors=(400, 404, 413, 415)),
+                body=ref("DemoInsert"), errors=(400, 404, 408, 413, 415)),
             "delete": _op("Demo mode only: remove the card", json_ok(
                 ref("DemoRemoved"), "Removed", status="202"), tags=v1,
                 params=[query_param("reader", S, "Reader name (default: as for /v1/card)")],

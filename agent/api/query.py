@@ -1,8 +1,11 @@
-"""The one parser of yes/no flags, for query strings and WebSocket messages alike.
+"""The one parser of yes/no flags and of numbers, for query strings and WebSocket messages.
 
 Callers of the NHSO agent send ``readImageFlag=true|false``; our own routes document
 ``1|0`` too. Every route accepts the same words, and any other value is a 400 with the
 flag's name, rather than silently meaning "no".
+
+Numbers are ASCII digits only: ``str.isdigit()`` is true for ``"²"`` or ``"๓"`` (Thai
+three), which ``int()`` then rejects or reads as a value nobody typed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ def parse_flag(value: Any, name: str) -> bool:
         if word in FALSE_WORDS:
             return False
     raise error("bad_request", f"{name} must be true or false")
+
+
+def is_ascii_digits(text: str) -> bool:
+    """True for ``"0"``-``"9"`` only, at least one."""
+    return bool(text) and text.isascii() and text.isdigit()
 
 
 def query_flag(request: web.Request, name: str) -> bool:

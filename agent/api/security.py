@@ -9,6 +9,9 @@ the WebSocket upgrade included, before any handler runs:
   CORS alone would only hide the answer from the page; the request would still run.
 * No ``Origin`` is allowed (local tools, the tray), unless the browser says the request is
   cross-site (``Sec-Fetch-Site``): an ``<img>`` on a foreign page must not get the photo.
+* Each caller may use only its scopes (``access.py``; else 403 ``scope_denied``) and only so
+  many requests and WebSockets at once (``limits.py``; else 429).
+* Refusals are counted per caller and minute (``refusal_summary.py``), never logged one by one.
 * Bodies: JSON only on POST/PUT/PATCH (415), at most 64 KiB (413), parsed by handlers
   through ``read_json`` (400 on bad JSON).
 * Every failure is JSON with a stable code; no traceback ever reaches a caller.
@@ -16,7 +19,7 @@ the WebSocket upgrade included, before any handler runs:
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,8 +27,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_urldispatcher import MatchInfoError
 
-from ..errors import AgentError
-from .keys import CONFIG
+from ..errors import AgentError, ScopeDenied
+from ..logging_setup import loggable
+from . import strict_json
+from .access import GRANTED, Caller, caller_of, page_fetch_only, required_scopes, route_template
+from .keys import CLIENT_LIMITS, CONFIG, LOOPBACK_V6, REFUSAL_SUMMARY
+from .limits import BODY_TIMEOUT
+from .refusal_summary import REFUSED
 from .refusals import allowed_now, note_refusal
 from .responses import error, error_response
 
@@ -37,8 +45,9 @@ ALLOWED_REQUEST_HEADERS = ("Content-Type", "Accept", "Accept-Language", "Content
 EXPOSED_HEADERS = ("X-Coverage", "X-Request-Id")
 PREFLIGHT_MAX_AGE = "600"
 BODY_METHODS = ("POST", "PUT", "PATCH")
-# Sec-Fetch-Site values that mean "not another site": same origin, or typed by the user.
-TRUSTED_FETCH_SITES = ("same-origin", "none")
+
+# Errors after which the connection's unread body is dropped with the connection.
+UNREAD_BODY_CODES = ("request_timeout", "payload_too_large")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -51,8 +60,13 @@ def bound_port(request: web.Request) -> int:
     return request.app[CONFIG].port
 
 
-def allowed_hosts(port: int) -> frozenset[str]:
-    return frozenset({f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"})
+def allowed_hosts(port: int, *, loopback_v6: bool = True) -> frozenset[str]:
+    """Host values that name the agent: ``localhost`` and ``[::1]`` only while the agent
+    holds ``[::1]:port`` too (else they may reach another program)."""
+    hosts = {f"127.0.0.1:{port}"}
+    if loopback_v6:
+        hosts |= {f"localhost:{port}", f"[::1]:{port}"}
+    return frozenset(hosts)
 
 
 def _status_exception_code(exc: web.HTTPException) -> str:
@@ -135,29 +149,56 @@ def _error_for(exc: BaseException) -> tuple[AgentError, dict[str, str]]:
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    config = request.app[CONFIG]
+    app = request.app
+    config = app[CONFIG]
     port = bound_port(request)
+    v6 = app.get(LOOPBACK_V6, True)
     host = request.headers.get("Host", "").lower()
-    if host not in allowed_hosts(port):
-        log.warning("refused a request with Host %r", host[:100])
-        return _finish(error_response(error("host_not_allowed"), request))
+    if host not in allowed_hosts(port, loopback_v6=v6):
+        return _refuse(request, error("host_not_allowed"), f"Host {host}")
 
+    caller = caller_of(request, config, port, loopback_v6=v6)
     origin = request.headers.get("Origin")
-    if origin is not None:
-        if origin not in config.origins_for(port) and not allowed_now(request, origin):
-            log.warning("refused %s %s from origin %r", request.method, request.path,
-                        origin[:200])
+    if caller is None and origin is not None and allowed_now(request, origin):
+        # Allowed from the status page while the agent runs (also saved for the next start).
+        caller = Caller(origin, config.scopes_for(origin, port, loopback_v6=v6))
+    if caller is None:
+        who = (f"origin {origin}" if origin is not None else
+               f"no Origin, Sec-Fetch-Site {request.headers.get('Sec-Fetch-Site', '')}")
+        if origin is not None:
+            # Staff see it in the tray and on the status page, with "allow this page".
             note_refusal(request, "origin", origin, "origin_not_allowed")
-            return _finish(error_response(error("origin_not_allowed"), request))
-    elif request.headers.get("Sec-Fetch-Site", "none") not in TRUSTED_FETCH_SITES:
-        log.warning("refused a cross-site %s %s without Origin", request.method, request.path)
-        return _finish(error_response(error("origin_not_allowed"), request))
+        return _refuse(request, error("origin_not_allowed"), who)
 
     cors = _cors_headers(origin) if origin is not None else {}
     if (request.method == "OPTIONS" and origin is not None
             and "Access-Control-Request-Method" in request.headers):
         return _finish(_preflight(request, origin))
 
+    needed = required_scopes(request)
+    missing = needed - caller.scopes
+    if missing:
+        denied = ScopeDenied(f"needs the scope {', '.join(sorted(missing))}")
+        if origin is not None:
+            note_refusal(request, "origin", origin, "scope_denied")
+        return _refuse(request, denied, caller.key, cors)
+    if not page_fetch_only(request, needed):
+        denied = ScopeDenied("only a page's fetch() may call this, not a link or an embed")
+        return _refuse(request, denied, caller.key, cors)
+    request[GRANTED] = caller.scopes
+
+    websocket = route_template(request) == "/v1/events"
+    with app[CLIENT_LIMITS].hold(caller.key, websocket=websocket,
+                                 transport=request.transport) as admitted:
+        if not admitted:
+            what = "WebSockets" if websocket else "requests"
+            busy = error("too_many_requests", f"too many {what} at once from this caller")
+            return _refuse(request, busy, caller.key, cors)
+        return await _run(request, handler, cors)
+
+
+async def _run(request: web.Request, handler: Handler,
+               cors: dict[str, str]) -> web.StreamResponse:
     try:
         _check_body(request)
         resp = await handler(request)
@@ -167,13 +208,28 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         typed, extra = _error_for(exc)
         if not isinstance(exc, (AgentError, web.HTTPException)):
             log.error("unhandled %s on %s %s", type(exc).__name__, request.method,
-                      request.path, exc_info=exc)
+                      loggable(request.path), exc_info=exc)
         resp = error_response(typed, request, headers={**extra, **cors})
+        if typed.code in UNREAD_BODY_CODES:
+            resp.force_close()           # the rest of the body is not waited for
         return _finish(resp)
     if resp.prepared:                                # a WebSocket or a streamed body
         return resp
     resp.headers.update(cors)
+    if cors:
+        # A CORS-approved answer (an allowed Origin was sent, e.g. <img crossorigin>) may
+        # be embedded by that page; no-cors loads (no Origin) keep "same-origin".
+        resp.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
     return _finish(resp)
+
+
+def _refuse(request: web.Request, exc: AgentError, who: str,
+            cors: dict[str, str] | None = None) -> web.StreamResponse:
+    """A refusal: counted per caller and minute (``refusal_summary.py``), not logged one by one."""
+    request.app[REFUSAL_SUMMARY].record(exc.code, who, request.method, request.path)
+    resp = _finish(error_response(exc, request, headers=cors))
+    resp[REFUSED] = True
+    return resp
 
 
 def _finish(resp: web.StreamResponse) -> web.StreamResponse:
@@ -182,16 +238,30 @@ def _finish(resp: web.StreamResponse) -> web.StreamResponse:
     return resp
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON: 413 past the limit, 400 when it does not parse."""
+async def read_body(request: web.Request) -> bytes:
+    """The raw body: 413 past the limit, 408 when it does not arrive in time (a client
+    that sends its headers and then trickles the body must not hold a handler forever)."""
+    limits = request.app.get(CLIENT_LIMITS)
+    seconds = limits.body_timeout if limits is not None else BODY_TIMEOUT
     try:
-        raw = await request.read()
+        async with asyncio.timeout(seconds):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise error("payload_too_large", f"at most {MAX_BODY} bytes") from None
+    except TimeoutError:
+        raise error("request_timeout", f"the body must arrive within {seconds:g} s") \
+            from None
+    except (ConnectionError, RuntimeError):
+        # aiohttp's "Connection closed." when the caller hangs up mid-body: its problem,
+        # not a failure of ours (no traceback; the answer goes nowhere anyway).
+        raise error("bad_request", "the connection closed before the body arrived") \
+            from None
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON: 413 past the limit, 408 too slow, 400 when it does not
+    parse (``strict_json``: depth, surrogates, number sizes)."""
+    raw = await read_body(request)
     if not raw:
         return None
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise error("invalid_json", f"{type(exc).__name__} at {getattr(exc, 'pos', '?')}") \
-            from None
+    return strict_json.loads(raw)

@@ -14,7 +14,16 @@ from .. import __version__
 from ..card.session import CardRead
 from ..core import DEMO_VARIANTS, ReaderView
 from .compat import token_configured
-from .keys import CARD_SERVICE, CONFIG, COVERAGE, EVENTS, LAN_STATUS, REFUSALS, WEBSOCKETS
+from .keys import (
+    CARD_SERVICE,
+    CONFIG,
+    COVERAGE,
+    EVENTS,
+    LAN_STATUS,
+    REFUSAL_SUMMARY,
+    REFUSALS,
+    WEBSOCKETS,
+)
 from .query import query_flag
 from .responses import error, json_response
 from .security import read_json
@@ -41,6 +50,9 @@ async def status(request: web.Request) -> web.Response:
         "readers": cards["readers"],
         "reads": cards["reads"],
         "events": {"clients": len(app[WEBSOCKETS]), "last_seq": app[EVENTS].last_seq},
+        # Requests the guard refused since start (bad Host/Origin, scope, caps): support
+        # sees a misconfigured page here without reading the log.
+        "refused": app[REFUSAL_SUMMARY].total,
         "nhso": {"available": app.get(COVERAGE) is not None,
                  "tokenConfigured": await token_configured(app)},
         "config": app[CONFIG].public_view(),

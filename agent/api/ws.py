@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import re
 from collections import OrderedDict
@@ -27,11 +26,14 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import __version__
-from ..errors import AgentError
+from ..errors import AgentError, ScopeDenied
 from ..events import CONTROL_TYPES, EVENT_VERSION, Event
+from ..scopes import ALL_SCOPES
+from . import strict_json
+from .access import GRANTED
 from .keys import CARD_SERVICE, CONFIG, EVENTS, WEBSOCKETS
 from .query import parse_flag
-from .responses import dumps, error
+from .responses import dumps, error, public_text
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ def update_filters(base: Filters, data: Mapping[str, Any]) -> Filters:
     changes: dict[str, Any] = {}
     if "types" in data:
         types = _string_list(data["types"], "types")
-        bad = [t for t in types if not TYPE_PATTERN.match(t)]
+        bad = [t for t in types if not TYPE_PATTERN.fullmatch(t)]
         if bad:
             raise error("bad_request", f"types: not an event type or pattern: {bad[0][:40]!r}")
         changes["types"] = types
@@ -111,7 +113,10 @@ def snapshot(app: web.Application, filters: Filters) -> dict[str, Any]:
 
 
 def error_message(app: web.Application, exc: AgentError) -> dict[str, Any]:
-    return control(app, "error", **exc.to_dict())
+    body = exc.to_dict()
+    if body.get("detail"):                     # as in HTTP error bodies: no folders, bounded
+        body["detail"] = public_text(str(body["detail"]))
+    return control(app, "error", **body)
 
 
 def encoded(app: web.Application, event: Event) -> str:
@@ -127,10 +132,12 @@ def encoded(app: web.Application, event: Event) -> str:
 
 
 class Connection:
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse, filters: Filters):
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, filters: Filters, *,
+                 may_photo: bool = True):
         self.app = request.app
         self.ws = ws
         self.filters = filters
+        self.may_photo = may_photo
 
     async def send(self, data: dict[str, Any] | str) -> None:
         await self.ws.send_str(data if isinstance(data, str) else dumps(data))
@@ -160,9 +167,9 @@ class Connection:
 
     async def handle(self, text: str) -> None:
         try:
-            message = json.loads(text)
-        except ValueError:
-            await self.send(error_message(self.app, error("invalid_json")))
+            message = strict_json.loads(text)
+        except AgentError as exc:
+            await self.send(error_message(self.app, exc))
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             await self.send(error_message(
@@ -171,7 +178,10 @@ class Connection:
         kind = message["type"]
         try:
             if kind == "subscribe":
-                self.filters = update_filters(self.filters, message)
+                filters = update_filters(self.filters, message)
+                if filters.photo and not self.may_photo:
+                    raise ScopeDenied("needs the scope photo")
+                self.filters = filters
                 await self.send(control(self.app, "subscribed", filters=self.filters.to_json()))
             elif kind == "snapshot":
                 await self.send(snapshot(self.app, self.filters))
@@ -184,21 +194,35 @@ class Connection:
         except AgentError as exc:
             await self.send(error_message(self.app, exc))
 
+    async def handle_safely(self, text: str) -> None:
+        """One message; whatever it holds, the client gets an answer and stays connected."""
+        try:
+            await self.handle(text)
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a message must never drop the socket
+            log.error("WebSocket message failed: %s", type(exc).__name__)
+            await self.send(error_message(self.app, error("internal_error")))
+
 
 async def events(request: web.Request) -> web.StreamResponse:
     filters = update_filters(Filters(), request.query)
+    # A page without the photo scope gets no photo, whatever it subscribes to.
+    may_photo = "photo" in request.get(GRANTED, ALL_SCOPES)
+    if not may_photo:
+        filters = replace(filters, photo=False)
     interval = request.app[CONFIG].heartbeat_interval
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=interval * 2)
     if not ws.can_prepare(request).ok:
         raise error("bad_request", "this endpoint is a WebSocket (send an Upgrade request)")
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)
-    conn = Connection(request, ws, filters)
+    conn = Connection(request, ws, filters, may_photo=may_photo)
     pump = asyncio.create_task(conn.pump(), name="ws pump")
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                await conn.handle(msg.data)
+                await conn.handle_safely(msg.data)
             elif msg.type == WSMsgType.BINARY:
                 await conn.send(error_message(
                     request.app, error("bad_request", "send JSON text messages")))

@@ -165,6 +165,7 @@ class Outbox:
     def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            osroom.current().restrict_folder_to_user(self.path.parent)   # also when it existed
         except OSError as exc:
             raise OutboxUnavailable(f"cannot create {self.path.parent}: {exc}") from None
         new = not self.path.exists()

@@ -19,7 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..api.responses import error_response
+from ..api.query import is_ascii_digits
+from ..api.responses import error_response, public_text
+from ..api.security import read_body
+from ..api.strict_json import loads as strict_loads
 from ..errors import AgentError, ClaimNotFound, CompatUnsupported
 from .claims import Publish
 from .openapi import document_nhso
@@ -47,10 +50,14 @@ def _bad(field: str, message: str, message_th: str) -> ValidationFailed:
 
 
 async def _json_body(request: web.Request) -> Any:
+    # The agent's one strict reader (depth, surrogates, number sizes, read timeout).
     try:
-        return await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError):
-        raise _bad("", "the body is not valid JSON", "ข้อมูลไม่ใช่ JSON ที่ถูกต้อง") from None
+        return strict_loads(await read_body(request))
+    except AgentError as exc:
+        if exc.code != "invalid_json":
+            raise
+        raise _bad("", f"the body is not valid JSON ({exc.detail})",
+                   "ข้อมูลไม่ใช่ JSON ที่ถูกต้อง") from None
 
 
 def v1(handler: Handler) -> Handler:
@@ -104,7 +111,7 @@ def compat_error(request: web.Request, exc: AgentError,
         return spring_error(request, 400, f"{exc.info.message_th}: {thai} / {exc}",
                             errors, exc, keys)
     status = COMPAT_FINAL_STATUS.get(exc.code, 500)
-    words = f": {exc.detail}" if exc.detail else ""
+    words = f": {public_text(str(exc.detail))}" if exc.detail else ""
     thai = f"{exc.info.message_th}{words}"
     return spring_error(request, status, f"{thai} / {exc.info.message_en} [{exc.code}]",
                         [{"field": "", "defaultMessage": thai,
@@ -171,7 +178,7 @@ async def list_claims(request: web.Request) -> web.Response:
                        "ต้องเป็น " + ", ".join(STATUSES))
     limit = MAX_LIST
     if query.get("limit"):
-        if not query["limit"].isdigit() or not 1 <= int(query["limit"]) <= MAX_LIST:
+        if not is_ascii_digits(query["limit"]) or not 1 <= int(query["limit"]) <= MAX_LIST:
             raise _bad("limit", f"must be 1-{MAX_LIST}", f"ต้องอยู่ระหว่าง 1-{MAX_LIST}")
         limit = int(query["limit"])
     claims = await _service(request).claims.find(day=day, statuses=statuses, limit=limit)
@@ -192,7 +199,10 @@ async def authen_status(request: web.Request) -> web.Response:
 
 @v1
 async def nhso_status(request: web.Request) -> web.Response:
-    return web.json_response(await _service(request).status())
+    status = await _service(request).status()
+    if status.get("settingsError"):            # names a settings file: no folders to a page
+        status["settingsError"] = public_text(str(status["settingsError"]))
+    return web.json_response(status)
 
 
 # -- compat /api/nhso-service ---------------------------------------------------------------

@@ -207,21 +207,21 @@ def read_platform_policy() -> tuple[dict[str, Any], str]:
 def validate(settings: NhsoSettings) -> NhsoSettings:
     """Raise SettingsError naming the first bad setting."""
     problems = []
-    if settings.hcode and not HCODE_RE.match(settings.hcode):
+    if settings.hcode and not HCODE_RE.fullmatch(settings.hcode):
         problems.append("hcode must be 5 digits")
-    if settings.token_hcode and not HCODE_RE.match(settings.token_hcode):
+    if settings.token_hcode and not HCODE_RE.fullmatch(settings.token_hcode):
         problems.append("tokenHcode must be 5 digits")
-    if settings.source_id and not SOURCE_ID_RE.match(settings.source_id):
+    if settings.source_id and not SOURCE_ID_RE.fullmatch(settings.source_id):
         problems.append("sourceId must be 1-50 letters, digits, '.', '_' or '-'")
     if settings.recorder_pid and not citizen_id_valid(settings.recorder_pid):
         problems.append("recorderPid must be a 13-digit citizen id with a valid check digit")
     if settings.zone not in ZONES:
         problems.append(f"zone must be one of {', '.join(ZONES)}")
-    if settings.base_url and not re.match(r"^https?://[^\s/]+(/[^\s]*)?$", settings.base_url):
+    if settings.base_url and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", settings.base_url):
         problems.append("baseUrl must be an http(s) URL")
     if not 1 <= settings.retention_days <= 3650:
         problems.append("retentionDays must be 1-3650")
-    if not DUE_TIME_RE.match(settings.due_time):
+    if not DUE_TIME_RE.fullmatch(settings.due_time):
         problems.append("dueTime must be HH:MM (24 h, Bangkok time)")
     if not 1 <= settings.sender_concurrency <= 32:
         problems.append("senderConcurrency must be 1-32")

@@ -85,7 +85,7 @@ class Checker:
         if not isinstance(value, str):
             self.fail(name, "must be a string", "ต้องเป็นข้อความ")
             return None
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):     # whole value: "$" lets a trailing newline in
             self.fail(name, f"must be {what}", f"ต้องเป็น{what_th}")
             return None
         return value
@@ -249,7 +249,7 @@ def parse_date(value: str | None, name: str = "date") -> str:
     if value is None or value == "":
         return dt.datetime.now(BANGKOK).date().isoformat()
     try:
-        if not DATE_RE.match(value):
+        if not DATE_RE.fullmatch(value):
             raise ValueError(value)
         return dt.date.fromisoformat(value).isoformat()
     except ValueError:

@@ -79,6 +79,10 @@ class OsRoom:
         """Make a new file with personal data readable by this user only."""
         path.chmod(0o600)
 
+    def restrict_folder_to_user(self, path: Path) -> None:
+        """A folder of personal data (claims, logs): this user only, even if it existed."""
+        path.chmod(0o700)
+
     def open_folder(self, path: Path, popen: Callable[..., Any]) -> bool:
         """Show a folder in the file manager; False when this system has no way to."""
         opener = self.folder_opener()
@@ -99,6 +103,13 @@ class OsRoom:
     def set_listen_options(self, sock: socket.socket) -> None:
         """On POSIX, SO_REUSEADDR only skips TIME_WAIT and never allows two listeners."""
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def open_files_limit(self) -> int:
+        """How many descriptors this process may hold (sockets included)."""
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return soft if soft != resource.RLIM_INFINITY else 1 << 16
 
     # -- the tray ---------------------------------------------------------------------------
     def display_problem(self, environ: Mapping[str, str]) -> str | None:

@@ -99,6 +99,9 @@ class WindowsRoom(OsRoom):
     def restrict_to_user(self, path: Path) -> None:
         """Nothing to do: the user's profile folders are already private by their ACLs."""
 
+    def restrict_folder_to_user(self, path: Path) -> None:
+        """Nothing to do: the folders live in the user's profile, private by its ACLs."""
+
     def open_folder(self, path: Path, popen: Callable[..., Any]) -> bool:
         startfile = getattr(os, "startfile", None)     # only on Windows
         if startfile is None:
@@ -115,6 +118,10 @@ class WindowsRoom(OsRoom):
         option = getattr(socket, "SO_EXCLUSIVEADDRUSE", None)
         if option is not None:
             sock.setsockopt(socket.SOL_SOCKET, option, 1)
+
+    def open_files_limit(self) -> int:
+        """Windows has no small per-process socket limit (handles are counted in millions)."""
+        return 1 << 16
 
     def display_problem(self, environ: Mapping[str, str]) -> str | None:
         return None          # every Windows session has a desktop and a notification area

@@ -7,6 +7,7 @@
 //   agent.on("card.removed", () => clear());
 //   agent.connect();
 //   const card = await agent.read({ photo: true });   // or ask once over HTTP
+//   img.src = await agent.photoObjectUrl(reader);     // the photo as a blob: URL
 //
 // Events are the agent's envelopes {v, type, seq, time, reader, ...}; see
 // docs/integration.md. Your page's origin must be allowed by the agent's configuration,
@@ -143,7 +144,17 @@ export class ThaiCardAgent {
     return (await this.request(path)).card;
   }
 
+  // The photo's URL, for <img crossorigin="anonymous" src=...>: "crossorigin" makes the
+  // browser send your page's Origin, which the agent needs (a plain <img> from another site
+  // is refused). Your origin needs the "photo" scope.
   photoUrl(reader) { return `${this.base}/v1/readers/${encodeURIComponent(reader)}/photo`; }
+
+  // The photo as an object URL (blob:) for any <img>, <canvas> or download link; fetched
+  // with your page's Origin. Call URL.revokeObjectURL(url) when the card is removed.
+  async photoObjectUrl(reader) {
+    const blob = await this.request(`/v1/readers/${encodeURIComponent(reader)}/photo`);
+    return URL.createObjectURL(blob);
+  }
 
   // -- events --------------------------------------------------------------------------------
   connect() {
