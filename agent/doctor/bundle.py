@@ -84,7 +84,7 @@ def _log_tails(folder: Path) -> dict[str, str]:
 def write_bundle(path: Path) -> Path:
     report = run_doctor(test_read=False)
     settings = _settings()
-    readers = next((f.detail.get("readers", []) for f in report.findings
+    readers: list[dict[str, Any]] = next((f.detail.get("readers", []) for f in report.findings
                     if f.check == "readers"), [])
     system = {"os": osroom.current().describe(), "room": osroom.current().name,
               "readers": [r["name"] for r in readers], "versions": _versions(),
