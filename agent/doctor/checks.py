@@ -36,6 +36,7 @@ class Context:
     room: osroom.OsRoom = field(default_factory=osroom.current)
     data_dir: Path = field(default_factory=paths.user_data_dir)
     test_read: bool = True
+    token_store: Any = None          # agent.nhso.token.TokenStore; None: the OS keyring
     # Filled by the reader check for the ones after it.
     readers: list[tuple[str, bool]] = field(default_factory=list)
     pcsc_ok: bool = False
@@ -272,7 +273,7 @@ def check_logs(ctx: Context) -> Finding:
 def check_keyring(ctx: Context) -> Finding:
     from ..nhso.token import TokenStore, backend_name
 
-    store = TokenStore()
+    store = ctx.token_store or TokenStore()
     try:
         store.check_backend()
     except AgentError as exc:

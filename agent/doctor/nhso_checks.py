@@ -70,7 +70,7 @@ def check_nhso(ctx: Context, store: TokenStore | None = None) -> list[Finding]:
                     f"การตั้งค่า สปสช. ไม่ถูกต้อง: {exc.detail}"),
                    ("Fix nhso.json or the nhso* policy values (docs/nhso.md).",
                     "แก้ไข nhso.json หรือค่า nhso* ในนโยบาย"))]
-    store = store or TokenStore()
+    store = store or ctx.token_store or TokenStore()
     try:
         token = store.get()
     except AgentError:
