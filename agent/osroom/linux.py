@@ -160,8 +160,10 @@ def x11_tray_host_problem() -> str | None:
 class LinuxRoom(OsRoom):
     name = "linux"
 
-    def __init__(self, policy_file: Path = POLICY_FILE, etc: Path = Path("/etc")) -> None:
+    def __init__(self, policy_file: Path = POLICY_FILE, etc: Path = Path("/etc"),
+                 syslog: Path = SYSLOG_SOCKET) -> None:
         self.policy_file = policy_file
+        self.syslog = syslog
         self.etc = etc                  # where browsers' policy folders are (tests: a tmp)
 
     def read_policy(self) -> tuple[dict[str, Any], str]:
@@ -178,10 +180,10 @@ class LinuxRoom(OsRoom):
 
     def event_log_handler(self) -> logging.Handler | None:
         # The syslog socket reaches journald (or rsyslog); without one there is no OS log.
-        if not SYSLOG_SOCKET.exists():
+        if not self.syslog.exists():
             return None
         handler = logging.handlers.SysLogHandler(
-            address=str(SYSLOG_SOCKET), facility=logging.handlers.SysLogHandler.LOG_USER)
+            address=str(self.syslog), facility=logging.handlers.SysLogHandler.LOG_USER)
         handler.ident = f"{APP_ID}: "
         return handler
 
