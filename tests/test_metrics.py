@@ -117,3 +117,16 @@ def test_os_event_log_gets_warnings_redacted(tmp_path: Path) -> None:
     assert "1234567890121" not in message and "[pid]" in message
     assert "abc.def" not in message
     assert os_event_log_handler(LinuxRoom(syslog=tmp_path / "none")) is None
+
+
+async def test_status_page_links_to_the_doctor_report(aiohttp_client: Any) -> None:
+    agent = await start_agent(aiohttp_client)
+    page = await (await agent.client.get("/")).text()
+    assert 'href="/doctor"' in page
+    resp = await agent.client.get("/doctor")
+    assert resp.status == 200 and resp.content_type == "text/plain"
+    report = await resp.text()
+    assert "overall:" in report and "ตรวจสอบ" not in report.split("overall:")[1]
+    doc = await agent.get_json("/v1/doctor")
+    assert {c["check"] for c in doc["checks"]} >= {"config", "pcsc", "readers", "port"}
+    assert "card_read" not in {c["check"] for c in doc["checks"]}    # no test read in-agent
