@@ -96,7 +96,7 @@ def setup_logging(level: str = "INFO", *, log_dir: Path | None = None, to_file: 
     if os_log:
         from .oslog import os_event_log_handler  # its own format and filter, WARNING and up
 
-        event_log = os_event_log_handler()
+        event_log = os_event_log_handler(redacting)
         if event_log is not None:
             root.addHandler(event_log)
     # aiohttp's access log is useful for support; it passes through the same filter.

@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.assembly import NhsoParts
+from agent.logging_setup import RedactingFilter
 from agent.nhso.settings import load_settings
 from agent.nhso.token import TokenStore
 from agent.oslog import os_event_log_handler
@@ -101,7 +102,7 @@ def test_os_event_log_gets_warnings_redacted(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind(str(path))
         server.settimeout(5)
-        handler = os_event_log_handler(LinuxRoom(syslog=path))
+        handler = os_event_log_handler(RedactingFilter(), LinuxRoom(syslog=path))
         assert handler is not None
         logger = logging.getLogger("test.oslog")
         logger.propagate = False
@@ -116,7 +117,7 @@ def test_os_event_log_gets_warnings_redacted(tmp_path: Path) -> None:
     assert "thaicard-agent" in message and "WARNING" in message
     assert "1234567890121" not in message and "[pid]" in message
     assert "abc.def" not in message
-    assert os_event_log_handler(LinuxRoom(syslog=tmp_path / "none")) is None
+    assert os_event_log_handler(RedactingFilter(), LinuxRoom(syslog=tmp_path / "none")) is None
 
 
 async def test_status_page_links_to_the_doctor_report(aiohttp_client: Any) -> None:

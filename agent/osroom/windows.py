@@ -8,6 +8,7 @@ stand-in that has the same calls.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import logging.handlers
 import os
@@ -170,10 +171,13 @@ class WindowsRoom(OsRoom):
         return netstat_port_owner(port)
 
     def event_log_handler(self) -> logging.Handler | None:
-        # The standard handler needs pywin32; without it the log file is the only record.
+        # The standard handler needs pywin32 (without it, it prints to stdout and drops
+        # every record): ask first; without it the log file is the only record.
+        if importlib.util.find_spec("win32evtlogutil") is None:
+            return None
         try:
             return logging.handlers.NTEventLogHandler("Thai Card Agent")
-        except (ImportError, OSError):
+        except OSError:                 # registering the source needs rights once
             return None
 
     def lock_exclusive(self, fh: IO[str]) -> None:
