@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,13 @@ def test_pcsc_service_down_fails_with_what_to_do(tmp_path: Path) -> None:
 @pytest.mark.pcsc
 def test_pcsc_readers_and_test_read_show_only_the_masked_id(pcscd: Any, slots: Any) -> None:
     slots.insert(VirtualCard.demo(0), 0)
-    ctx = Context(config=Config(backend="pcsc"))
-    found = by_check(check_readers(ctx))
+    deadline = time.monotonic() + 10
+    while True:                      # pcscd reports the insertion a moment after vpcd has it
+        found = by_check(check_readers(Context(config=Config(backend="pcsc"))))
+        if "card_read" in found and found["card_read"].verdict != "info":
+            break
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)
     assert found["pcsc"].verdict == "ok"
     assert found["readers"].verdict == "ok"
     listed = {r["name"]: r["card"] for r in found["readers"].detail["readers"]}
@@ -113,9 +119,11 @@ def test_pcsc_readers_and_test_read_show_only_the_masked_id(pcscd: Any, slots: A
     assert cid not in json.dumps([f.to_json() for f in found.values()], ensure_ascii=False)
 
     slots.remove_all()
-    ctx = Context(config=Config(backend="pcsc"))
-    found = by_check(check_readers(ctx))
-    assert found["card_read"].verdict == "info"
+    deadline = time.monotonic() + 10
+    while by_check(check_readers(Context(config=Config(backend="pcsc"))))[
+            "card_read"].verdict != "info":      # no card: no test read, nothing to say
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
 
 
 # -- the port -------------------------------------------------------------------------------
