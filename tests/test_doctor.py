@@ -205,6 +205,22 @@ def test_browser_policy_missing_partial_and_complete(tmp_path: Path) -> None:
     assert by_check(check_browsers(https_only))["browser:chromium"].verdict == "warn"
 
 
+class FakeFirefox(LinuxRoom):
+    def browser_policies(self) -> list[BrowserPolicy]:
+        return linux_browser_policies(self.etc, which=lambda p: p if p == "firefox" else None)
+
+
+def test_firefox_skip_domains_cover_pages_by_host(tmp_path: Path) -> None:
+    ctx = Context(config=Config(allowed_origins=("https://his.example.go.th",)),
+                  room=FakeFirefox(etc=tmp_path))
+    assert by_check(check_browsers(ctx))["browser:firefox"].verdict == "warn"
+    policies = tmp_path / "firefox" / "policies"
+    policies.mkdir(parents=True)
+    (policies / "policies.json").write_text(json.dumps(
+        {"policies": {"LocalNetworkAccess": {"SkipDomains": ["example.go.th"]}}}))
+    assert by_check(check_browsers(ctx))["browser:firefox"].verdict == "ok"
+
+
 # -- keyring ------------------------------------------------------------------------------------
 def test_keyring_usable_and_missing() -> None:
     ok = check_keyring(Context(config=Config(), token_store=TokenStore(MemoryKeyring())))

@@ -7,6 +7,8 @@ name the page; a plain ``http://`` intranet page is never even asked about (docs
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from ..config import LOCAL_APP_ORIGINS
 from .checks import Context, _f
 from .report import Finding
@@ -20,6 +22,16 @@ def needed_origins(ctx: Context) -> list[str]:
             if o not in LOCAL_APP_ORIGINS and not o.startswith(OWN_HOSTS)]
 
 
+def _covered(browser: str, origin: str, listed: frozenset[str]) -> bool:
+    """Chromium lists origins; Firefox's ``SkipDomains`` lists domains (a host or its
+    parent domain), so a page is covered there by its host name."""
+    if browser != "Firefox":
+        return origin in listed
+    host = urlsplit(origin).hostname or ""
+    domains = {(urlsplit(d).hostname or d) if "://" in d else d for d in listed}
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
 def check_browsers(ctx: Context) -> list[Finding]:
     needed = needed_origins(ctx)
     out = []
@@ -28,7 +40,7 @@ def check_browsers(ctx: Context) -> list[Finding]:
             continue                    # not installed and nothing configured: nothing to say
         title = (f"{policy.browser}: local network access policy",
                  f"{policy.browser}: นโยบายการเข้าถึงเครือข่ายภายใน")
-        missing = [o for o in needed if o not in policy.origins]
+        missing = [o for o in needed if not _covered(policy.browser, o, policy.origins)]
         where = ", ".join(policy.where)
         check = f"browser:{policy.browser.lower()}"
         if not missing:

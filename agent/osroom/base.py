@@ -63,7 +63,8 @@ def chromium_policy_origins(policy: Mapping[str, Any]) -> set[str]:
 
 
 def firefox_policy_origins(document: Mapping[str, Any]) -> set[str]:
-    """Origins a Firefox ``policies.json`` exempts from its local network access prompt."""
+    """The domains a Firefox ``policies.json`` exempts from its local network access prompt
+    (``LocalNetworkAccess`` -> ``SkipDomains``)."""
     policies = document.get("policies")
     lna = policies.get("LocalNetworkAccess") if isinstance(policies, dict) else None
     skip = lna.get("SkipDomains") if isinstance(lna, dict) else None
