@@ -13,14 +13,18 @@ import asyncio
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
+from aiohttp import web
 
 from agent.card.demo import demo_profile
 from agent.config import Config, load_config
@@ -43,6 +47,7 @@ from agent.nhso.token import TokenStore
 from agent.osroom import BrowserPolicy, LinuxRoom
 from agent.osroom.linux import linux_browser_policies
 from tests.api_support import clean_env, serve_cmd, wait_until_up
+from tests.nhso_server import make_app
 from tests.nhso_support import (
     HCODE,
     RECORDER_PID,
@@ -354,3 +359,49 @@ def test_cli_json_exit_code_matches_the_worst_verdict(tmp_path: Path) -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=90)
     assert "overall:" in text.stdout and text.returncode == code
 
+
+
+@pytest.fixture
+def nhso_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """The contract server behind TLS with a certificate of a test CA; (base URL, CA file)."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ssl)
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(make_app({TOKEN: HCODE}), access_log=None)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_ssl).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    base = f"https://127.0.0.1:{port}"
+    for name, value in {"THAICARD_CONFIG_DIR": tmp_path / "config",
+                        "THAICARD_DATA_DIR": tmp_path / "data",
+                        "THAICARD_NHSO_BASE_URL": base, "THAICARD_NHSO_HCODE": HCODE,
+                        "THAICARD_NHSO_SOURCE_ID": SOURCE_ID,
+                        "THAICARD_NHSO_RECORDER_PID": RECORDER_PID}.items():
+        monkeypatch.setenv(name, str(value))
+    try:
+        yield base, str(ca_file)
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_nhso_tls_untrusted_then_trusted(nhso_https: tuple[str, str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    _base, ca_file = nhso_https
+    # A certificate nobody installed (a TLS-inspecting proxy without its CA): refused.
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    found = nhso_findings(TOKEN)
+    assert found["nhso_reach"].verdict == "fail", found["nhso_reach"].explain_en
+    assert "TLS" in found["nhso_reach"].explain_en
+    # Once the CA is in the store the system uses (as IT installs a proxy's CA): fine.
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+    found = nhso_findings(TOKEN)
+    assert found["nhso_reach"].verdict == "ok", found["nhso_reach"].explain_en
+    assert found["nhso_token"].verdict == "ok" and found["clock"].verdict == "ok"
