@@ -24,6 +24,7 @@ from aiohttp import web
 
 from . import __version__, osroom
 from .api.app import new_web_app, setup_web
+from .api.diagnostics import setup_diagnostics
 from .api.keys import (
     ALLOW_ORIGIN,
     CARD_SERVICE,
@@ -35,6 +36,7 @@ from .api.keys import (
     CoverageLookup,
 )
 from .api.limits import ServerLimits
+from .api.metrics import ClaimSummary, setup_metrics
 from .api.refusal_summary import AccessLogWithoutRefusals, server_logger
 from .api.server import HOST, ConnectionGate, GatedSockSite, bind_sockets
 from .config import Config
@@ -89,10 +91,12 @@ def build_app(config: Config | None = None, *, backend: ReaderBackend | None = N
         osroom.current().open_files_limit())
     app.cleanup_ctx.append(_card_service_ctx)
     setup_web(app)
+    setup_diagnostics(app)
     if nhso is not None:
         service = _nhso_service(nhso, events)
         mount_nhso(app, service)
         app[COVERAGE] = service.lookups
+        service.client.observe = setup_metrics(app, _claim_summary(service)).observe_nhso
 
         def forget_coverage(event: Event) -> None:
             # Coverage is looked up afresh for the next card; removal events carry no pid.
@@ -100,6 +104,8 @@ def build_app(config: Config | None = None, *, backend: ReaderBackend | None = N
                 service.lookups.forget_coverage()
 
         events.add_listener(forget_coverage)
+    else:
+        setup_metrics(app)
     if coverage is not None:
         app[COVERAGE] = coverage
     mount_lan(app, lan if lan is not None else lan_from_settings())
@@ -117,6 +123,18 @@ def _nhso_service(parts: NhsoParts, events: EventBus) -> NhsoService:
     service = NhsoService(settings, token_store=parts.token_store, publish=publish)
     service.settings_error = problem
     return service
+
+
+def _claim_summary(service: NhsoService) -> ClaimSummary:
+    """What /metrics shows of the outbox: counts by state, oldest unsent, flagged due."""
+
+    async def summary() -> dict[str, Any]:
+        if not service.outbox.is_open:
+            return {}
+        oldest, due = await service.outbox.unsent_summary()
+        return {"counts": await service.outbox.counts(), "oldest": oldest, "due": due}
+
+    return summary
 
 
 async def _card_service_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from . import __version__
 from .config import BACKENDS
 from .core import list_readers, open_backend, read_once
+from .doctor.cli import add_commands as add_doctor_commands
 from .errors import AgentError
 from .lan.cli import add_lan_commands
 from .nhso.cli import add_token_commands
@@ -75,7 +76,7 @@ def build_parser(extra: Iterable[CommandRegistrar] | None = None) -> argparse.Ar
     _backend_args(p)
     p.set_defaults(func=cmd_readers)
 
-    registrars = [add_server_commands, add_token_commands, add_lan_commands,
+    registrars = [add_server_commands, add_token_commands, add_lan_commands, add_doctor_commands,
                   *(installed_commands() if extra is None else extra)]
     for register in registrars:
         register(sub)

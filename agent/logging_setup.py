@@ -107,8 +107,10 @@ def default_log_dir() -> Path:
 
 
 def setup_logging(level: str = "INFO", *, log_dir: Path | None = None, to_file: bool = True,
-                  console: bool = True) -> Path | None:
-    """Configure the root logger; returns the log file's path (None when not logging to file)."""
+                  console: bool = True, os_log: bool = True) -> Path | None:
+    """Configure the root logger; returns the log file's path (None when not logging to file).
+
+    ``os_log``: warnings and errors also to the OS event log (agent/oslog.py)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -135,6 +137,12 @@ def setup_logging(level: str = "INFO", *, log_dir: Path | None = None, to_file: 
         handler.setFormatter(formatter)
         handler.addFilter(redacting)
         root.addHandler(handler)
+    if os_log:
+        from .oslog import os_event_log_handler  # its own format and filter, WARNING and up
+
+        event_log = os_event_log_handler(redacting)
+        if event_log is not None:
+            root.addHandler(event_log)
     # aiohttp's access log is useful for support; it passes through the same filter.
     logging.getLogger("aiohttp.access").setLevel(level)
     return path

@@ -59,6 +59,12 @@ def user_runtime_dir() -> Path:
         return platformdirs.user_runtime_path(APP_NAME, appauthor=False, ensure_exists=True)
 
 
+def support_bundle_dir() -> Path:
+    """Where the tray saves support bundles: the Desktop, where staff find them to attach."""
+    desktop = Path(platformdirs.user_desktop_dir())
+    return desktop if desktop.is_dir() else Path.home()
+
+
 def agent_config_file(env: Mapping[str, str] | None = None) -> Path:
     """The user's agent config file: ``THAICARD_CONFIG`` names the file itself."""
     override = _env(env).get("THAICARD_CONFIG")

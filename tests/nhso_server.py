@@ -26,6 +26,8 @@ Control API (tests only), JSON:
     POST /_control/people   {"<pid>": {"funds": [...], "firstName": ..., ...}}
     POST /_control/history  {"<pid>": [service history entries of earlier days]}
     POST /_control/latency  {"seconds": 0.05}   added to every answer
+    POST /_control/clock    {"offset": 3600}   every answer's Date header is that many
+                            seconds ahead (negative: behind), for the doctor's clock check
     POST /_control/reset
     GET  /_control/state    counters, issued codes, faults applied, requests in flight
 """
@@ -36,6 +38,7 @@ import argparse
 import asyncio
 import collections
 import datetime as dt
+import email.utils
 import math
 import random
 import re
@@ -106,6 +109,7 @@ class State:
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     inflight: int = 0
     seq: int = 0
+    clock_offset: float = 0.0
 
     def reset(self) -> None:
         tokens = self.tokens
@@ -428,6 +432,17 @@ async def control_latency(request: web.Request) -> web.Response:
     return web.json_response({"latency": request.app[STATE].latency})
 
 
+async def control_clock(request: web.Request) -> web.Response:
+    request.app[STATE].clock_offset = float((await request.json()).get("offset", 0.0))
+    return web.json_response({"offset": request.app[STATE].clock_offset})
+
+
+async def _skewed_date(request: web.Request, response: web.StreamResponse) -> None:
+    offset = request.app[STATE].clock_offset
+    if offset:
+        response.headers["Date"] = email.utils.formatdate(time.time() + offset, usegmt=True)
+
+
 async def control_reset(request: web.Request) -> web.Response:
     request.app[STATE].reset()
     return web.json_response({"reset": True})
@@ -456,6 +471,8 @@ def make_app(tokens: dict[str, str] | None = None) -> web.Application:
     app.router.add_post("/_control/history", control_history)
     app.router.add_post("/_control/latency", control_latency)
     app.router.add_post("/_control/reset", control_reset)
+    app.router.add_post("/_control/clock", control_clock)
+    app.on_response_prepare.append(_skewed_date)
     app.router.add_get("/_control/state", control_state)
     return app
 

@@ -91,6 +91,7 @@ async def test_success_responses_match_the_schemas(doc_and_agent):
         ("/v1/readers/{name}/card", f"/v1/readers/{READER}/card"),
         ("/v1/readers/{name}/photo", f"/v1/readers/{READER}/photo"),
         ("/v1/openapi.json", "/v1/openapi.json"), ("/v1/client.js", "/v1/client.js"),
+        ("/metrics", "/metrics"), ("/v1/doctor", "/v1/doctor"), ("/doctor", "/doctor"),
     ]:
         await check(agent, doc, "GET", template, url, 200, checked)
     await check(agent, doc, "DELETE", "/v1/demo/card", "/v1/demo/card", 202, checked)

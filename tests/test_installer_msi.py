@@ -74,8 +74,16 @@ def test_payload_lands_in_program_files(msi, payload, tmp_path):
     installed = next(tmp_path.rglob("thaicard-agent-tray.exe")).parent
     assert installed.relative_to(tmp_path).parts[-1] == "Thai Card Agent"
     staged = sorted(p.relative_to(payload) for p in payload.rglob("*") if p.is_file())
-    extracted = sorted(p.relative_to(installed) for p in installed.rglob("*") if p.is_file())
+    extracted = sorted(p.relative_to(installed) for p in installed.rglob("*") if p.is_file()
+                       and p.relative_to(installed).parts[0] != "PolicyDefinitions")
     assert extracted == staged
+    # The Group Policy templates ship beside the program (installer/windows/make_admx.py).
+    templates = build_msi.HERE / "policy"
+    shipped = sorted(p.relative_to(templates) for p in templates.rglob("*") if p.is_file())
+    for rel in shipped:
+        copied = installed / "PolicyDefinitions" / rel
+        assert copied.read_bytes() == (templates / rel).read_bytes()
+    assert len(shipped) == 3
     for exe in ("thaicard-agent.exe", "thaicard-agent-tray.exe"):
         assert (installed / exe).read_bytes() == (payload / exe).read_bytes()
 

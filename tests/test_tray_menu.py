@@ -133,6 +133,7 @@ def test_pystray_menu_runs_the_same_actions() -> None:
     expected = {
         "Open status page": "open_status_page", "Copy agent URL": "copy_url",
         "Start at login": "toggle_autostart", "Open log folder": "open_logs",
+        "Diagnostics…": "open_diagnostics", "Save a support bundle…": "support_bundle",
         "About (version )": "about", "Quit": "quit", "Demo: remove the card": "demo_toggle",
     }
     for text, action in expected.items():
@@ -310,6 +311,19 @@ def test_simple_actions_start_the_right_child(app: TrayApp, monkeypatch: pytest.
     app.invoke("logs")
     assert (tmp_path / "logs").is_dir()
     assert app.messages[-1][0] == str(tmp_path / "logs")          # no opener: shown
+    app.invoke("diagnostics")                 # the agent's /doctor page, as the CLI prints it
+    assert opened[-1] == "http://127.0.0.1:9/doctor"
+    # The support bundle is written off the tray's thread, to the Desktop, then shown.
+    import agent.doctor.bundle as bundle
+
+    written: list[Path] = []
+    monkeypatch.setattr(tray_app.paths, "support_bundle_dir", lambda: tmp_path / "desk")
+    monkeypatch.setattr(bundle, "write_bundle", lambda path: written.append(path) or path)
+    monkeypatch.setattr(app, "run_async", lambda fn: fn())
+    app.invoke("support_bundle")
+    assert written and written[0].parent == tmp_path / "desk"
+    assert written[0].name.startswith("thaicard-agent-support-")
+    assert str(written[0]) in app.messages[-1][0]
     app.nhso = True
     app.render()
     app.invoke("token.set")

@@ -414,6 +414,24 @@ class TrayApp:
         if not osroom.current().open_folder(path, self.popen):
             self.message(str(path))              # no file manager to ask: show where it is
 
+    def open_diagnostics(self) -> None:
+        # The agent's /doctor page: the same report as `thaicard-agent doctor`.
+        webbrowser.open(self.base_url + "/doctor")
+
+    def support_bundle(self) -> None:
+        def work() -> None:
+            from agent.doctor.bundle import default_bundle_path, write_bundle
+
+            try:
+                path = write_bundle(default_bundle_path(paths.support_bundle_dir()))
+            except OSError as exc:
+                self.message(text("msg.action_failed", self.lang, error=str(exc)), error=True)
+                return
+            self.message(text("msg.bundle_saved", self.lang, path=str(path)))
+            osroom.current().open_folder(path.parent, self.popen)
+
+        self.run_async(work)
+
     def about(self) -> None:
         self.message(f"Thai Card Agent {__version__}\n{self.base_url}\nApache-2.0")
 

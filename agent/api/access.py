@@ -51,6 +51,8 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "/api/nhso-service/save-as-draft": "claims",
     # Only the status page and local programs (which hold every scope) may allow a page.
     "/v1/allowed-origins": "*",
+    # The admin's views: counts and checks, no card data (monitoring reads them locally).
+    "/metrics": None, "/doctor": "*", "/v1/doctor": "*",
 }
 EVERY = "*"
 # Query flags that add the photo to a card route's answer.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ import aiohttp
 import truststore
 
 from .. import __version__
-from ..errors import NhsoRejected, NhsoTokenInvalid, NhsoUnavailable, NhsoUnverified
+from ..errors import AgentError, NhsoRejected, NhsoTokenInvalid, NhsoUnavailable, NhsoUnverified
 from .settings import NhsoSettings
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class NhsoClient:
         self.settings = settings
         self._token = token
         self._session: aiohttp.ClientSession | None = None
+        # (call, outcome, seconds) after every request; the assembly connects /metrics.
+        self.observe: Callable[[str, str, float], None] | None = None
 
     async def start(self) -> None:
         if self._session is None:
@@ -113,7 +116,26 @@ class NhsoClient:
     async def _call(self, method: str, url: str, *, what: str,
                     params: dict[str, str] | None = None,
                     json_body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        """Status and parsed body. Raises NhsoUnavailable / NhsoTokenInvalid."""
+        """Status and parsed body. Raises NhsoUnavailable / NhsoTokenInvalid.
+
+        Each call's outcome and duration go to ``observe`` (the /metrics counters)."""
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            status, body = await self._request(method, url, what=what, params=params,
+                                               json_body=json_body)
+            outcome = "ok" if status < 400 else f"http_{status // 100}xx"
+            return status, body
+        except AgentError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            if self.observe is not None:
+                self.observe(what, outcome, time.monotonic() - started)
+
+    async def _request(self, method: str, url: str, *, what: str,
+                       params: dict[str, str] | None,
+                       json_body: dict[str, Any] | None) -> tuple[int, Any]:
         await self.start()
         assert self._session is not None
         token = await self._token()

@@ -314,6 +314,16 @@ class Outbox:
             out[status] = n
         return out
 
+    async def unsent_summary(self) -> tuple[float | None, int]:
+        """When the oldest unsent claim was queued (epoch s) and how many are flagged due."""
+        return await self._run(self._unsent_summary)
+
+    def _unsent_summary(self) -> tuple[float | None, int]:
+        oldest, due = self.db.execute(
+            "SELECT MIN(created_at), SUM(due_flagged) FROM claims "
+            "WHERE status IN ('queued', 'sending')").fetchone()
+        return oldest, int(due or 0)
+
     async def codes_in_use(self, pid: str, day: str) -> set[str]:
         """EP codes already matched to claims of this person and day."""
         return await self._run(self._codes_in_use, pid, day)

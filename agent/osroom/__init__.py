@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 import sys
 
-from .base import Autostart, OsRoom, PolicyInvalid, PolicySource
+from .base import Autostart, BrowserPolicy, OsRoom, PolicyInvalid, PolicySource
 from .linux import LinuxRoom
 from .macos import MacRoom
 from .windows import WindowsRoom
 
-__all__ = ["Autostart", "LinuxRoom", "MacRoom", "OsRoom", "PolicyInvalid", "PolicySource",
-           "WindowsRoom", "current", "for_platform"]
+__all__ = ["Autostart", "BrowserPolicy", "LinuxRoom", "MacRoom", "OsRoom", "PolicyInvalid",
+           "PolicySource", "WindowsRoom", "current", "for_platform"]
 
 
 def for_platform(platform: str) -> OsRoom:

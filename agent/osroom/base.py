@@ -10,9 +10,11 @@ everywhere with stand-ins for what only exists there (``winreg``, ``msvcrt``).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -30,6 +32,43 @@ class Autostart(Protocol):
 
     def enabled(self) -> bool: ...
     def set(self, on: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class BrowserPolicy:
+    """What one browser's admin policies say about reaching the agent (for ``doctor``).
+
+    ``installed``: None when this OS cannot tell. ``origins``: the page origins the
+    local-network policies let call loopback; ``where``: the files or keys read.
+    """
+
+    browser: str
+    installed: bool | None
+    origins: frozenset[str]
+    where: tuple[str, ...]
+
+
+# Chromium-family list policies that let a page call 127.0.0.1 (docs/admin.md).
+CHROMIUM_LNA_POLICIES = ("LocalNetworkAccessAllowedForUrls", "LoopbackNetworkAllowedForUrls")
+
+
+def chromium_policy_origins(policy: Mapping[str, Any]) -> set[str]:
+    """Origins named by the two Chromium policies in one managed policy object."""
+    found: set[str] = set()
+    for name in CHROMIUM_LNA_POLICIES:
+        value = policy.get(name)
+        if isinstance(value, list):
+            found.update(str(v).rstrip("/") for v in value)
+    return found
+
+
+def firefox_policy_origins(document: Mapping[str, Any]) -> set[str]:
+    """The domains a Firefox ``policies.json`` exempts from its local network access prompt
+    (``LocalNetworkAccess`` -> ``SkipDomains``)."""
+    policies = document.get("policies")
+    lna = policies.get("LocalNetworkAccess") if isinstance(policies, dict) else None
+    skip = lna.get("SkipDomains") if isinstance(lna, dict) else None
+    return {str(v).rstrip("/") for v in skip} if isinstance(skip, list) else set()
 
 
 # Policy readers answer (values, where they came from); the settings engine takes it from here.
@@ -59,6 +98,25 @@ class OsRoom:
     def read_policy(self) -> tuple[dict[str, Any], str]:
         """The machine's admin policy (agent and NHSO keys together) and its location."""
         return {}, "none"
+
+    # -- what the doctor and the support bundle ask ---------------------------------------
+    def browser_policies(self) -> list[BrowserPolicy]:
+        """Each known browser's local-network policies; [] where this OS has no reader."""
+        return []
+
+    def port_owner(self, port: int) -> str | None:
+        """The program listening on 127.0.0.1:port ("name (pid N)"), None when unknown."""
+        return None
+
+    def event_log_handler(self) -> logging.Handler | None:
+        """A handler writing to the OS event log (syslog, Event Log, unified logging)."""
+        return None
+
+    def describe(self) -> str:
+        """The OS and its version, for the support bundle."""
+        import platform
+
+        return platform.platform()
 
     # -- start at login -------------------------------------------------------------------
     def autostart(self, command: list[str]) -> Autostart | None:

@@ -2,16 +2,96 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import logging.handlers
 import os
 import shlex
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import Autostart, OsRoom, read_json_object
+from .base import (
+    Autostart,
+    BrowserPolicy,
+    OsRoom,
+    chromium_policy_origins,
+    firefox_policy_origins,
+    read_json_object,
+)
 
 POLICY_FILE = Path("/etc/thaicard-agent/policy.json")
 APP_ID = "thaicard-agent"                       # .desktop name shared with the .deb
+SYSLOG_SOCKET = Path("/dev/log")                # journald and rsyslog both listen here
+
+# Browser: (programs that mean it is installed, its managed policy folder under /etc).
+CHROMIUM_FAMILY = {
+    "Chrome": (("google-chrome", "google-chrome-stable"), "opt/chrome/policies/managed"),
+    "Edge": (("microsoft-edge", "microsoft-edge-stable"), "opt/edge/policies/managed"),
+    "Chromium": (("chromium", "chromium-browser"), "chromium/policies/managed"),
+}
+FIREFOX = (("firefox", "firefox-esr"), "firefox/policies/policies.json")
+
+
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def linux_browser_policies(etc: Path = Path("/etc"),
+                           which: Callable[[str], str | None] = shutil.which,
+                           ) -> list[BrowserPolicy]:
+    """Chrome, Edge, Chromium (every JSON file of their managed folder) and Firefox."""
+    out = []
+    for name, (programs, folder) in CHROMIUM_FAMILY.items():
+        directory = etc / folder
+        files = sorted(directory.glob("*.json")) if directory.is_dir() else []
+        origins: set[str] = set()
+        for f in files:
+            origins |= chromium_policy_origins(_json_or_empty(f))
+        out.append(BrowserPolicy(name, any(which(p) for p in programs), frozenset(origins),
+                                 tuple(str(f) for f in files) or (str(directory),)))
+    programs, file = FIREFOX
+    path = etc / file
+    out.append(BrowserPolicy("Firefox", any(which(p) for p in programs),
+                             frozenset(firefox_policy_origins(_json_or_empty(path))),
+                             (str(path),)))
+    return out
+
+
+def proc_port_owner(port: int, proc: Path = Path("/proc")) -> str | None:
+    """Who listens on 127.0.0.1/0.0.0.0:port: the socket's inode in /proc/net/tcp{,6}, then
+    the process holding that inode among its fds (only our own user's are visible)."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 9 and parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(parts[9])
+    if not inodes:
+        return None
+    wanted = {f"socket:[{i}]" for i in inodes}
+    for pid_dir in proc.iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            for fd in (pid_dir / "fd").iterdir():
+                if os.readlink(fd) in wanted:
+                    cmd = (pid_dir / "cmdline").read_bytes().split(b"\0")
+                    shown = " ".join(c.decode(errors="replace") for c in cmd[:3] if c)
+                    return f"{shown or (pid_dir / 'comm').read_text().strip()} " \
+                           f"(pid {pid_dir.name})"
+        except OSError:
+            continue
+    return "a process of another user (run doctor as root to name it)"
 
 
 class XdgAutostart:
@@ -80,14 +160,32 @@ def x11_tray_host_problem() -> str | None:
 class LinuxRoom(OsRoom):
     name = "linux"
 
-    def __init__(self, policy_file: Path = POLICY_FILE) -> None:
+    def __init__(self, policy_file: Path = POLICY_FILE, etc: Path = Path("/etc"),
+                 syslog: Path = SYSLOG_SOCKET) -> None:
         self.policy_file = policy_file
+        self.syslog = syslog
+        self.etc = etc                  # where browsers' policy folders are (tests: a tmp)
 
     def read_policy(self) -> tuple[dict[str, Any], str]:
         return read_json_object(self.policy_file), str(self.policy_file)
 
     def autostart(self, command: list[str]) -> Autostart | None:
         return XdgAutostart(command)
+
+    def browser_policies(self) -> list[BrowserPolicy]:
+        return linux_browser_policies(self.etc)
+
+    def port_owner(self, port: int) -> str | None:
+        return proc_port_owner(port)
+
+    def event_log_handler(self) -> logging.Handler | None:
+        # The syslog socket reaches journald (or rsyslog); without one there is no OS log.
+        if not self.syslog.exists():
+            return None
+        handler = logging.handlers.SysLogHandler(
+            address=str(self.syslog), facility=logging.handlers.SysLogHandler.LOG_USER)
+        handler.ident = f"{APP_ID}: "
+        return handler
 
     def display_problem(self, environ: Mapping[str, str]) -> str | None:
         if not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"):

@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
 import plistlib
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from .base import Autostart, OsRoom, PolicyInvalid
+from .base import (
+    Autostart,
+    BrowserPolicy,
+    OsRoom,
+    PolicyInvalid,
+    chromium_policy_origins,
+    firefox_policy_origins,
+)
 
 POLICY_FILE = Path("/Library/Managed Preferences/th.thaicard.agent.plist")
 LAUNCH_AGENT_LABEL = "th.thaicard.agent.tray"
+MANAGED = Path("/Library/Managed Preferences")
+# Browser: (its app bundle, its managed preferences domain).
+BROWSERS = {"Chrome": ("Google Chrome.app", "com.google.Chrome"),
+            "Edge": ("Microsoft Edge.app", "com.microsoft.Edge"),
+            "Chromium": ("Chromium.app", "org.chromium.Chromium"),
+            "Firefox": ("Firefox.app", "org.mozilla.firefox")}
+SYSLOG_SOCKET = Path("/var/run/syslog")     # unified logging takes syslog messages here
+
+
+def mac_browser_policies(managed: Path = MANAGED,
+                         apps: Path = Path("/Applications")) -> list[BrowserPolicy]:
+    out = []
+    for name, (app, domain) in BROWSERS.items():
+        path = managed / f"{domain}.plist"
+        try:
+            with path.open("rb") as fh:
+                data = plistlib.load(fh)
+        except (OSError, plistlib.InvalidFileException, ValueError):
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        origins = (firefox_policy_origins({"policies": data}) if name == "Firefox"
+                   else chromium_policy_origins(data))
+        out.append(BrowserPolicy(name, (apps / app).exists(), frozenset(origins), (str(path),)))
+    return out
 
 
 def read_managed_preferences(path: Path = POLICY_FILE) -> dict[str, Any]:
@@ -68,6 +102,25 @@ class MacRoom(OsRoom):
 
     def folder_opener(self) -> str | None:
         return "open"
+
+    def browser_policies(self) -> list[BrowserPolicy]:
+        return mac_browser_policies()
+
+    def port_owner(self, port: int) -> str | None:
+        try:
+            out = subprocess.run(["lsof", "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-Fpc"],
+                                 capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        fields = {line[:1]: line[1:] for line in out.splitlines() if line}
+        return f"{fields['c']} (pid {fields['p']})" if "p" in fields and "c" in fields else None
+
+    def event_log_handler(self) -> logging.Handler | None:
+        if not SYSLOG_SOCKET.exists():
+            return None
+        handler = logging.handlers.SysLogHandler(address=str(SYSLOG_SOCKET))
+        handler.ident = "thaicard-agent: "
+        return handler
 
     def clipboard_commands(self) -> list[list[str]]:
         return [["pbcopy"]]

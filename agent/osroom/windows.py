@@ -8,6 +8,9 @@ stand-in that has the same calls.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import logging
+import logging.handlers
 import os
 import socket
 import subprocess
@@ -15,11 +18,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from .base import Autostart, OsRoom
+from .base import CHROMIUM_LNA_POLICIES, Autostart, BrowserPolicy, OsRoom
 
 POLICY_KEY = r"Software\Policies\ThaiCardAgent"
 RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
 RUN_VALUE = "ThaiCardAgent"
+# Browser: (its policy key under HKLM, its executable for "is it installed").
+BROWSER_KEYS = {
+    "Chrome": (r"Software\Policies\Google\Chrome", "chrome.exe"),
+    "Edge": (r"Software\Policies\Microsoft\Edge", "msedge.exe"),
+    "Chromium": (r"Software\Policies\Chromium", "chromium.exe"),
+}
+FIREFOX_LNA_KEY = r"Software\Policies\Mozilla\Firefox\LocalNetworkAccess\SkipDomains"
+APP_PATHS = r"Software\Microsoft\Windows\CurrentVersion\App Paths"
 LANG_THAI = 0x1E                   # primary language id of Thai in a LANGID
 
 
@@ -47,6 +58,69 @@ def read_registry_policy(registry: Any = None) -> dict[str, Any]:
             values[name] = value
             index += 1
     return values
+
+
+def _list_values(reg: Any, path: str) -> set[str]:
+    """The data of every value of a list-policy key (values named 1, 2, ..., 8189001)."""
+    found: set[str] = set()
+    try:
+        key = reg.OpenKey(reg.HKEY_LOCAL_MACHINE, path)
+    except OSError:
+        return found
+    with key:
+        index = 0
+        while True:
+            try:
+                _name, value, _kind = reg.EnumValue(key, index)
+            except OSError:
+                break
+            found.add(str(value).rstrip("/"))
+            index += 1
+    return found
+
+
+def _installed(reg: Any, exe: str) -> bool:
+    try:
+        reg.OpenKey(reg.HKEY_LOCAL_MACHINE, APP_PATHS + "\\" + exe).Close()
+    except OSError:
+        return False
+    return True
+
+
+def registry_browser_policies(registry: Any = None) -> list[BrowserPolicy]:
+    reg = registry or _winreg()
+    out = []
+    for name, (key, exe) in BROWSER_KEYS.items():
+        origins: set[str] = set()
+        for policy in CHROMIUM_LNA_POLICIES:
+            origins |= _list_values(reg, f"{key}\\{policy}")
+        out.append(BrowserPolicy(name, _installed(reg, exe), frozenset(origins),
+                                 (f"HKLM\\{key}",)))
+    out.append(BrowserPolicy("Firefox", _installed(reg, "firefox.exe"),
+                             frozenset(_list_values(reg, FIREFOX_LNA_KEY)),
+                             (f"HKLM\\{FIREFOX_LNA_KEY}",)))
+    return out
+
+
+def netstat_port_owner(port: int, run: Callable[..., Any] = subprocess.run) -> str | None:
+    """``netstat -ano`` names the listening pid; ``tasklist`` its image (the NHSO agent's)."""
+    try:
+        out = run(["netstat", "-ano", "-p", "TCP"], capture_output=True, text=True,
+                  timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[3] == "LISTENING" and parts[1].endswith(f":{port}"):
+            pid = parts[4]
+            try:
+                task = run(["tasklist", "/FI", f"PID eq {pid}", "/FO", "CSV", "/NH"],
+                           capture_output=True, text=True, timeout=10).stdout
+                image = task.split(",")[0].strip('"') or "?"
+            except (OSError, subprocess.SubprocessError):
+                image = "?"
+            return f"{image} (pid {pid})"
+    return None
 
 
 class RegistryRunAutostart:
@@ -89,6 +163,22 @@ class WindowsRoom(OsRoom):
 
     def autostart(self, command: list[str]) -> Autostart | None:
         return RegistryRunAutostart(command, self._registry)
+
+    def browser_policies(self) -> list[BrowserPolicy]:
+        return registry_browser_policies(self._registry)
+
+    def port_owner(self, port: int) -> str | None:
+        return netstat_port_owner(port)
+
+    def event_log_handler(self) -> logging.Handler | None:
+        # The standard handler needs pywin32 (without it, it prints to stdout and drops
+        # every record): ask first; without it the log file is the only record.
+        if importlib.util.find_spec("win32evtlogutil") is None:
+            return None
+        try:
+            return logging.handlers.NTEventLogHandler("Thai Card Agent")
+        except OSError:                 # registering the source needs rights once
+            return None
 
     def lock_exclusive(self, fh: IO[str]) -> None:
         # By name: type checkers on other systems see no msvcrt module.

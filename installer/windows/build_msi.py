@@ -138,6 +138,10 @@ def build_msi(payload: Path, output: Path, *, version: str | None = None,
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(payload, target_is_directory=True)
+        policy = work / "policy"           # the ADMX/ADML templates, beside the payload
+        if policy.is_symlink() or policy.exists():
+            policy.unlink()
+        policy.symlink_to(HERE / "policy", target_is_directory=True)
         icon = icon or make_icon(work)
         (work / "icon").mkdir(exist_ok=True)
         shutil.copyfile(icon, work / "icon" / "thaicard-agent.ico")
@@ -150,7 +154,8 @@ def build_msi(payload: Path, output: Path, *, version: str | None = None,
         output.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             ["wixl", "-a", "x64", "-D", f"Version={msi_version(version)}",
-             "-D", "PayloadDir=payload", "-D", "IconDir=icon", "-D", "Win64=yes",
+             "-D", "PayloadDir=payload", "-D", "IconDir=icon", "-D", "PolicyDir=policy",
+             "-D", "Win64=yes",
              "-o", str(output), main.name, files.name],
             check=True, cwd=work, env={**os.environ, "G_MESSAGES_DEBUG": ""})
         apply_wixl_gaps(output, source)
