@@ -34,12 +34,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.card.session import CardRead, read_card  # noqa: E402
-from agent.card.values import CardProfile  # noqa: E402
-from agent.readers.pcsc import PcscBackend  # noqa: E402
-from tests.pcsc_rig import (OUTPUT, MonitorRig, PcscDaemon, card_present,  # noqa: E402
-                            lock_rig, missing_requirements, settle_empty, wait_states)
-from tests.vpcd_card import VirtualCard  # noqa: E402
+from agent.card.session import CardRead, read_card  # noqa: E402 - imported after the sys.path line above
+from agent.card.values import CardProfile  # noqa: E402 - imported after the sys.path line above
+from agent.readers.pcsc import PcscBackend  # noqa: E402 - imported after the sys.path line above
+from tests.pcsc_rig import (  # noqa: E402 - imported after the sys.path line above
+    OUTPUT,
+    MonitorRig,
+    PcscDaemon,
+    card_present,
+    lock_rig,
+    missing_requirements,
+    settle_empty,
+    wait_states,
+)
+from tests.vpcd_card import VirtualCard  # noqa: E402 - imported after the sys.path line above
 
 
 def timed_reads(backend: PcscBackend, card: VirtualCard, count: int,
@@ -149,7 +157,7 @@ def peer_reads(peer_python: Path, card: VirtualCard, count: int,
 
 
 def event_latency(rig: MonitorRig, insertions: int) -> dict[str, object]:
-    """Card connected to vpcd -> ``card_inserted`` at the monitor, and pulled -> ``card_removed``."""
+    """Card connected to vpcd -> ``card_inserted`` at the monitor; pulled -> ``card_removed``."""
     inserted_ms, removed_ms = [], []
     card = VirtualCard.demo(0)
     for _ in range(insertions):
@@ -176,14 +184,14 @@ def idle_cost(rig: MonitorRig, seconds: float) -> dict[str, object]:
 
     calls = []
     real = pcsc.scard.SCardGetStatusChange
-    pcsc.scard.SCardGetStatusChange = lambda *a: calls.append(1) or real(*a)  # type: ignore[assignment]
+    pcsc.scard.SCardGetStatusChange = lambda *a: calls.append(1) or real(*a)
     try:
-        tid = rig.monitor._thread.native_id  # type: ignore[union-attr]
+        tid = rig.monitor._thread.native_id
         before = _thread_cpu_s(tid)
         time.sleep(seconds)                 # idling is the thing being measured
         used = _thread_cpu_s(tid) - before
     finally:
-        pcsc.scard.SCardGetStatusChange = real  # type: ignore[assignment]
+        pcsc.scard.SCardGetStatusChange = real
     return {"seconds": seconds, "monitor_cpu_ms": round(used * 1000, 2),
             "status_change_calls": len(calls)}
 
@@ -222,13 +230,13 @@ def compare(rows: dict[str, dict[str, object]]) -> dict[str, dict[str, float]]:
             pairs += [("full read: peer / agent", peer["median_ms"], agent["median_ms"]),
                       ("time to text: peer / agent", peer["median_text_ms"],
                        agent["median_text_ms"]),
-                      ("APDUs per full read: peer / agent", peer["apdus"][0],  # type: ignore[index]
-                       agent["apdus"][0])]  # type: ignore[index]
+                      ("APDUs per full read: peer / agent", peer["apdus"][0],
+                       agent["apdus"][0])]
         if floor is not None:
             pairs += [("full read: agent / bare pyscard floor (overhead)", agent["median_ms"],
                        floor["median_ms"])]
         for name, num, den in pairs:
-            out.setdefault(name, {})[label] = round(num / den, 2)  # type: ignore[operator]
+            out.setdefault(name, {})[label] = round(num / den, 2)
     return out
 
 
@@ -338,11 +346,11 @@ def goals(backend: PcscBackend, args: argparse.Namespace,
     out["late_end_marker_5112"] = {"apdus": late_read["apdus"], "whole": True,
                                    "median_ms": late_read["median_ms"]}
     ratios: dict[str, float] = {
-        "agent / floor": round(agent["median_ms"] / bare["median_ms"], 3),  # type: ignore[operator]
+        "agent / floor": round(agent["median_ms"] / bare["median_ms"], 3),
     }
     if "peer" in out:
-        ratios["agent / peer"] = round(agent["median_ms"]  # type: ignore[operator]
-                                       / out["peer"]["median_ms"], 3)  # type: ignore[index]
+        ratios["agent / peer"] = round(agent["median_ms"]
+                                       / out["peer"]["median_ms"], 3)
     out["ratios"] = ratios
     return out
 
@@ -354,20 +362,20 @@ def print_goals(result: dict[str, object]) -> None:
     print(f"\nissue 12 goals, 30 ms/APDU, a card stating its {result['photo_bytes']}-byte photo"
           f" (one run)")
     rows = [
-        ("APDUs per full read", agent["apdus"][0], f"<= {GOALS['apdus']}"),  # type: ignore[index]
-        ("full read: agent / bare pyscard floor", ratios.get("agent / floor"),  # type: ignore[union-attr]
+        ("APDUs per full read", agent["apdus"][0], f"<= {GOALS['apdus']}"),
+        ("full read: agent / bare pyscard floor", ratios.get("agent / floor"),
          f"<= {GOALS['agent / floor']}"),
-        ("full read: agent / peer pythaiidcard", ratios.get("agent / peer", "n/a"),  # type: ignore[union-attr]
+        ("full read: agent / peer pythaiidcard", ratios.get("agent / peer", "n/a"),
          f"<= {GOALS['agent / peer']}"),
-        ("text after card.inserted (median ms)", text["median_ms"],  # type: ignore[index]
+        ("text after card.inserted (median ms)", text["median_ms"],
          f"<= {GOALS['text after insertion ms']}"),
         ("5,112-byte late-end-marker photo: read whole, APDUs",
-         result["late_end_marker_5112"]["apdus"][0], "whole"),  # type: ignore[index]
+         result["late_end_marker_5112"]["apdus"][0], "whole"),
     ]
     for name, value, goal in rows:
         print(f"{name:54} {value!s:>8}   goal {goal}")
-    print(f"  agent {agent['median_ms']} ms, floor {bare['median_ms']} ms"  # type: ignore[index]
-          + (f", peer {result['peer']['median_ms']} ms ({result['peer']['apdus'][0]} APDUs)"  # type: ignore[index]
+    print(f"  agent {agent['median_ms']} ms, floor {bare['median_ms']} ms"
+          + (f", peer {result['peer']['median_ms']} ms ({result['peer']['apdus'][0]} APDUs)"
              if "peer" in result else ""))
 
 
@@ -446,7 +454,7 @@ def main() -> int:
     print()
     print(f"{'read':46} {'APDUs':>7} {'median ms':>10} {'text ms':>9} {'max ms':>8} {'n':>4}")
     for name, row in rows.items():
-        apdus = "/".join(str(a) for a in row["apdus"])  # type: ignore[union-attr]
+        apdus = "/".join(str(a) for a in row["apdus"])
         text = row.get("median_text_ms", "")
         print(f"{name:46} {apdus:>7} {row['median_ms']:>10} {text!s:>9} {row['max_ms']:>8} "
               f"{row['reads']:>4}")
@@ -454,20 +462,21 @@ def main() -> int:
     print(f"\n{'event latency (monitor)':40} {'median':>10} {'min':>8} {'max':>8} {'n':>4}")
     for name, figures in (("card in vpcd -> card_inserted", ins),
                           ("card out of vpcd -> card_removed", rem)):
-        print(f"{name:40} {figures['median_ms']:>10} {figures['min_ms']:>8} "  # type: ignore[index]
+        print(f"{name:40} {figures['median_ms']:>10} {figures['min_ms']:>8} "
               f"{figures['max_ms']:>8} {latency['samples']:>4}")
     print(f"\nidle monitor over {idle['seconds']} s: {idle['monitor_cpu_ms']} ms CPU, "
           f"{idle['status_change_calls']} SCardGetStatusChange calls (it blocks, it does not poll)")
     full0 = rows["full, one pass (0 ms/APDU)"]["median_ms"]
     full30 = rows["full, one pass (30 ms/APDU)"]["median_ms"]
-    print(f"\n30 ms/APDU over 0 ms/APDU, full read: {full30 / full0:.0f}x "  # type: ignore[operator]
+    print(f"\n30 ms/APDU over 0 ms/APDU, full read: {full30 / full0:.0f}x "
           "(the per-command round trip dominates: fewer APDUs is what makes reads fast)")
     ratios = compare(rows)
     if ratios:
         print(f"\n{'ratios of medians (peer/agent > 1: the agent is faster)':58} {'0 ms':>8} "
               f"{'30 ms':>8}")
         for name, by_delay in ratios.items():
-            print(f"{name:58} {by_delay.get('0 ms/APDU', ''):>8} {by_delay.get('30 ms/APDU', ''):>8}")
+            fast, slow = by_delay.get('0 ms/APDU', ''), by_delay.get('30 ms/APDU', '')
+            print(f"{name:58} {fast:>8} {slow:>8}")
     for name, row in rows.items():
         if "checks" in row:
             print(f"{name}: {row['peer']}; read checked against the card: {row['checks']}")

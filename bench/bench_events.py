@@ -31,10 +31,16 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.pcsc_rig import (OUTPUT, MonitorRig, PcscDaemon, lock_rig,  # noqa: E402
-                            missing_requirements, settle_empty)
-from tests.robust_support import AgentProcess  # noqa: E402
-from tests.vpcd_card import READER_NAMES, VirtualCard  # noqa: E402
+from tests.pcsc_rig import (  # noqa: E402 - imported after the sys.path line above
+    OUTPUT,
+    MonitorRig,
+    PcscDaemon,
+    lock_rig,
+    missing_requirements,
+    settle_empty,
+)
+from tests.robust_support import AgentProcess  # noqa: E402 - imported after the sys.path line above
+from tests.vpcd_card import READER_NAMES, VirtualCard  # noqa: E402 - imported after the sys.path line above
 
 DELAYS = (0.0, 0.03)
 

@@ -31,11 +31,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.card.demo import demo_profile  # noqa: E402
-from tests.pcsc_rig import (OUTPUT, PcscDaemon, lock_rig, missing_requirements,  # noqa: E402
-                            settle_empty)
-from tests.robust_support import AgentProcess, Footprint  # noqa: E402
-from tests.vpcd_card import READER_NAMES  # noqa: E402
+from agent.card.demo import demo_profile  # noqa: E402 - imported after the sys.path line above
+from tests.pcsc_rig import OUTPUT, PcscDaemon, lock_rig, missing_requirements, settle_empty  # noqa: E402 - imported after the sys.path line above
+from tests.robust_support import AgentProcess, Footprint  # noqa: E402 - imported after the sys.path line above
+from tests.vpcd_card import READER_NAMES  # noqa: E402 - imported after the sys.path line above
 
 DEMO_VARIANTS = 100
 

@@ -31,8 +31,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.nhso_support import (HCODE, TOKEN, Proc, agent_env, claim_body, free_port,  # noqa: E402
-                                http, run_cli, secret_service, start_contract_server)
+from tests.nhso_support import (  # noqa: E402 - imported after the sys.path line above
+    HCODE,
+    TOKEN,
+    Proc,
+    agent_env,
+    claim_body,
+    free_port,
+    http,
+    run_cli,
+    secret_service,
+    start_contract_server,
+)
 
 OUTPUT = REPO / "test-output"
 

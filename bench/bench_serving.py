@@ -34,7 +34,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.ports import free_port  # noqa: E402
+from tests.ports import free_port  # noqa: E402 - imported after the sys.path line above
+
 OUTPUT = ROOT / "test-output" / "bench_serving.json"
 ENDPOINTS = {"compat read (no image)": "/api/smartcard/read-card-only?readImageFlag=false",
              "compat read + image": "/api/smartcard/read?readImageFlag=true",
@@ -159,7 +160,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"Cached reads (demo reader; one read per insertion, then served from the cache)")
+    print("Cached reads (demo reader; one read per insertion, then served from the cache)")
     print(f"{'endpoint':<26}{'clients':>8}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}"
           f"{'req/s':>10}")
     for name, rows in result["cached_reads"].items():

@@ -61,7 +61,7 @@ def _strings(node: ast.AST) -> list[str]:
 
 def _shape(node: ast.AST) -> str:
     node = copy.deepcopy(node)
-    node.name = "f"  # type: ignore[attr-defined]
+    node.name = "f"
     for n in ast.walk(node):
         if isinstance(n, ast.Constant) and isinstance(n.value, str):
             n.value = ""
@@ -74,7 +74,7 @@ def sql_case_only(sources: Sources, module: str, mutant: str) -> bool:
     a, b = sources.function(module, original), sources.function(module, name)
     if a is None or b is None or _shape(a) != _shape(b):
         return False
-    changed = [(x, y) for x, y in zip(_strings(a), _strings(b)) if x != y]
+    changed = [(x, y) for x, y in zip(_strings(a), _strings(b), strict=True) if x != y]
     if len(changed) != 1:
         return False
     x, y = changed[0]
@@ -92,7 +92,7 @@ def _changed_statement(a: ast.AST, b: ast.AST) -> ast.AST | None:
         ca, cb = list(ast.iter_child_nodes(a)), list(ast.iter_child_nodes(b))
         if len(ca) != len(cb):
             return found
-        diff = [(x, y) for x, y in zip(ca, cb) if ast.dump(x) != ast.dump(y)]
+        diff = [(x, y) for x, y in zip(ca, cb, strict=False) if ast.dump(x) != ast.dump(y)]
         if len(diff) != 1:
             return found
         a, b = diff[0]

@@ -80,7 +80,7 @@ class Chromium:
                 f"--ip-address-space-overrides={PUBLIC_IP}:{self.public_port}=public",
                 "about:blank"]
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.workdir / "chromium.log", "wb"))
+                                     stderr=open(self.workdir / "chromium.log", "wb"))  # noqa: SIM115 - lives as long as the browser
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not port_file.exists() or len(port_file.read_text().split()) < 2:

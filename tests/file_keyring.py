@@ -16,7 +16,7 @@ from keyring.errors import PasswordDeleteError
 
 
 class FileKeyring(KeyringBackend):
-    priority = 1  # type: ignore[assignment]  # keyring declares it a classproperty
+    priority = 1  # keyring declares it a classproperty
 
     @property
     def path(self) -> Path:

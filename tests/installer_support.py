@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

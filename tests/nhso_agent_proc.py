@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("agent.nhso").setLevel(logging.DEBUG)
-    events = open(args.events, "a", encoding="utf-8") if args.events else None  # noqa: SIM115
+    events = open(args.events, "a", encoding="utf-8") if args.events else None  # noqa: SIM115 - open as long as the process
 
     def publish(type_: str, payload: dict[str, Any]) -> None:
         if events is not None:

@@ -113,7 +113,7 @@ class State:
 
     def reset(self) -> None:
         tokens = self.tokens
-        self.__init__()  # type: ignore[misc]
+        self.__init__()
         self.tokens = tokens
 
     def next_code(self, prefix: str) -> str:
@@ -172,7 +172,7 @@ async def _with_faults(request: web.Request, endpoint: str, process: Any, *, key
         return nhso_error(rule.status, error="Server Error",
                           message="Service temporarily unavailable")
     if mode == "drop":
-        request.transport.close()  # type: ignore[union-attr]
+        request.transport.close()
         return web.Response(status=204)
     delay = rule.pick_delay(state.rng) if rule else 0.0
 
@@ -183,7 +183,7 @@ async def _with_faults(request: web.Request, endpoint: str, process: Any, *, key
         try:
             response = await process(hcode)
             if mode == "drop_after":
-                request.transport.close()  # type: ignore[union-attr]
+                request.transport.close()
             elif mode == "slow":
                 await asyncio.sleep(delay)
         finally:
@@ -269,7 +269,8 @@ async def claim_detail(request: web.Request) -> web.StreamResponse:
         state.claim_counts[body["transactionId"]] += 1
         state.issued.append({"transactionId": body["transactionId"], "authenCode": code,
                              "seq": state.seq})
-        # docs/reference.md (Check Authen Status): EP codes are endpoint confirmations, listed with sourceChannel ENDPOINT.
+        # docs/reference.md (Check Authen Status): EP codes are endpoint confirmations, listed with
+        # sourceChannel ENDPOINT.
         state.history.setdefault(body["pid"], []).append(_history_entry(
             code, body["serviceDateTime"], body["claimServiceCode"], body["hcode"],
             "ENDPOINT"))
@@ -307,7 +308,7 @@ async def authen_code(request: web.Request) -> web.StreamResponse:
         if state.authen_counts[(body["pid"], today)] > AUTHEN_PER_DAY:
             return nhso_error(400, message=AUTHEN_LIMIT_MESSAGE)
         code = "PP" + f"{state.rng.randrange(10**10):010d}"
-        now_ms = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+        now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
         state.history.setdefault(body["pid"], []).append(_history_entry(
             code, now_ms, body["serviceCode"], hcode, body["sourceId"]))
         return web.json_response({"authenCode": code, "pid": body["pid"],
@@ -482,7 +483,7 @@ async def serve(host: str, port: int, tokens: dict[str, str]) -> None:
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = site._server.sockets[0].getsockname()[1]
     print(f"READY {bound}", flush=True)
     try:
         await asyncio.Event().wait()

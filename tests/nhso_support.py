@@ -61,7 +61,8 @@ def secret_service(home: Path) -> Iterator[dict[str, str]]:
             proc.wait(5)
 
 
-def run_cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run_cli(args: list[str], env: dict[str, str],
+            stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "agent", *args], input=stdin,
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
@@ -71,7 +72,7 @@ class Proc:
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
-        self._log_file = open(log, "a", encoding="utf-8")  # noqa: SIM115
+        self._log_file = open(log, "a", encoding="utf-8")  # noqa: SIM115 - open as long as the process
         self.popen = subprocess.Popen([sys.executable, "-m", *args], env=env, cwd=ROOT,
                                       stdout=subprocess.PIPE, stderr=self._log_file, text=True)
         assert self.popen.stdout is not None
@@ -139,7 +140,7 @@ def claim_body(n: int, *, now_ms: int | None = None, **changes: Any) -> dict[str
 class MemoryKeyring(KeyringBackend):
     """An in-process keyring for tests of one layer (the real one: test_nhso_token.py)."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
         super().__init__()

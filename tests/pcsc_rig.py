@@ -40,7 +40,8 @@ VPCD_CONFIG = Path("/etc/reader.conf.d/vpcd")
 # machine take turns through this lock instead of inserting cards under each other.
 RIG_LOCK = Path(tempfile.gettempdir()) / "thaicard-agent-pcsc-rig.lock"
 RIG_LOCK_WAIT_S = 100.0
-SETUP_HINT = "run `scripts/setup.sh test` (apt: pcscd vsmartcard-vpcd libpcsclite-dev swig; pip: pyscard)"
+SETUP_HINT = ("run `scripts/setup.sh test` (apt: pcscd vsmartcard-vpcd libpcsclite-dev swig; "
+              "pip: pyscard)")
 
 
 def pcscd_binary() -> str | None:
@@ -90,8 +91,9 @@ def reserve_vpcd_ports() -> None:
     35963/35964 lie in Linux's ephemeral range: any client connection (the API and load
     tests make thousands) can get one as its local port and leave it in TIME_WAIT for
     60 s; such a TIME_WAIT (of a socket without SO_REUSEADDR) makes vpcd's bind fail, and
-    pcscd then starts with no reader at all. Reserving them is a machine-wide setting, so it is done only where we
-    may (root, as in CI); elsewhere ``wait_vpcd_ports_free`` waits the TIME_WAIT out.
+    pcscd then starts with no reader at all. Reserving them is a machine-wide setting, so it
+    is done only where we may (root, as in CI); elsewhere ``wait_vpcd_ports_free`` waits
+    the TIME_WAIT out.
     """
     try:
         current = RESERVED_PORTS.read_text().strip()
@@ -390,12 +392,12 @@ def wait_states(backend: object, until: Callable[[list[ReaderState]], bool],
                 timeout: float = 10.0) -> list[ReaderState]:
     """Block on the backend's own status-change wait until ``until(states)`` holds."""
     deadline = time.monotonic() + timeout
-    states = backend.snapshot()  # type: ignore[attr-defined]
+    states = backend.snapshot()
     while not until(states):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise AssertionError(f"reader states did not settle in {timeout} s: {states}")
-        states = backend.wait_for_change(states, remaining)  # type: ignore[attr-defined]
+        states = backend.wait_for_change(states, remaining)
     return states
 
 
@@ -461,7 +463,7 @@ def settle_empty(timeout: float = 10.0) -> None:
 try:
     import pytest
 except ImportError:                          # the bench script runs without pytest
-    pytest = None  # type: ignore[assignment]
+    pytest = None
 
 if pytest is not None:
 

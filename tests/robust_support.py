@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ class AgentProcess:
                  env: dict[str, str] | None = None, extra_args: tuple[str, ...] = (),
                  log_level: str = "WARNING") -> None:
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="thaicard-agent-")
-        self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.workdir = workdir or Path(self._tmp.name)
         self.backend = backend
         self.port = free_port()
         self.extra_args = extra_args

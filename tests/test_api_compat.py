@@ -229,5 +229,5 @@ def test_nation(cid, nation):
 
 
 def test_local_timestamp_has_no_zone():
-    moment = dt.datetime(2025, 11, 7, 10, 26, 31, 999, tzinfo=dt.timezone.utc)
+    moment = dt.datetime(2025, 11, 7, 10, 26, 31, 999, tzinfo=dt.UTC)
     assert LOCAL_STAMP.match(compat.local_timestamp(moment))

@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.assembly import build_app
 from agent.api.security import ALLOWED_REQUEST_HEADERS, MAX_BODY
+from agent.assembly import build_app
 from agent.config import NHSO_AUTHEN_ORIGIN, Config
 from agent.readers.demo import DemoBackend
 from tests.api_support import ALLOWED, FOREIGN, start_agent

@@ -7,8 +7,8 @@ import base64
 from urllib.parse import quote
 
 from agent import __version__
-from agent.card.demo import demo_profile
 from agent.assembly import build_app
+from agent.card.demo import demo_profile
 from agent.config import Config
 from agent.readers.base import ReaderBackend
 from agent.readers.demo import DEMO_READER, DemoBackend

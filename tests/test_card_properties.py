@@ -8,8 +8,14 @@ from hypothesis import strategies as st
 
 from agent.card import layout as L
 from agent.card.apdu import Conversation
-from agent.card.decode import (decode_address, decode_laser_id, decode_name, decode_nhso,
-                               decode_photo, decode_text_fields)
+from agent.card.decode import (
+    decode_address,
+    decode_laser_id,
+    decode_name,
+    decode_nhso,
+    decode_photo,
+    decode_text_fields,
+)
 from agent.card.encode import encode_card
 from agent.card.session import read_card
 from agent.card.simulator import ATR_3B67, ATR_3B79, SimulatedCard

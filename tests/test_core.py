@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from agent.card.encode import encode_card
 from agent.card.demo import demo_profile
+from agent.card.encode import encode_card
 from agent.card.simulator import ATR_NOT_THAI, SimulatedCard
 from agent.core import CardService, pick_reader
 from agent.errors import AgentError, CardRemoved, NoCard, NoReader, NotThaiIdCard, ReaderNotFound

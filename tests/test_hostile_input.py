@@ -286,7 +286,7 @@ def test_an_error_body_is_always_built(detail, path):
     request = make_mocked_request("GET", "/v1/x")
     response = error_response(AgentError(detail, code="bad_request"), request)
     assert response.status == 400 and response.body is not None
-    body = json.loads(bytes(response.body))   # type: ignore[arg-type]  # bytes in practice
+    body = json.loads(bytes(response.body))  # bytes in practice
     assert body["code"] == "bad_request"
     assert dumps({"path": path}).encode("utf-8")
 

@@ -71,7 +71,8 @@ def test_bundle_has_the_backends_loaded_by_name(bundle):
     modules = pyz_modules(bundle / "thaicard-agent")
     for name in ("pystray._xorg", "pystray._gtk", "pystray._appindicator", "pystray._dummy",
                  "keyring.backends.SecretService", "keyring.backends.libsecret",
-                 "keyring.backends.chainer", "agent.server_cli", "agent.api.server", "agent.assembly",
+                 "keyring.backends.chainer", "agent.server_cli", "agent.api.server",
+                 "agent.assembly",
                  "agent.nhso.cli", "tray.cli", "aiohttp.web", "smartcard.scard"):
         assert name in modules, f"{name} is not in the bundle"
     # keyring finds its backends through entry points: the metadata must travel too.

@@ -14,8 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.installer_support import ROOT, frozen_bundle, machine_lock, package_version, run, \
-    run_dir, serve_and_get_status
+from tests.installer_support import (
+    ROOT,
+    frozen_bundle,
+    machine_lock,
+    package_version,
+    run,
+    run_dir,
+    serve_and_get_status,
+)
 
 pytestmark = [
     pytest.mark.timeout(900),

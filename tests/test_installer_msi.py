@@ -18,8 +18,8 @@ import pytest
 from tests.installer_support import ROOT, frozen_bundle, package_version, run, run_dir
 
 sys.path.insert(0, str(ROOT / "installer" / "windows"))
-import build_msi  # noqa: E402
-import check_msi  # noqa: E402
+import build_msi
+import check_msi
 
 pytestmark = [
     pytest.mark.timeout(900),

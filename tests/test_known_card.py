@@ -35,7 +35,7 @@ from agent.card.session import read_card
 from agent.readers.pcsc import PcscBackend
 from tests.known import card_images as K
 from tests.known.doc_card import DocCard
-from tests.pcsc_rig import card_present, pcscd, slots, wait_states  # noqa: F401  (fixtures)
+from tests.pcsc_rig import card_present, pcscd, slots, wait_states
 from tests.robust_support import AgentProcess
 from tests.vpcd_card import READER_NAMES, VirtualCard
 

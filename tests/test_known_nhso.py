@@ -24,8 +24,8 @@ from aiohttp import web
 
 from agent.errors import AgentError, NhsoRejected, NhsoTokenInvalid, NhsoUnavailable
 from agent.nhso.client import ClaimAnswer, NhsoClient, nhso_message
-from agent.nhso.sender import match_history
 from agent.nhso.lookups import coverage_fields
+from agent.nhso.sender import match_history
 from agent.nhso.settings import NhsoSettings
 from agent.nhso.validation import ValidationFailed, validate_claim, validate_confirm_save
 from tests.nhso_server import make_app
@@ -263,7 +263,7 @@ async def test_the_golden_claim_is_found_in_check_authen_status(aiohttp_server, 
     assert match_history(claim_like(REQUEST), status, {want}) == "EP0022222222"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: NHSO in the field (docs/reference.md) says Check Authen Status has "
+@pytest.mark.xfail(strict=True, reason="issue 15: docs/reference.md says Check Authen Status has "
                    "two reply formats; only the documented one (serviceHistories) is read, so an "
                    "in-doubt claim answered in format 2 would be sent again")
 def test_the_golden_claim_is_found_in_format_2():
@@ -305,7 +305,8 @@ async def test_contract_server_accepts_the_golden_claim_in_the_golden_shape(nhso
     [entry] = status["serviceHistories"]
     assert keys_tree(entry) == keys_tree(want["serviceHistories"][0])
     assert entry["claimCode"] == answer["authenCode"]
-    # NHSO in the field (docs/reference.md): EP codes are endpoint confirmations, sourceChannel ENDPOINT.
+    # NHSO in the field (docs/reference.md): EP codes are endpoint confirmations, sourceChannel
+    # ENDPOINT.
     assert entry["sourceChannel"] == "ENDPOINT"
     assert entry["serviceDateTime"] == "2025-11-07T09:30:00"      # Bangkok wall time
     assert match_history(claim_like(REQUEST), status, set()) == answer["authenCode"]

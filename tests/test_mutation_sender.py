@@ -17,9 +17,14 @@ from typing import Any
 
 import pytest
 
-from agent.errors import (KeyringUnavailable, NhsoRejected, NhsoTokenInvalid,
-                          OutboxUnavailable as OutboxUnavailableError,
-                          NhsoTokenMissing, NhsoUnavailable)
+from agent.errors import (
+    KeyringUnavailable,
+    NhsoRejected,
+    NhsoTokenInvalid,
+    NhsoTokenMissing,
+    NhsoUnavailable,
+)
+from agent.errors import OutboxUnavailable as OutboxUnavailableError
 from agent.nhso import sender as sender_mod
 from agent.nhso.client import ClaimAnswer, unavailable
 from agent.nhso.outbox import Claim, Outbox
@@ -167,7 +172,7 @@ class Rig:
         self.client = client
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.token_invalid = 0
-        self.sender = ClaimSender(settings, outbox, client,  # type: ignore[arg-type]
+        self.sender = ClaimSender(settings, outbox, client,
                                   lambda t, p: self.events.append((t, p)),
                                   on_token_invalid=self.on_token_invalid)
 
@@ -258,7 +263,7 @@ async def test_a_later_attempt_waits_longer(outbox: Outbox, fixed_jitter: None) 
         assert waits(done, delay, before)
         await outbox.reschedule(claim.id, -1, in_doubt=False, error_code=None,
                                 error_message=None)
-        claim = await outbox.take_due()     # type: ignore[assignment]
+        claim = await outbox.take_due()
         assert claim is not None
 
 
@@ -292,8 +297,8 @@ async def test_token_trouble_waits_for_a_token(outbox: Outbox, exc: Exception,
     claim = await rig.claim()
     before = time.time()
     done = await rig.deliver(claim)
-    assert done.status == "queued" and done.error_code == exc.code  # type: ignore[attr-defined]
-    assert done.error_message == (exc.detail or exc.info.message_en)  # type: ignore[attr-defined]
+    assert done.status == "queued" and done.error_code == exc.code
+    assert done.error_message == (exc.detail or exc.info.message_en)
     assert waits(done, 300.0, before)
     assert rig.token_invalid == callback
 

@@ -14,11 +14,20 @@ from typing import Any
 
 import pytest
 
-from agent.nhso.validation import (BANGKOK, FUTURE_SLACK_MS, MAX_AMOUNT, MIN_EPOCH_MS,
-                                   SERVICE_CODES, ValidationFailed, parse_date,
-                                   service_date, validate_claim, validate_confirm_save,
-                                   validate_pid_param)
 from agent.nhso.settings import NhsoSettings
+from agent.nhso.validation import (
+    BANGKOK,
+    FUTURE_SLACK_MS,
+    MAX_AMOUNT,
+    MIN_EPOCH_MS,
+    SERVICE_CODES,
+    ValidationFailed,
+    parse_date,
+    service_date,
+    validate_claim,
+    validate_confirm_save,
+    validate_pid_param,
+)
 from tests.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body, patient_pid
 
 SETTINGS = NhsoSettings(hcode=HCODE, source_id=SOURCE_ID, recorder_pid=RECORDER_PID)
@@ -210,7 +219,7 @@ def test_the_body_must_be_an_object(body: Any) -> None:
 # -- dates and the service day ----------------------------------------------------------------
 
 def test_service_day_is_the_bangkok_calendar_day() -> None:
-    utc = dt.timezone.utc
+    utc = dt.UTC
     assert service_date(int(dt.datetime(2026, 3, 9, 16, 59, 59, tzinfo=utc).timestamp()
                             * 1000)) == "2026-03-09"
     assert service_date(int(dt.datetime(2026, 3, 9, 17, 0, 0, tzinfo=utc).timestamp()
@@ -232,7 +241,7 @@ def test_today_is_bangkok_s_whatever_the_machine_s_zone(monkeypatch: pytest.Monk
     """
     import time
     bangkok = dt.datetime.now(BANGKOK)
-    for zone, hours in (("XXX+12", -12), ("YYY-14", 14)):
+    for zone, hours in (("XXX+12", -12), ("YYY-14", 14)):  # noqa: B007 - the zone kept after break
         local = bangkok.astimezone(dt.timezone(dt.timedelta(hours=hours)))
         if local.date() != bangkok.date():
             break

@@ -18,8 +18,17 @@ from typing import Any
 
 import pytest
 
-from tests.nhso_support import (TOKEN, Proc, agent_env, claim_body, free_port, http,
-                                run_cli, secret_service, start_contract_server)
+from tests.nhso_support import (
+    TOKEN,
+    Proc,
+    agent_env,
+    claim_body,
+    free_port,
+    http,
+    run_cli,
+    secret_service,
+    start_contract_server,
+)
 
 CLAIMS = 200
 KILL_AFTER = (50, 110, 165)        # submissions after which the agent gets kill -9

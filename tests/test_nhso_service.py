@@ -25,8 +25,15 @@ from agent.nhso.routes import NHSO_SERVICE, setup_nhso
 from agent.nhso.settings import load_settings
 from agent.nhso.token import TokenStore
 from tests.nhso_server import STATE, make_app
-from tests.nhso_support import (HCODE, RECORDER_PID, SOURCE_ID, TOKEN, MemoryKeyring,
-                                claim_body, patient_pid)
+from tests.nhso_support import (
+    HCODE,
+    RECORDER_PID,
+    SOURCE_ID,
+    TOKEN,
+    MemoryKeyring,
+    claim_body,
+    patient_pid,
+)
 
 
 async def until(predicate: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
@@ -297,7 +304,7 @@ async def test_due_flag_follows_the_bangkok_service_day(tmp_path):
     failed = await add(3)
     await outbox.mark_failed(failed.id, "nhso_rejected", "no")
     # 19:59 Bangkok (12:59 UTC) on the service day: not yet.
-    assert await outbox.flag_due(dt.datetime(2026, 3, 10, 12, 59, tzinfo=dt.timezone.utc),
+    assert await outbox.flag_due(dt.datetime(2026, 3, 10, 12, 59, tzinfo=dt.UTC),
                                  "20:00") == []
     flagged = await outbox.flag_due(dt.datetime(2026, 3, 10, 20, 0, tzinfo=bkk), "20:00")
     assert {c.id for c in flagged} == {queued.id, failed.id}
@@ -375,7 +382,7 @@ class _FrozenDateTime(dt.datetime):
     moment: dt.datetime
 
     @classmethod
-    def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+    def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:
         return cls.moment.astimezone(tz) if tz else cls.moment.astimezone().replace(tzinfo=None)
 
 
@@ -389,7 +396,7 @@ async def test_authen_status_and_compat_latest_codes(make_agent, nhso, monkeypat
     now_ms = int(time.time() * 1000)
     # The compat routes look at "today" in Bangkok. The service's clock is pinned to the
     # claim's moment so that they always find it, even when the test runs across midnight.
-    _FrozenDateTime.moment = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc)
+    _FrozenDateTime.moment = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
     monkeypatch.setattr(service_module, "dt", types.SimpleNamespace(
         datetime=_FrozenDateTime, date=dt.date, timezone=dt.timezone, timedelta=dt.timedelta))
     claim = await submit(client, claim_body(90, serviceDateTime=now_ms - 1000,

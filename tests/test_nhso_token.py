@@ -118,7 +118,7 @@ def test_no_keyring_backend_is_a_clear_error(tmp_path):
 class _PlaintextStore(KeyringBackend):
     """Stands in for a keyrings.alt backend (never installed here, never a dependency)."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
         super().__init__()

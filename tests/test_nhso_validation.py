@@ -9,12 +9,18 @@ import pytest
 from aiohttp import web
 
 from agent.nhso.routes import setup_nhso
-from agent.nhso.settings import (NhsoSettings, SettingsError, load_settings,
-                                 save_user_settings)
+from agent.nhso.settings import NhsoSettings, SettingsError, load_settings, save_user_settings
 from agent.nhso.token import TokenStore
 from agent.nhso.validation import validate_claim
-from tests.nhso_support import (HCODE, RECORDER_PID, SOURCE_ID, TOKEN, MemoryKeyring,
-                                claim_body, free_port)
+from tests.nhso_support import (
+    HCODE,
+    RECORDER_PID,
+    SOURCE_ID,
+    TOKEN,
+    MemoryKeyring,
+    claim_body,
+    free_port,
+)
 
 NOW_MS = int(time.time() * 1000)
 DAY_MS = 86_400_000

@@ -72,10 +72,10 @@ def test_linux_asks_x11_only_on_plain_x11(monkeypatch: pytest.MonkeyPatch) -> No
 def test_windows_listening_socket_is_exclusive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "SO_EXCLUSIVEADDRUSE", -5, raising=False)
     sock = RecordingSocket()
-    WindowsRoom(registry=object()).set_listen_options(sock)  # type: ignore[arg-type]
+    WindowsRoom(registry=object()).set_listen_options(sock)
     assert sock.options == [(socket.SOL_SOCKET, -5, 1)]      # and never SO_REUSEADDR
     sock = RecordingSocket()
-    LinuxRoom().set_listen_options(sock)  # type: ignore[arg-type]
+    LinuxRoom().set_listen_options(sock)
     assert sock.options == [(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)]
 
 

@@ -11,8 +11,15 @@ from agent.card.simulator import ATR_3B67, ATR_3B68, ATR_3B79
 from agent.monitor import ReaderMonitor
 from agent.readers import pcsc
 from agent.readers.pcsc import PcscBackend
-from tests.pcsc_rig import (EventLog, MonitorRig, card_present, pcsc_monitor, pcscd,  # noqa: F401
-                            slots, wait_states)
+from tests.pcsc_rig import (
+    EventLog,
+    MonitorRig,
+    card_present,
+    pcsc_monitor,
+    pcscd,
+    slots,
+    wait_states,
+)
 from tests.vpcd_card import READER_NAMES, VirtualCard
 
 pytestmark = pytest.mark.pcsc

@@ -16,9 +16,9 @@ def fake_systemctl(tmp_path, monkeypatch):
     """A systemctl that logs its calls; only the units in ACTIVE are active."""
     log = tmp_path / "calls"
     script = tmp_path / "systemctl"
-    script.write_text('#!/bin/sh\necho "$*" >> "%s"\n'
+    script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n'
                       'if [ "$1" = is-active ]; then case " $ACTIVE " in *" $3 "*) exit 0;; '
-                      'esac; exit 3; fi\nexit 0\n' % log)
+                      'esac; exit 3; fi\nexit 0\n')
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setattr(pcsc_rig, "socket_answers", lambda path=None: False)
     monkeypatch.setattr(os, "geteuid", lambda: 0)

@@ -31,7 +31,7 @@ RATE = 200                       # HTTP requests per second
 WS_CLIENTS = 200
 SWAP_EVERY = 2.0                 # seconds between demo card swaps
 RSS_LEVEL_KIB = 16 * 1024
-TRANSIENT = {"no_card", "card_removed"}   # what a request may meet while the card is swapped        # growth allowed from the first third to the last
+TRANSIENT = {"no_card", "card_removed"}   # what a request may meet while the card is swapped
 READER = "Thai Card Agent Demo Reader 0"
 PATHS = ("/api/smartcard/read?readImageFlag=true", "/api/smartcard/read-card-only",
          "/v1/card?photo=1", f"/v1/readers/{READER.replace(' ', '%20')}/card",
@@ -80,7 +80,7 @@ async def test_200_websockets_and_200_requests_per_second(demo_agent):
                 async with http.get(agent.url + path,
                                     timeout=aiohttp.ClientTimeout(total=30)) as resp:
                     body = await resp.json(content_type=None)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 problems.append(f"{path}: {type(exc).__name__} {exc}")
                 return
             latencies.append(time.perf_counter() - started)

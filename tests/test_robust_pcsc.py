@@ -28,7 +28,7 @@ import pytest
 from agent.card.demo import demo_profile
 from agent.core import CardService
 from agent.readers.pcsc import PcscBackend
-from tests.pcsc_rig import OUTPUT, PcscDaemon, pcscd, settle_empty, socket_answers  # noqa: F401
+from tests.pcsc_rig import OUTPUT, PcscDaemon, pcscd, settle_empty, socket_answers
 from tests.robust_support import AgentProcess, WsInbox, expected_cards
 from tests.vpcd_card import READER_NAMES, VirtualCard
 
@@ -72,7 +72,7 @@ def check_card_view(view: dict[str, Any], allowed: set[int], where: str,
 
 
 @pytest.fixture
-def pcsc_agent(pcscd: PcscDaemon) -> Iterator[AgentProcess]:  # noqa: F811
+def pcsc_agent(pcscd: PcscDaemon) -> Iterator[AgentProcess]:
     settle_empty()
     agent = AgentProcess(backend="pcsc", log_level="INFO")
     agent.start()
@@ -202,9 +202,9 @@ def test_soak_insert_read_remove_while_an_api_client_reads(pcsc_agent, inbox):
 def read_shape(variant: int = 0) -> tuple[int, int]:
     """(APDUs before the text fields are complete, APDUs of the whole read) for the core's
     text-first read of a demo card (cards state their photo's length: it varies by card)."""
+    from agent.card.encode import encode_card
     from agent.card.session import read_card
     from agent.card.simulator import SimulatedCard
-    from agent.card.encode import encode_card
 
     card = SimulatedCard(encode_card(demo_profile(variant)))
     result = read_card(card.process, card.atr, on_text=lambda _c: None)
@@ -221,7 +221,7 @@ async def next_of(sub, types: set[str], reader: str, timeout: float = 15.0):
     return await asyncio.wait_for(find(), timeout)
 
 
-async def test_card_pulled_at_every_apdu_position_never_yields_a_partial_card(pcscd):  # noqa: F811
+async def test_card_pulled_at_every_apdu_position_never_yields_a_partial_card(pcscd):
     shapes = {variant: read_shape(variant) for variant in range(100)}
     text_apdus = shapes[0][0]
     assert {text for text, _ in shapes.values()} == {text_apdus}
@@ -289,7 +289,7 @@ async def test_card_pulled_at_every_apdu_position_never_yields_a_partial_card(pc
 
 
 # -- pcscd killed in the middle of a read, and started again ------------------------------------
-def test_pcscd_killed_mid_read_then_restarted_the_agent_recovers(pcscd, pcsc_agent, inbox):  # noqa: F811
+def test_pcscd_killed_mid_read_then_restarted_the_agent_recovers(pcscd, pcsc_agent, inbox):
     if not pcscd.owned:
         pytest.skip("pcscd was started outside the tests; it is not ours to kill")
     reader = READER_NAMES[0]
@@ -326,7 +326,7 @@ def test_pcscd_killed_mid_read_then_restarted_the_agent_recovers(pcscd, pcsc_age
 
 
 # -- the readers disappear while PC/SC keeps running --------------------------------------------
-def test_readers_disappearing_drop_their_cards_and_come_back(pcscd, pcsc_agent, inbox,  # noqa: F811
+def test_readers_disappearing_drop_their_cards_and_come_back(pcscd, pcsc_agent, inbox,
                                                              tmp_path):
     """pcscd 1.9 (udev build) cannot drop a serial reader at run time (SIGUSR1 does not
     re-read reader.conf.d), so the readers are taken away by running pcscd without the

@@ -8,16 +8,17 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
 from tests.ports import free_port
 
 os.environ["PYSTRAY_BACKEND"] = "dummy"
 
-import pytest  # noqa: E402
+import pytest
 
-from tray.app import LoopThread, TrayApp  # noqa: E402
-from tray.embedded import EmbeddedAgent  # noqa: E402
-from tray.menu import find  # noqa: E402
-from tray.state import Status  # noqa: E402
+from tray.app import LoopThread, TrayApp
+from tray.embedded import EmbeddedAgent
+from tray.menu import find
+from tray.state import Status
 
 
 def wait_for(check: Callable[[], bool], what: str, limit: float = 30.0) -> None:
@@ -38,7 +39,7 @@ def tray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TrayApp]:
     base_url = loop.submit(agent.start()).result(30)
     app = TrayApp(base_url, loop, prefs_path=tmp_path / "tray.json", agent=agent)
     app.prefs.language = "en"
-    app.run_async = lambda fn: fn()  # type: ignore[method-assign]
+    app.run_async = lambda fn: fn()
     app.start()
     yield app
     app.quit()

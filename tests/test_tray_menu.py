@@ -15,18 +15,18 @@ from typing import Any
 
 os.environ["PYSTRAY_BACKEND"] = "dummy"     # before anything imports pystray
 
-import pystray  # noqa: E402
-import pytest  # noqa: E402
-from aiohttp import web  # noqa: E402
+import pystray
+import pytest
+from aiohttp import web
 
-from tray import app as tray_app  # noqa: E402
-from tray.app import LoopThread, TrayApp  # noqa: E402
-from tray.autostart import XdgAutostart  # noqa: E402
-from tray.icons import render  # noqa: E402
-from tray.menu import Item, MenuView, build_menu, find, to_plain, to_pystray, tooltip  # noqa: E402
-from tray.state import Claims, Status, TrayState  # noqa: E402
+from tray import app as tray_app
+from tray.app import LoopThread, TrayApp
+from tray.autostart import XdgAutostart
+from tray.icons import render
+from tray.menu import Item, MenuView, build_menu, find, to_plain, to_pystray, tooltip
+from tray.state import Claims, Status, TrayState
 
-from .test_tray_model import CARD, READER, ev, reader, snapshot, state_for  # noqa: E402
+from .test_tray_model import CARD, READER, ev, reader, snapshot, state_for
 
 
 class Recorder:
@@ -252,7 +252,7 @@ def test_demo_item_inserts_and_removes_the_card(app: TrayApp) -> None:
 
 def test_settings_dialog_result_is_saved_and_the_agent_restarted(app: TrayApp,
                                                                   tmp_path: Path) -> None:
-    children: Children = app.popen  # type: ignore[assignment]
+    children: Children = app.popen
     children.answers["settings"] = json.dumps({"port": 8190,
                                                "allowedOrigins": ["https://his.example.go.th"]})
     app.invoke("settings.open")
@@ -264,7 +264,7 @@ def test_settings_dialog_result_is_saved_and_the_agent_restarted(app: TrayApp,
 
 
 def test_invalid_settings_are_refused_with_a_message(app: TrayApp, tmp_path: Path) -> None:
-    children: Children = app.popen  # type: ignore[assignment]
+    children: Children = app.popen
     children.answers["settings"] = json.dumps({"allowedOrigins": ["https://*.example.com"]})
     app.invoke("settings.open")
     assert not (tmp_path / "config" / "config.json").exists()
@@ -287,7 +287,7 @@ def test_default_reader_choice_goes_to_the_user_config(app: TrayApp, tmp_path: P
 
 
 def test_popup_menu_sends_the_menu_and_runs_the_chosen_item(app: TrayApp) -> None:
-    children: Children = app.popen  # type: ignore[assignment]
+    children: Children = app.popen
     children.answers["menu"] = "language:th\n"
     app._popup(None)
     sent = json.loads(children.started[0].stdin_text or "[]")
@@ -300,7 +300,7 @@ def test_simple_actions_start_the_right_child(app: TrayApp, monkeypatch: pytest.
     opened: list[str] = []
     monkeypatch.setattr(tray_app.webbrowser, "open", opened.append)
     monkeypatch.setattr(tray_app.shutil, "which", lambda name: None)   # no clipboard tools
-    children: Children = app.popen  # type: ignore[assignment]
+    children: Children = app.popen
     app.invoke("open_status")
     assert opened == ["http://127.0.0.1:9/"]
     app.invoke("copy_url")
@@ -446,7 +446,7 @@ async def test_sync_and_retry_claims_over_http(aiohttp_server: Any, tmp_path: Pa
         await __import__("asyncio").to_thread(a.sync_from_agent)
         assert (a.nhso, a.default_reader, a.locked_keys) == (True, READER, ["allowedOrigins"])
         assert (a.state.claims_pending, a.state.claims_failed, a.state.token_set) == (1, 2, True)
-        a.run_async = lambda fn: fn()  # type: ignore[method-assign]
+        a.run_async = lambda fn: fn()
         await __import__("asyncio").to_thread(a.invoke, "claims.retry")
         assert fake.retries == [({"status": "failed"}, None)]      # no Origin header
         assert (a.state.claims_failed, a.state.claims_pending) == (0, 3)

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from agent.config import ConfigInvalid
-from tray.autostart import (LaunchAgentAutostart, RegistryRunAutostart, XdgAutostart,
-                            tray_command)
+from tray.autostart import LaunchAgentAutostart, RegistryRunAutostart, XdgAutostart, tray_command
 from tray.prefs import TrayPrefs
 from tray.settings_file import save_user_settings
 from tray.single import AlreadyRunning, InstanceLock
@@ -71,23 +70,23 @@ class FakeWinreg:
         def __exit__(self, *exc: object) -> None:
             pass
 
-    def OpenKey(self, root: str, path: str) -> Any:  # noqa: N802 - winreg's names
+    def OpenKey(self, root: str, path: str) -> Any:
         if (root, path) not in self.keys:
             raise FileNotFoundError(path)
         return self._Key(self.keys[(root, path)])
 
-    def CreateKey(self, root: str, path: str) -> Any:  # noqa: N802
+    def CreateKey(self, root: str, path: str) -> Any:
         return self._Key(self.keys.setdefault((root, path), {}))
 
-    def QueryValueEx(self, key: Any, name: str) -> tuple[Any, int]:  # noqa: N802
+    def QueryValueEx(self, key: Any, name: str) -> tuple[Any, int]:
         if name not in key.values:
             raise FileNotFoundError(name)
         return key.values[name], self.REG_SZ
 
-    def SetValueEx(self, key: Any, name: str, _r: int, _t: int, value: Any) -> None:  # noqa: N802
+    def SetValueEx(self, key: Any, name: str, _r: int, _t: int, value: Any) -> None:
         key.values[name] = value
 
-    def DeleteValue(self, key: Any, name: str) -> None:  # noqa: N802
+    def DeleteValue(self, key: Any, name: str) -> None:
         if name not in key.values:
             raise FileNotFoundError(name)
         del key.values[name]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops
+
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +210,7 @@ def steps_to(key: str) -> int:
             return lambda *a: None
 
     items = build_menu(TrayState(), MenuView(lang="en", autostart=False, demo_card_in=True),
-                       Nothing())  # type: ignore[arg-type]
+                       Nothing())
     keys = [i.key for i in items if not i.is_separator]
     return len(keys) - keys.index(key)
 
@@ -259,7 +260,7 @@ def test_tray_for_a_separate_agent_in_thai_goes_offline_with_it(desktop: Desktop
                      lang="th_TH.UTF-8")
         window = str(wait_for(desktop.icon_window, "icon docked in the tray"))
         wait_for(lambda: "Card in the reader" in desktop.title(window), "card shown")
-        online = desktop.icon_shows(window, "5-connected", lambda i: colourful(i) > 0.3)
+        desktop.icon_shows(window, "5-connected", lambda i: colourful(i) > 0.3)
         open_menu(desktop, window)
         desktop.screenshot("6-menu-thai")
         desktop.x("xdotool", "key", "Escape")

@@ -83,7 +83,7 @@ class VirtualCard:
     def from_profile(cls, profile: CardProfile, *, atr: bytes = ATR_3B79,
                      strict_p2: bool = True, **options: object) -> VirtualCard:
         return cls(SimulatedCard(encode_card(profile), atr=atr, strict_p2=strict_p2),
-                   **options)  # type: ignore[arg-type]
+                   **options)
 
     @classmethod
     def from_image(cls, moi_image: bytes, *, atr: bytes = ATR_3B79,
@@ -91,11 +91,11 @@ class VirtualCard:
                    **options: object) -> VirtualCard:
         """A card serving a raw file image (bytes as on the card), not one built from values."""
         return cls(SimulatedCard(moi_image, atr=atr, nhso_image=nhso_image,
-                                 laser_answer=laser_answer), **options)  # type: ignore[arg-type]
+                                 laser_answer=laser_answer), **options)
 
     @classmethod
     def demo(cls, variant: int = 0, **options: object) -> VirtualCard:
-        return cls.from_profile(demo_profile(variant), **options)  # type: ignore[arg-type]
+        return cls.from_profile(demo_profile(variant), **options)
 
     @property
     def reader(self) -> str:

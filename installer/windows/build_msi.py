@@ -41,7 +41,7 @@ class WixlSource:
 
 def package_version(root: Path = ROOT) -> str:
     text = (root / "agent" / "__init__.py").read_text(encoding="utf-8")
-    return re.search(r'^__version__\s*=\s*"([^"]+)"', text, re.M).group(1)  # type: ignore[union-attr]
+    return re.search(r'^__version__\s*=\s*"([^"]+)"', text, re.M).group(1)
 
 
 def msi_version(version: str) -> str:

@@ -1,7 +1,7 @@
 """Thai ID card file images written by hand from the documented layout.
 
-Every offset and length below is copied from docs/reference.md ("The card") ("The MOI
-applet's file") and docs/reference.md ("Readers and other programs in the field") ("Content"), never computed from the
+Every offset and length below is copied from docs/reference.md ("The applet's file",
+"Decoding", "Readers and other programs in the field"), never computed from the
 agent's layout table or produced by its encoder: a test that reads these images with the
 agent's decoder checks the agent against the documents, not against itself. This module
 imports nothing from ``agent``.
@@ -26,7 +26,8 @@ def tis620(text: str) -> bytes:
 
 
 def place(image: bytearray, offset: int, length: int, data: bytes, *, pad: bytes = b" ") -> None:
-    """Write ``data`` at ``offset`` padded to ``length`` (the field (docs/reference.md): text padded with 0x20)."""
+    """Write ``data`` at ``offset`` padded to ``length`` (docs/reference.md: text is padded
+    with 0x20)."""
     assert len(data) <= length, (hex(offset), len(data), length)
     image[offset:offset + length] = data.ljust(length, pad)
 
@@ -40,7 +41,8 @@ def photo_length_bytes(jpeg: bytes) -> bytes:
 # An 8x8 grey baseline JFIF (a dark diagonal on grey), made once with an image library and
 # pasted here as bytes; any JPEG would do. A comment segment (FF FE, length 0x000C) was put
 # after the JFIF header holding "TEST", two spaces, FF D9 and two spaces: docs/reference.md
-# says to cut the photo at the *last* FF D9, and the field (docs/reference.md) that 0x20 bytes inside the
+# says to cut the photo at the *last* FF D9, and the field (docs/reference.md) that 0x20 bytes
+# inside the
 # JPEG are data.
 JPEG = bytes.fromhex(
     "ffd8ffe000104a46494600010100000100010000"          # SOI, APP0 JFIF
@@ -60,7 +62,8 @@ FILE_SIZE = 0x1627
 
 
 def _photo_field(jpeg: bytes) -> bytes:
-    # the field (docs/reference.md): "a JFIF JPEG, then 0x20 fill after FF D9"; the field is 5118 bytes.
+    # the field (docs/reference.md): "a JFIF JPEG, then 0x20 fill after FF D9"; the field is 5118
+    # bytes.
     return jpeg.ljust(5118, b" ")
 
 
@@ -132,7 +135,8 @@ def _plain() -> bytes:
 EDGE = _edge()
 PLAIN = _plain()
 
-# -- ATRs (docs/reference.md "Card generations", the field (docs/reference.md)) --------------------------------
+# -- ATRs (docs/reference.md "Card generations", the field (docs/reference.md))
+# --------------------------------
 ATR_TH_NID_11 = bytes.fromhex("3B 79 96 00 00 54 48 20 4E 49 44 20 31 31")   # "TH NID 11"
 ATR_NO_TH_NID = bytes.fromhex("3B 68 00 00 00 73 C8 40 00 00 90 00")         # a real card
 
@@ -159,9 +163,11 @@ def _nhso() -> bytes:
 
 NHSO = _nhso()
 
-# -- the laser id (docs/reference.md "Other applets", the field (docs/reference.md)) ----------------------------
+# -- the laser id (docs/reference.md "Other applets", the field (docs/reference.md))
+# ----------------------------
 # "send 80 00 00 00, get 61 17, GET RESPONSE 23 bytes, laser number = bytes 7..22", padded
-# with 0x00 (the field (docs/reference.md): the laser id is padded with 0x00; 12 characters + 4 NULs).
+# with 0x00 (the field (docs/reference.md): the laser id is padded with 0x00; 12 characters + 4
+# NULs).
 LASER_ID = "ME0123456789"
 LASER_ANSWER = bytes.fromhex("01 02 03 04 05 06 07") + LASER_ID.encode("ascii") + b"\x00" * 4
 assert len(LASER_ANSWER) == 23

@@ -49,8 +49,8 @@ def main() -> int:
         card = reader.read_card(include_photo=True)
 
     def name(n: object) -> dict[str, str]:
-        return {"prefix": n.prefix, "first": n.first_name,  # type: ignore[attr-defined]
-                "middle": n.middle_name, "last": n.last_name}  # type: ignore[attr-defined]
+        return {"prefix": n.prefix, "first": n.first_name,
+                "middle": n.middle_name, "last": n.last_name}
 
     photo = card.photo or b""
     out = {
