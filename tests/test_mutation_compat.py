@@ -32,7 +32,7 @@ class Coverage:
         self.answer = answer
         self.asked: list[str] = []
 
-    def token_configured(self) -> bool:
+    async def token_configured(self) -> bool:
         if isinstance(self.token, Exception):
             raise self.token
         return bool(self.token)
@@ -55,6 +55,12 @@ async def agent_with_card(aiohttp_client: Any, card: SimulatedCard, **kw: Any) -
     return agent
 
 
+async def test_an_image_flag_that_is_neither_yes_nor_no_is_a_400(aiohttp_client: Any) -> None:
+    agent = await start_agent(aiohttp_client)
+    body = await agent.get_json("/api/smartcard/read-card-only?readImageFlag=XX", 400)
+    assert body["code"] == "bad_request" and "readImageFlag" in body["detail"]
+
+
 @pytest.mark.parametrize("flag", ["true", "TRUE", "1", "yes", "Yes", "y", "Y", "on", "ON",
                                   " true "])
 async def test_image_flag_spellings_that_mean_yes(aiohttp_client: Any, flag: str) -> None:
@@ -65,7 +71,7 @@ async def test_image_flag_spellings_that_mean_yes(aiohttp_client: Any, flag: str
 
 @pytest.mark.parametrize("query", ["", "?readImageFlag=", "?readImageFlag=false",
                                    "?readImageFlag=0", "?readImageFlag=no",
-                                   "?readImageFlag=XX", "?readimageflag=true"])
+                                   "?readimageflag=true"])
 async def test_image_flag_anything_else_means_no(aiohttp_client: Any, query: str) -> None:
     agent = await start_agent(aiohttp_client)
     body = await agent.get_json(f"/api/smartcard/read-card-only{query}")
@@ -157,9 +163,8 @@ async def test_coverage_fills_only_what_the_card_does_not_say(aiohttp_client: An
     body = await resp.json()
     assert resp.headers["X-Coverage"] == "ok" and body["coverageStatus"] == "ok"
     assert body["pid"] == demo_profile(0).text.citizen_id and body["fname"] == "ทดสอบ"
-    # checkDate is NHSO's own: the date the rights were checked.
-    assert body["checkDate"] == "2026-03-10T09:00:00"
-    assert body["transDate"] != body["checkDate"]
+    # Only the coverage keys come from NHSO: the card's fields and our stamps stay ours.
+    assert body["checkDate"] == body["transDate"] != "2026-03-10T09:00:00"
     assert (body["mainInscl"], body["paidModel"]) == ("(UCS) x", "1")
 
 
@@ -172,7 +177,7 @@ async def test_a_lookup_without_an_answer_is_unavailable(aiohttp_client: Any,
     body = await resp.json()
     assert resp.status == 200 and fake.asked == [body["pid"]]
     assert resp.headers["X-Coverage"] == "unavailable"
-    assert body["coverageStatus"] == "unavailable"
+    assert body["coverageStatus"] == "no_token" and body["mainInscl"] is None
 
 
 async def test_a_keyring_failure_reads_as_no_token(aiohttp_client: Any) -> None:
@@ -181,26 +186,9 @@ async def test_a_keyring_failure_reads_as_no_token(aiohttp_client: Any) -> None:
     resp = await agent.client.get("/api/smartcard/read")
     body = await resp.json()
     assert resp.status == 200 and resp.headers["X-Coverage"] == "unavailable"
-    assert body["coverageStatus"] == "unavailable" and fake.asked == []
+    assert body["coverageStatus"] == "keyring_unavailable" and fake.asked == []
     assert await agent.get_json("/api/preference") == {
         "defaultTerminal": DEMO_READER, "token": "", "tokenConfigured": False}
-
-
-@pytest.mark.parametrize(("token", "configured"), [(True, True), (False, False)])
-async def test_token_state_as_a_plain_attribute(aiohttp_client: Any, token: bool,
-                                                configured: bool) -> None:
-    class Attribute:
-        token_configured = token
-
-    agent = await start_agent(aiohttp_client, coverage=Attribute())
-    pref = await agent.get_json("/api/preference")
-    assert pref["tokenConfigured"] is configured
-    assert pref["token"] == ("********" if configured else "")
-
-
-async def test_a_service_without_a_token_state_has_no_token(aiohttp_client: Any) -> None:
-    agent = await start_agent(aiohttp_client, coverage=object())
-    assert (await agent.get_json("/api/preference"))["tokenConfigured"] is False
 
 
 async def test_async_token_state(aiohttp_client: Any) -> None:

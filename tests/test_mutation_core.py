@@ -15,6 +15,7 @@ import pytest
 from agent.card.demo import demo_profile
 from agent.card.encode import encode_card
 from agent.card.simulator import ATR_NOT_THAI, SimulatedCard
+from agent.readers.base import ReaderEvent
 from agent.core import CardService
 from agent.errors import NotThaiIdCard, PcscUnavailable
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
@@ -66,7 +67,7 @@ async def test_before_the_first_scan() -> None:
     backend: Any = DemoBackend((), apdu_delay=0.0)
     svc = CardService(backend)
     assert svc.pcsc_state() == "starting" and svc.readers() == [] and svc.reads == 0
-    svc.pcsc_available, svc.pcsc_error = False, "pcscd is not running"
+    svc._on_reader_event(ReaderEvent("pcsc_unavailable", error="pcscd is not running"))
     with pytest.raises(PcscUnavailable) as caught:
         svc.choose_reader()
     assert caught.value.detail == "pcscd is not running"

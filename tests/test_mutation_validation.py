@@ -301,11 +301,12 @@ CONFIRM_CASES: list[tuple[str, Any, dict[str, str]]] = [
     ("claimType", ["PG0060001"], CLAIM_TYPE),
     ("mobile", "12", MOBILE), ("mobile", "1812345678", MOBILE), ("mobile", "08123456789", MOBILE),
     ("mobile", 812345678, NOT_STRING),
-    ("correlationId", DELETE, REQUIRED), ("correlationId", "", CORRELATION),
+    # An empty string is absent (callers send "" for what they do not know): required.
+    ("correlationId", DELETE, REQUIRED), ("correlationId", "", REQUIRED),
     ("correlationId", "c" * 65, CORRELATION), ("correlationId", "a_b", CORRELATION),
     ("hn", "h n", HN), ("hn", "h" * 31, HN), ("hn", 5, NOT_STRING),
-    ("hcode", "99999", CONFIRM_HCODE), ("hcode", "9999", HCODE_FORMAT),
-    ("other", 1, UNKNOWN),
+    # Another hospital's hcode is passed on for NHSO to judge; unknown fields are ignored.
+    ("hcode", "9999", HCODE_FORMAT),
 ]
 
 
@@ -322,8 +323,11 @@ def test_each_confirm_save_refusal(field: str, value: Any, error: dict[str, str]
 
 def test_confirm_save_answers() -> None:
     assert validate_confirm_save(CONFIRM, SETTINGS) == {**CONFIRM, "hcode": HCODE}
-    # Callers without a phone send an empty string; it is kept as sent.
-    assert validate_confirm_save({**CONFIRM, "mobile": ""}, SETTINGS)["mobile"] == ""
+    # Callers without a phone send an empty string: absent.
+    assert "mobile" not in validate_confirm_save({**CONFIRM, "mobile": ""}, SETTINGS)
+    # What callers send beside the documented fields is ignored; another hcode is passed on.
+    assert validate_confirm_save({**CONFIRM, "other": 1}, SETTINGS) == {**CONFIRM, "hcode": HCODE}
+    assert validate_confirm_save({**CONFIRM, "hcode": "99999"}, SETTINGS)["hcode"] == "99999"
     # No mobile at all: the key is left out.
     no_mobile = {k: v for k, v in CONFIRM.items() if k != "mobile"}
     assert validate_confirm_save(no_mobile, SETTINGS) == {**no_mobile, "hcode": HCODE}

@@ -53,6 +53,19 @@ TEXTS: dict[str, tuple[str, str, str, str]] = {
                        "the default list: keep the NHSO page in it.",
                        "หนึ่ง origin ต่อบรรทัด เช่น https://authenservice.nhso.go.th "
                        "ค่านี้แทนรายการเดิม ให้ใส่หน้า สปสช. ไว้ด้วย"),
+    "originScopes": ("What each allowed page may do (scopes)",
+                     "สิทธิ์ของแต่ละหน้าเว็บที่อนุญาต (scope)",
+                     "origin=scope,scope; ... e.g. https://his.hospital.go.th=card,photo,claims. "
+                     "Scopes: card, photo, events, nhso, claims. Replaces the default map: keep "
+                     "the NHSO page in it.",
+                     "origin=scope,scope; ... เช่น https://his.hospital.go.th=card,photo,claims "
+                     "scope ได้แก่ card, photo, events, nhso, claims ค่านี้แทนค่าเดิม "
+                     "ให้ใส่หน้า สปสช. ไว้ด้วย"),
+    "defaultScopes": ("Scopes of other allowed pages", "สิทธิ์ของหน้าเว็บอื่นที่อนุญาต",
+                      "Comma-separated scopes for allowed pages not in the scope map "
+                      "(default: card, photo, events).",
+                      "scope คั่นด้วยจุลภาค สำหรับหน้าเว็บที่อนุญาตแต่ไม่ได้กำหนดไว้ "
+                      "(ค่าเริ่มต้น card, photo, events)"),
     "defaultTerminal": ("Default reader", "เครื่องอ่านบัตรหลัก",
                         "Reader name used when a page names none.",
                         "ชื่อเครื่องอ่านที่ใช้เมื่อหน้าเว็บไม่ระบุ"),
