@@ -15,9 +15,9 @@ import pytest
 from agent.card.demo import demo_profile
 from agent.card.encode import encode_card
 from agent.card.simulator import ATR_NOT_THAI, SimulatedCard
-from agent.readers.base import ReaderEvent
 from agent.core import CardService
 from agent.errors import NotThaiIdCard, PcscUnavailable
+from agent.readers.base import ReaderEvent
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
 from tests.core_support import next_event
 
