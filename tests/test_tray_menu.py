@@ -352,7 +352,8 @@ def agent_contract(path: str, method: str) -> Any:
     answer only what the agent answers: /v1/openapi.json is the contract)."""
     from jsonschema import Draft202012Validator
 
-    from agent.api.openapi import build_document, document_nhso
+    from agent.api.openapi import build_document
+    from agent.nhso.openapi import document_nhso
     app = web.Application()
     document_nhso(app)
     doc = build_document(app)
@@ -403,7 +404,8 @@ class ClaimsServer:
             "name": "thaicard-agent", "version": __version__,
             "started_at": "2026-03-10T09:00:00+07:00", "uptime_s": 1.0, "backend": "pcsc",
             "pcsc": {"state": "available", "error": None}, "readers": [], "reads": 0,
-            "events": {"clients": 0, "last_seq": 0},
+            "events": {"clients": 0, "last_seq": 0}, "refused": 0,
+            "refusals": {"counts": {}, "recent": []}, "lan": {"enabled": False},
             "nhso": {"available": True, "tokenConfigured": True},
             "config": config.public_view()})
 
