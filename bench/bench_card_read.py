@@ -31,13 +31,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from agent.card.session import CardRead, read_card  # noqa: E402 - imported after the sys.path line above
-from agent.card.values import CardProfile  # noqa: E402 - imported after the sys.path line above
-from agent.readers.pcsc import PcscBackend  # noqa: E402 - imported after the sys.path line above
-from tests.pcsc_rig import (  # noqa: E402 - imported after the sys.path line above
+from agent.card.session import CardRead, read_card
+from agent.card.values import CardProfile
+from agent.readers.pcsc import PcscBackend
+from testrig.pcsc_rig import (
     OUTPUT,
     MonitorRig,
     PcscDaemon,
@@ -47,7 +44,9 @@ from tests.pcsc_rig import (  # noqa: E402 - imported after the sys.path line ab
     settle_empty,
     wait_states,
 )
-from tests.vpcd_card import VirtualCard  # noqa: E402 - imported after the sys.path line above
+from testrig.vpcd_card import VirtualCard
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def timed_reads(backend: PcscBackend, card: VirtualCard, count: int,

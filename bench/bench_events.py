@@ -28,10 +28,7 @@ from typing import Any
 
 import aiohttp
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.pcsc_rig import (  # noqa: E402 - imported after the sys.path line above
+from testrig.pcsc_rig import (
     OUTPUT,
     MonitorRig,
     PcscDaemon,
@@ -39,8 +36,10 @@ from tests.pcsc_rig import (  # noqa: E402 - imported after the sys.path line ab
     missing_requirements,
     settle_empty,
 )
-from tests.robust_support import AgentProcess  # noqa: E402 - imported after the sys.path line above
-from tests.vpcd_card import READER_NAMES, VirtualCard  # noqa: E402 - imported after the sys.path line above
+from testrig.robust_support import AgentProcess
+from testrig.vpcd_card import READER_NAMES, VirtualCard
+
+REPO = Path(__file__).resolve().parent.parent
 
 DELAYS = (0.0, 0.03)
 

@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from agent.card.demo import demo_profile
+from testrig.pcsc_rig import OUTPUT, PcscDaemon, lock_rig, missing_requirements, settle_empty
+from testrig.robust_support import AgentProcess, Footprint
+from testrig.vpcd_card import READER_NAMES
 
-from agent.card.demo import demo_profile  # noqa: E402 - imported after the sys.path line above
-from tests.pcsc_rig import OUTPUT, PcscDaemon, lock_rig, missing_requirements, settle_empty  # noqa: E402 - imported after the sys.path line above
-from tests.robust_support import AgentProcess, Footprint  # noqa: E402 - imported after the sys.path line above
-from tests.vpcd_card import READER_NAMES  # noqa: E402 - imported after the sys.path line above
+REPO = Path(__file__).resolve().parent.parent
 
 DEMO_VARIANTS = 100
 

@@ -28,10 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.nhso_support import (  # noqa: E402 - imported after the sys.path line above
+from testrig.nhso_support import (
     HCODE,
     TOKEN,
     Proc,
@@ -43,6 +40,8 @@ from tests.nhso_support import (  # noqa: E402 - imported after the sys.path lin
     secret_service,
     start_contract_server,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 OUTPUT = REPO / "test-output"
 

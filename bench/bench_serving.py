@@ -31,10 +31,9 @@ from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from testrig.ports import free_port
 
-from tests.ports import free_port  # noqa: E402 - imported after the sys.path line above
+ROOT = Path(__file__).resolve().parents[1]
 
 OUTPUT = ROOT / "test-output" / "bench_serving.json"
 ENDPOINTS = {"compat read (no image)": "/api/smartcard/read-card-only?readImageFlag=false",

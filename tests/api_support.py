@@ -22,7 +22,7 @@ from agent.assembly import FROM_SETTINGS_FILES, NhsoParts, build_app
 from agent.config import Config
 from agent.core import CardService
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
-from tests.ports import free_port
+from testrig.ports import free_port
 
 ALLOWED = "https://his.example.test"
 FOREIGN = "https://evil.example.test"

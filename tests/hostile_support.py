@@ -25,8 +25,8 @@ from agent.errors import AgentError
 from agent.nhso.settings import load_settings
 from agent.nhso.token import TokenStore
 from agent.readers.demo import DemoBackend
-from tests.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, MemoryKeyring
-from tests.ports import free_port
+from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, MemoryKeyring
+from testrig.ports import free_port
 
 NHSO_PAGE = "https://authenservice.nhso.go.th"
 HIS = "https://his.example.test"

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.ports import free_port
+from testrig.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output" / "installer"

@@ -25,10 +25,10 @@ from agent.assembly import NhsoParts
 from agent.card.demo import demo_profile
 from agent.nhso.settings import NhsoSettings, load_settings
 from agent.nhso.token import TokenStore
+from testrig.nhso_server import AUTHEN_LIMIT_MESSAGE, STATE, make_app
+from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, TOKEN, MemoryKeyring
 from tests.api_support import Agent, start_agent
 from tests.callers import python_script, typed_model
-from tests.nhso_server import AUTHEN_LIMIT_MESSAGE, STATE, make_app
-from tests.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, TOKEN, MemoryKeyring
 
 HERE = Path(__file__).resolve().parent / "callers"
 THAI = re.compile("[\u0e00-\u0e7f]")

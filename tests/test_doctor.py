@@ -46,9 +46,8 @@ from agent.nhso.settings import OUTBOX_FILE
 from agent.nhso.token import TokenStore
 from agent.osroom import BrowserPolicy, LinuxRoom
 from agent.osroom.linux import linux_browser_policies
-from tests.api_support import clean_env, serve_cmd, wait_until_up
-from tests.nhso_server import make_app
-from tests.nhso_support import (
+from testrig.nhso_server import make_app
+from testrig.nhso_support import (
     HCODE,
     RECORDER_PID,
     SOURCE_ID,
@@ -58,9 +57,10 @@ from tests.nhso_support import (
     http,
     start_contract_server,
 )
-from tests.pcsc_rig import pcscd, slots
-from tests.ports import free_port
-from tests.vpcd_card import READER_NAMES, VirtualCard
+from testrig.pcsc_rig import pcscd, slots
+from testrig.ports import free_port
+from testrig.vpcd_card import READER_NAMES, VirtualCard
+from tests.api_support import clean_env, serve_cmd, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,9 +21,9 @@ from websockets.exceptions import InvalidStatus
 from agent.api.limits import ClientLimits, ServerLimits
 from agent.api.server import bind_sockets
 from agent.errors import AgentError
+from testrig.ports import free_port
 from tests.api_support import ALLOWED, start_agent
 from tests.hostile_support import HIS, NHSO_PAGE, live_agent
-from tests.ports import free_port
 
 
 def ipv6_loopback() -> bool:

@@ -21,8 +21,8 @@ from agent.assembly import build_app
 from agent.config import ConfigInvalid, load_config
 from agent.readers.demo import DEMO_READER
 from agent.scopes import SCOPES
+from testrig.nhso_support import patient_pid
 from tests.api_support import FOREIGN, next_message, start_agent
-from tests.nhso_support import patient_pid
 
 NHSO_PAGE = "https://authenservice.nhso.go.th"
 HIS = "https://his.example.test"

@@ -206,7 +206,7 @@ def test_references_point_into_this_repository(path: Path) -> None:
 
 
 # -- habits -------------------------------------------------------------------------------
-LINTED = ("agent", "tray", "tests", "bench", "installer", "scripts")
+LINTED = ("agent", "tray", "tests", "testrig", "bench", "installer", "scripts")
 
 
 def _run_tool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -241,10 +241,24 @@ def test_every_suppression_says_why(path: Path) -> None:
         if match is None:
             continue
         rest = match.group("rest")
-        # noqa: CODE[,CODE] - reason   |   type: ignore[code]  # reason
+        # accepted: "noqa" + ": CODE[,CODE] - reason", or "type: ignore[code]  # reason"
         named = re.match(r"^(:\s*[A-Z]+[0-9]+(,\s*[A-Z]+[0-9]+)*|\[[a-z-]+(,\s*[a-z-]+)*\])",
                          rest)
         reason = rest[named.end():].strip(" -#—") if named else ""
         if not named or len(reason) < 3:
             bad.append(f"{number}: {line.strip()}")
+    assert bad == []
+
+
+def test_benches_import_the_rigs_without_editing_sys_path() -> None:
+    """The rigs are the package ``testrig`` (installed with the agent's test extra)."""
+    bad = [str(p.relative_to(ROOT)) for p in source_files("bench", "testrig")
+           if "sys.path.insert" in p.read_text(encoding="utf-8")]
+    assert bad == []
+
+
+def test_the_rigs_do_not_depend_on_the_tests() -> None:
+    bad = [f"{p.name}: {line.strip()}" for p in source_files("testrig")
+           for line in p.read_text(encoding="utf-8").splitlines()
+           if re.match(r"\s*(from tests\b|import tests\b)", line)]
     assert bad == []

@@ -33,11 +33,11 @@ import pytest
 from agent.card.decode import decode_laser_id, decode_nhso, decode_photo, decode_text_fields
 from agent.card.session import read_card
 from agent.readers.pcsc import PcscBackend
+from testrig.pcsc_rig import card_present, pcscd, slots, wait_states
+from testrig.robust_support import AgentProcess
+from testrig.vpcd_card import READER_NAMES, VirtualCard
 from tests.known import card_images as K
 from tests.known.doc_card import DocCard
-from tests.pcsc_rig import card_present, pcscd, slots, wait_states
-from tests.robust_support import AgentProcess
-from tests.vpcd_card import READER_NAMES, VirtualCard
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = ROOT / "tests" / "known"

@@ -2,7 +2,7 @@
 from docs/reference.md ("NHSO's services") and NHSO in the field (docs/reference.md).
 
 The agent's client, validators and claim matching were so far tested against our own
-contract server (tests/nhso_server.py), which our own hands wrote to agree with them. Here
+contract server (testrig/nhso_server.py), which our own hands wrote to agree with them. Here
 each side meets bodies that come from the documents instead: the client must send exactly
 the documented request and decode every golden reply (a UTF-8 BOM, an empty body, both
 Check Authen Status formats, refusals); the validators must pass the golden requests
@@ -28,7 +28,7 @@ from agent.nhso.lookups import coverage_fields
 from agent.nhso.sender import match_history
 from agent.nhso.settings import NhsoSettings
 from agent.nhso.validation import ValidationFailed, validate_claim, validate_confirm_save
-from tests.nhso_server import make_app
+from testrig.nhso_server import make_app
 
 GOLDEN = Path(__file__).resolve().parent / "known" / "nhso"
 TOKEN = "golden-token"

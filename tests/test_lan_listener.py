@@ -27,9 +27,9 @@ import pytest
 from agent.lan.listener import KEY_HEADER, KEY_USERNAME, LanListener, SharedKey
 from agent.lan.settings import LanSettings, LanSettingsInvalid, load_lan_settings
 from agent.nhso.token import SERVICE, TokenStore
+from testrig.nhso_support import MemoryKeyring
+from testrig.ports import free_port
 from tests.api_support import ROOT, clean_env, start_agent
-from tests.nhso_support import MemoryKeyring
-from tests.ports import free_port
 
 KEY = "lan-test-key-" + "k" * 20
 SUBNET = "10.213.77"

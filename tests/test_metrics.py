@@ -19,9 +19,9 @@ from agent.nhso.settings import load_settings
 from agent.nhso.token import TokenStore
 from agent.oslog import os_event_log_handler
 from agent.osroom import LinuxRoom
+from testrig.nhso_server import make_app
+from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, TOKEN, MemoryKeyring, claim_body
 from tests.api_support import DEMO_READER, start_agent
-from tests.nhso_server import make_app
-from tests.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, TOKEN, MemoryKeyring, claim_body
 
 SERIES = ("thaicard_card_reads", "thaicard_card_read_duration_seconds", "thaicard_readers",
           "thaicard_reader_card_present", "thaicard_pcsc_up", "thaicard_claims",

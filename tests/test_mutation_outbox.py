@@ -20,7 +20,7 @@ from agent.errors import ClaimConflict, OutboxUnavailable
 from agent.nhso.outbox import SCHEMA_VERSION, Claim, Outbox, canonical
 from agent.nhso.settings import NhsoSettings
 from agent.nhso.validation import validate_claim
-from tests.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body, patient_pid
+from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body, patient_pid
 
 SETTINGS = NhsoSettings(hcode=HCODE, source_id=SOURCE_ID, recorder_pid=RECORDER_PID)
 BKK = dt.timezone(dt.timedelta(hours=7))

@@ -31,7 +31,7 @@ from agent.nhso.outbox import Claim, Outbox
 from agent.nhso.sender import ClaimSender, backoff, match_history
 from agent.nhso.settings import NhsoSettings
 from agent.nhso.validation import validate_claim
-from tests.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body
+from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body
 
 SETTINGS = NhsoSettings(hcode=HCODE, source_id=SOURCE_ID, recorder_pid=RECORDER_PID,
                         retry_base=2.0, retry_max=300.0, in_doubt_delay=20.0,

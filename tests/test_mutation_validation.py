@@ -28,7 +28,7 @@ from agent.nhso.validation import (
     validate_confirm_save,
     validate_pid_param,
 )
-from tests.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body, patient_pid
+from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body, patient_pid
 
 SETTINGS = NhsoSettings(hcode=HCODE, source_id=SOURCE_ID, recorder_pid=RECORDER_PID)
 NOW_MS = 1_773_108_000_000          # 2026-03-10 09:00 Bangkok: fixed, no midnight races

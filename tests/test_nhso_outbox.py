@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.nhso_support import (
+from testrig.nhso_support import (
     TOKEN,
     Proc,
     agent_env,

@@ -24,8 +24,8 @@ from agent.errors import NhsoUnavailable
 from agent.nhso.routes import NHSO_SERVICE, setup_nhso
 from agent.nhso.settings import load_settings
 from agent.nhso.token import TokenStore
-from tests.nhso_server import STATE, make_app
-from tests.nhso_support import (
+from testrig.nhso_server import STATE, make_app
+from testrig.nhso_support import (
     HCODE,
     RECORDER_PID,
     SOURCE_ID,
@@ -194,7 +194,7 @@ async def test_5xx_and_drops_are_retried_and_recovered_without_resending(make_ag
     state = server_state(nhso)
     # First attempts: 503 (not processed), then processed-but-connection-dropped, then
     # processed-but-answer-too-late: the last two are found by Check Authen Status.
-    from tests.nhso_server import Rule
+    from testrig.nhso_server import Rule
     state.rules = [Rule("claim", ["error"], count=1),
                    Rule("claim", ["drop_after"], count=1),
                    Rule("claim", ["slow"], count=1, delay=30.0)]
@@ -216,7 +216,7 @@ async def test_5xx_and_drops_are_retried_and_recovered_without_resending(make_ag
 async def test_status_check_failure_never_leads_to_resend(make_agent, nhso):
     client = await make_agent()
     state = server_state(nhso)
-    from tests.nhso_server import Rule
+    from testrig.nhso_server import Rule
     state.rules = [Rule("claim", ["drop_after"], count=1), Rule("status", ["error"], count=3)]
     claim = await submit(client, claim_body(20))
     view = await wait_status(client, claim["id"], "sent")
@@ -265,7 +265,7 @@ async def test_missing_settings_refuse_claims(make_agent):
 
 
 async def test_unsent_claims_are_flagged_due_once(make_agent, nhso):
-    from tests.nhso_server import Rule
+    from testrig.nhso_server import Rule
     server_state(nhso).rules = [Rule("claim", ["error"], rate=1.0)]
     yesterday = int((time.time() - 86400) * 1000)
     client = await make_agent()
@@ -329,7 +329,7 @@ async def test_retention_purges_sent_claims(make_agent, tmp_path):
 async def test_interrupted_send_is_checked_at_nhso_after_restart(make_agent, nhso, tmp_path):
     """A claim left 'sending' with in_doubt (a crash after the request left) that NHSO
     did record is completed from Check Authen Status, not sent again."""
-    from tests.nhso_server import Rule
+    from testrig.nhso_server import Rule
     client = await make_agent()
     state = server_state(nhso)
     state.rules = [Rule("claim", ["slow"], count=1, delay=30)]
@@ -369,7 +369,7 @@ async def test_coverage_lookup_fields_and_cache(make_agent, nhso):
 
 
 async def test_coverage_lookup_failure_is_typed(make_agent, nhso):
-    from tests.nhso_server import Rule
+    from testrig.nhso_server import Rule
     client = await make_agent()
     server_state(nhso).rules = [Rule("rights", ["error"], count=1)]
     with pytest.raises(NhsoUnavailable):
@@ -449,7 +449,7 @@ async def test_compat_confirm_save(make_agent, nhso):
 
 
 async def test_compat_confirm_save_upstream_failure_says_unverified(make_agent, nhso):
-    from tests.nhso_server import Rule
+    from testrig.nhso_server import Rule
     client = await make_agent()
     server_state(nhso).rules = [Rule("authen", ["error"], count=1, status=404)]
     resp = await client.post("/api/nhso-service/confirm-save", json={
@@ -474,7 +474,7 @@ async def test_late_processing_is_found_after_the_in_doubt_delay(make_agent, nhs
     """NHSO records a request only after the agent gave up waiting: the agent waits
     ``in_doubt_delay`` before asking, finds it, and does not send it again. (The guarantee
     holds while NHSO records within that delay; docs/nhso.md.)"""
-    from tests.nhso_server import Rule
+    from testrig.nhso_server import Rule
     client = await make_agent(request_timeout=0.5, in_doubt_delay=3.0)
     state = server_state(nhso)
     state.rules = [Rule("claim", ["late"], count=1, delay=1.0)]

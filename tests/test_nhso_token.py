@@ -14,7 +14,7 @@ from keyring.backends.chainer import ChainerBackend
 
 from agent.errors import ERROR_TABLE, KeyringInsecure, KeyringUnavailable
 from agent.nhso.token import TokenStore, backend_problem, mask
-from tests.nhso_support import HCODE, ROOT, TOKEN, run_cli, secret_service
+from testrig.nhso_support import HCODE, ROOT, TOKEN, run_cli, secret_service
 
 EXIT_KEYRING = ERROR_TABLE["keyring_unavailable"].exit_code
 EXIT_NO_TOKEN = ERROR_TABLE["nhso_token_missing"].exit_code

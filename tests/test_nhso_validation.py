@@ -12,7 +12,7 @@ from agent.nhso.routes import setup_nhso
 from agent.nhso.settings import NhsoSettings, SettingsError, load_settings, save_user_settings
 from agent.nhso.token import TokenStore
 from agent.nhso.validation import validate_claim
-from tests.nhso_support import (
+from testrig.nhso_support import (
     HCODE,
     RECORDER_PID,
     SOURCE_ID,

@@ -16,9 +16,9 @@ from agent.card.simulator import ATR_3B67
 from agent.core import CardService
 from agent.errors import ERROR_TABLE
 from agent.readers.pcsc import PcscBackend
+from testrig.pcsc_rig import card_present, pcscd, slots, wait_states
+from testrig.vpcd_card import READER_NAMES, VirtualCard
 from tests.core_support import next_event
-from tests.pcsc_rig import card_present, pcscd, slots, wait_states
-from tests.vpcd_card import READER_NAMES, VirtualCard
 
 pytestmark = pytest.mark.pcsc
 

@@ -22,11 +22,11 @@ from agent.core import CardService, read_exclusive
 from agent.errors import CardReset, CardUnresponsive, ReadInterrupted
 from agent.readers import pcsc
 from agent.readers.pcsc import PcscBackend
-from tests.pcsc_other_client import OtherProgram, hold_exclusive
+from testrig.pcsc_other_client import OtherProgram, hold_exclusive
 
 # pcscd and slots are fixtures: importing them is what puts them in scope.
-from tests.pcsc_rig import card_present, pcscd, settle_empty, slots, wait_states
-from tests.vpcd_card import (
+from testrig.pcsc_rig import card_present, pcscd, settle_empty, slots, wait_states
+from testrig.vpcd_card import (
     READER_NAMES,
     HangingCard,
     ReaderFetches,

@@ -11,7 +11,7 @@ from agent.card.simulator import ATR_3B67, ATR_3B68, ATR_3B79
 from agent.monitor import ReaderMonitor
 from agent.readers import pcsc
 from agent.readers.pcsc import PcscBackend
-from tests.pcsc_rig import (
+from testrig.pcsc_rig import (
     EventLog,
     MonitorRig,
     card_present,
@@ -20,7 +20,7 @@ from tests.pcsc_rig import (
     slots,
     wait_states,
 )
-from tests.vpcd_card import READER_NAMES, VirtualCard
+from testrig.vpcd_card import READER_NAMES, VirtualCard
 
 pytestmark = pytest.mark.pcsc
 

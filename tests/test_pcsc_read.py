@@ -15,8 +15,8 @@ from agent.card.simulator import ATR_3B67, ATR_3B68, ATR_3B78, ATR_3B79
 from agent.errors import CardRemoved, NoCard, ReaderError, ReaderNotFound
 from agent.readers import pcsc
 from agent.readers.pcsc import PcscBackend, error_for
-from tests.pcsc_rig import card_present, pcsc_monitor, pcscd, slots, wait_states
-from tests.vpcd_card import READER_NAMES, VirtualCard
+from testrig.pcsc_rig import card_present, pcsc_monitor, pcscd, slots, wait_states
+from testrig.vpcd_card import READER_NAMES, VirtualCard
 
 pytestmark = pytest.mark.pcsc
 

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from tests import pcsc_rig
-from tests.pcsc_rig import SystemPcscd
+from testrig import pcsc_rig
+from testrig.pcsc_rig import SystemPcscd
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import pytest
 from agent.nhso.outbox import Outbox
 from agent.nhso.settings import NhsoSettings
 from agent.nhso.validation import validate_claim
-from tests.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body, patient_pid
+from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body, patient_pid
 
 DAY = 86_400
 RETENTION = 30          # days; long enough that an off-by-a-second-per-day cutoff shows

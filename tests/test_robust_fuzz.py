@@ -36,8 +36,8 @@ from agent.card.encode import encode_card
 from agent.card.session import read_card
 from agent.card.simulator import ATR_3B67, ATR_3B79, SimulatedCard
 from agent.errors import ERROR_TABLE, AgentError
+from testrig.robust_support import AgentProcess, demo_agent_running
 from tests.card_strategies import card_profile
-from tests.robust_support import AgentProcess, demo_agent_running
 
 SPRING_CODE = re.compile(r"\[([a-z_]+)\]$")
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))

@@ -23,8 +23,8 @@ import aiohttp
 import pytest
 
 from agent.card.demo import demo_profile
-from tests.pcsc_rig import OUTPUT
-from tests.robust_support import AgentProcess, demo_agent_running
+from testrig.pcsc_rig import OUTPUT
+from testrig.robust_support import AgentProcess, demo_agent_running
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))
 RATE = 200                       # HTTP requests per second

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.nhso_support import TOKEN, agent_env, claim_body, run_cli, secret_service
-from tests.pcsc_rig import in_ci
-from tests.robust_support import AgentProcess, request
+from testrig.nhso_support import TOKEN, agent_env, claim_body, run_cli, secret_service
+from testrig.pcsc_rig import in_ci
+from testrig.robust_support import AgentProcess, request
 
 ERROR_TH = "ไม่สามารถใช้ฐานข้อมูลคิวส่งปิดสิทธิในเครื่องได้"   # outbox_unavailable, Thai
 

@@ -28,9 +28,9 @@ import pytest
 from agent.card.demo import demo_profile
 from agent.core import CardService
 from agent.readers.pcsc import PcscBackend
-from tests.pcsc_rig import OUTPUT, PcscDaemon, pcscd, settle_empty, socket_answers
-from tests.robust_support import AgentProcess, WsInbox, expected_cards
-from tests.vpcd_card import READER_NAMES, VirtualCard
+from testrig.pcsc_rig import OUTPUT, PcscDaemon, pcscd, settle_empty, socket_answers
+from testrig.robust_support import AgentProcess, WsInbox, expected_cards
+from testrig.vpcd_card import READER_NAMES, VirtualCard
 
 pytestmark = pytest.mark.pcsc
 

@@ -13,7 +13,7 @@ from agent import paths
 from agent.atomic_file import PRIVATE, SHARED, write_atomic
 from agent.config import ConfigInvalid, load_config
 from agent.nhso.settings import SettingsError, load_settings, save_user_settings
-from tests.nhso_support import RECORDER_PID
+from testrig.nhso_support import RECORDER_PID
 
 # One policy source for the machine, as an admin writes it (registry names fold case).
 POLICY = {"Port": 8190, "nhsoHcode": "10699", "NHSOZONE": "test", "nhsoRetentionDays": 30}

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 
 from agent.card.demo import demo_profile
+from testrig.ports import free_port
 from tests.api_support import clean_env, get, serve_cmd, wait_until_up
-from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

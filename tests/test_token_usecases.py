@@ -14,7 +14,7 @@ from agent.nhso import cli as nhso_cli
 from agent.nhso import settings as nhso_settings
 from agent.nhso.token import TokenStore
 from agent.osroom import LinuxRoom
-from tests.nhso_support import HCODE, TOKEN, MemoryKeyring
+from testrig.nhso_support import HCODE, TOKEN, MemoryKeyring
 from tests.test_tray_menu import app, loop_thread  # the tray fixture (dummy pystray)
 from tray import popup
 from tray.app import TrayApp

@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.ports import free_port
+from testrig.ports import free_port
 
 os.environ["PYSTRAY_BACKEND"] = "dummy"
 

@@ -366,7 +366,7 @@ def agent_claim_view(n: int, status: str) -> dict[str, Any]:
     from agent.nhso.outbox import Claim
     from agent.nhso.settings import NhsoSettings
     from agent.nhso.validation import validate_claim
-    from tests.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body
+    from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body
     body = validate_claim(claim_body(n), NhsoSettings(hcode=HCODE, source_id=SOURCE_ID,
                                                       recorder_pid=RECORDER_PID))
     failed = status == "failed"

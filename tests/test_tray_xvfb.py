@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops
 
-from tests.ports import free_port
+from testrig.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output" / "tray"

@@ -12,7 +12,7 @@ written from the document's table alone and imports nothing from ``agent``:
 | ``80 00 00 00`` (laser applet)       | ``61 17``, then 23 bytes        |
 
 P2 is ``01`` when the ATR starts ``3B 67`` and ``00`` otherwise; the other P2 is refused
-with ``6B 00`` (docs/pcsc.md: a strict card). It plugs into ``tests.vpcd_card.VirtualCard``.
+with ``6B 00`` (docs/pcsc.md: a strict card). It plugs into ``testrig.vpcd_card.VirtualCard``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 
 from agent.card.demo import make_citizen_id
-from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-0123456789abcdef"
@@ -95,7 +94,7 @@ class Proc:
 
 
 def start_contract_server(env: dict[str, str], log: Path) -> Proc:
-    return Proc(["tests.nhso_server", "--port", "0", "--token", TOKEN, "--hcode", HCODE],
+    return Proc(["testrig.nhso_server", "--port", "0", "--token", TOKEN, "--hcode", HCODE],
                 env, log)
 
 

@@ -3,7 +3,7 @@
 pcscd's socket path is compiled in, so only one daemon can run on a machine: the session
 owns it (started with ``--foreground``, its log under test-output/), and the recovery
 tests kill and restart it through ``PcscDaemon``. Readers are the two slots of the
-vsmartcard-vpcd driver; cards are ``tests.vpcd_card.VirtualCard``s.
+vsmartcard-vpcd driver; cards are ``testrig.vpcd_card.VirtualCard``s.
 
 Outside CI a machine without the packages skips these tests with a loud reason; in CI
 (``CI=true``) a missing package is a failure, since a skipped rig proves nothing.
@@ -28,8 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from agent.readers.base import ReaderEvent, ReaderState
-
-from .vpcd_card import READER_NAMES, VPCD_PORTS, VirtualCard
+from testrig.vpcd_card import READER_NAMES, VPCD_PORTS, VirtualCard
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"

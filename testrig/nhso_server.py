@@ -1,7 +1,7 @@
 """A local NHSO contract server: the documented NHSO web services, for tests and for trying
 the agent without a hospital token.
 
-    python -m tests.nhso_server --port 8190 --token secret-token --hcode 10699
+    python -m testrig.nhso_server --port 8190 --token secret-token --hcode 10699
 
 prints ``READY <port>`` when it listens. Point the agent at it with
 ``THAICARD_NHSO_BASE_URL=http://127.0.0.1:8190`` (or ``thaicard-agent nhso config
