@@ -19,6 +19,7 @@ from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 
 from agent.card.demo import make_citizen_id
+from testrig.ports import free_port as free_port  # re-exported: NHSO tests take it from here
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-token-0123456789abcdef"
