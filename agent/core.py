@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from .card.session import (
     AppletRead,
@@ -52,6 +52,7 @@ __all__ = ["DEMO_VARIANTS", "CardService", "ReaderBackend", "ReaderView",
            "read_once"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_READ_TIMEOUT = 20.0
 FIRST_SCAN_TIMEOUT = 5.0
@@ -464,7 +465,7 @@ def read_exclusive(backend: ReaderBackend, reader: str, atr: bytes | None = None
     stays in: if it left, the fresh connect says so. The text goes to ``on_text`` once,
     when its citizen id checks out (or on the last try).
     """
-    restarts = 0
+    restarts = _Restarts(reader)
     retry_left = 1
     handed = False
 
@@ -474,23 +475,13 @@ def read_exclusive(backend: ReaderBackend, reader: str, atr: bytes | None = None
             handed = True
             on_text(card)
 
+    def read(transmit: Callable[[bytes], bytes], card_atr: bytes) -> CardRead:
+        return read_card(transmit, card_atr, photo=photo,
+                         on_text=hand if on_text is not None else None, nhso=nhso, laser=laser)
+
     while True:
         try:
-            with backend.connect(reader) as channel:
-                channel.begin_transaction()
-                try:
-                    card = read_card(channel.transmit, channel.atr or atr or b"", photo=photo,
-                                     on_text=hand if on_text is not None else None,
-                                     nhso=nhso, laser=laser)
-                finally:
-                    channel.end_transaction()
-        except CardReset as exc:
-            restarts += 1
-            if restarts > MAX_RESTARTS:
-                raise ReadInterrupted(f"{reader}: {exc} ({restarts} tries)") from exc
-            log.info("read on %s restarts (%d/%d): %s", reader, restarts, MAX_RESTARTS, exc)
-            time.sleep(RESTART_PAUSE_S * restarts)
-            continue
+            card = _in_transaction(backend, reader, atr, read, restarts)
         except (CardDataInvalid, ApduFailed) as exc:
             if not retry_left:
                 raise
@@ -508,21 +499,42 @@ def read_exclusive(backend: ReaderBackend, reader: str, atr: bytes | None = None
 def read_applets(backend: ReaderBackend, reader: str, atr: bytes | None = None, *,
                  nhso: bool = False, laser: bool = False) -> AppletRead:
     """The opt-in applets alone (NHSO coverage, laser id), in one transaction."""
-    restarts = 0
+    def read(transmit: Callable[[bytes], bytes], card_atr: bytes) -> AppletRead:
+        return read_optional_applets(transmit, card_atr, nhso=nhso, laser=laser)
+
+    return _in_transaction(backend, reader, atr, read, _Restarts(reader))
+
+
+class _Restarts:
+    """Restarts of one read after another program reset the card: bounded, with backoff."""
+
+    def __init__(self, reader: str) -> None:
+        self.reader = reader
+        self.count = 0
+
+    def after(self, exc: CardReset) -> None:
+        self.count += 1
+        if self.count > MAX_RESTARTS:
+            raise ReadInterrupted(f"{self.reader}: {exc} ({self.count} tries)") from exc
+        log.info("read on %s restarts (%d/%d): %s", self.reader, self.count, MAX_RESTARTS, exc)
+        time.sleep(RESTART_PAUSE_S * self.count)
+
+
+def _in_transaction(backend: ReaderBackend, reader: str, atr: bytes | None,
+                    work: Callable[[Callable[[bytes], bytes], bytes], _T],
+                    restarts: _Restarts) -> _T:
+    """``work(transmit, atr)`` inside one PC/SC transaction on a fresh connection, started
+    again from the beginning when another program resets the card (``restarts`` bounds it)."""
     while True:
         try:
             with backend.connect(reader) as channel:
                 channel.begin_transaction()
                 try:
-                    return read_optional_applets(channel.transmit, channel.atr or atr or b"",
-                                                 nhso=nhso, laser=laser)
+                    return work(channel.transmit, channel.atr or atr or b"")
                 finally:
                     channel.end_transaction()
         except CardReset as exc:
-            restarts += 1
-            if restarts > MAX_RESTARTS:
-                raise ReadInterrupted(f"{reader}: {exc} ({restarts} tries)") from exc
-            time.sleep(RESTART_PAUSE_S * restarts)
+            restarts.after(exc)
 
 
 def open_backend(kind: str = "pcsc") -> ReaderBackend:
