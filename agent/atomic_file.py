@@ -8,10 +8,12 @@ leave a truncated JSON file that stops the agent at its next start.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # Settings that may hold personal data (the recorder's citizen id in nhso.json): this user only.
 PRIVATE = 0o600
@@ -54,3 +56,17 @@ def _sync_folder(folder: Path) -> None:
     with contextlib.suppress(OSError):
         os.fsync(fd)
     os.close(fd)
+
+
+def read_json_object(path: Path, error: Callable[[str], Exception]) -> dict[str, Any]:
+    """A settings or policy file's JSON object: {} when absent, ``error(why)`` raised when it
+    cannot be read or holds something else (the one reader of the files written above)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} must hold a JSON object")
+    return data

@@ -13,13 +13,13 @@ other's alone.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic_file import read_json_object
 from .errors import AgentError
 from .osroom import PolicyInvalid
 
@@ -129,15 +129,7 @@ class KeyTable:
 
 def read_json_file(path: Path, error: type[AgentError]) -> dict[str, Any]:
     """A settings file's JSON object; {} when absent; ``error`` when broken."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise error(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise error(f"{path} must hold a JSON object")
-    return data
+    return read_json_object(path, error)
 
 
 class Layers:

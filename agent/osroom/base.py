@@ -9,7 +9,6 @@ everywhere with stand-ins for what only exists there (``winreg``, ``msvcrt``).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import socket
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from ..atomic_file import read_json_object as read_json
 from ..errors import AgentError
 
 
@@ -76,16 +76,8 @@ PolicySource = Callable[[], tuple[dict[str, Any], str]]
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON policy/settings file's object; {} when absent; PolicyInvalid when broken."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise PolicyInvalid(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise PolicyInvalid(f"{path} must hold a JSON object")
-    return data
+    """A JSON policy file's object; {} when absent; PolicyInvalid when broken."""
+    return read_json(path, PolicyInvalid)
 
 
 class OsRoom:

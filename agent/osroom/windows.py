@@ -42,27 +42,12 @@ def _winreg() -> Any:
 
 def read_registry_policy(registry: Any = None) -> dict[str, Any]:
     """Every value under ``HKLM\\Software\\Policies\\ThaiCardAgent``, by value name."""
-    reg = registry or _winreg()
-    values: dict[str, Any] = {}
-    try:
-        key = reg.OpenKey(reg.HKEY_LOCAL_MACHINE, POLICY_KEY)
-    except OSError:
-        return values
-    with key:
-        index = 0
-        while True:
-            try:
-                name, value, _kind = reg.EnumValue(key, index)
-            except OSError:
-                break
-            values[name] = value
-            index += 1
-    return values
+    return dict(_values(registry or _winreg(), POLICY_KEY))
 
 
-def _list_values(reg: Any, path: str) -> set[str]:
-    """The data of every value of a list-policy key (values named 1, 2, ..., 8189001)."""
-    found: set[str] = set()
+def _values(reg: Any, path: str) -> list[tuple[str, Any]]:
+    """(name, data) of every value under ``HKLM\\path``; none when the key is absent."""
+    found: list[tuple[str, Any]] = []
     try:
         key = reg.OpenKey(reg.HKEY_LOCAL_MACHINE, path)
     except OSError:
@@ -71,12 +56,17 @@ def _list_values(reg: Any, path: str) -> set[str]:
         index = 0
         while True:
             try:
-                _name, value, _kind = reg.EnumValue(key, index)
+                name, value, _kind = reg.EnumValue(key, index)
             except OSError:
                 break
-            found.add(str(value).rstrip("/"))
+            found.append((name, value))
             index += 1
     return found
+
+
+def _list_values(reg: Any, path: str) -> set[str]:
+    """The data of every value of a list-policy key (values named 1, 2, ..., 8189001)."""
+    return {str(value).rstrip("/") for _name, value in _values(reg, path)}
 
 
 def _installed(reg: Any, exe: str) -> bool:
