@@ -61,6 +61,7 @@ def make_agent(aiohttp_client, nhso, tmp_path):
         values: dict[str, Any] = dict(
             base_url=str(nhso.make_url("")).rstrip("/"), hcode=HCODE, source_id=SOURCE_ID,
             recorder_pid=RECORDER_PID, retry_base=0.01, retry_max=0.1, in_doubt_delay=0.05,
+            in_doubt_recheck=0.05,
             request_timeout=1.0, token_retry=0.3, due_check_interval=0.05)
         values.update(overrides)
         settings = load_settings(config_dir=tmp_path / "config", data_dir=tmp_path / "data",
@@ -507,8 +508,10 @@ async def test_tls_is_verified_against_the_system_store(aiohttp_server, make_age
     client = await make_agent(base_url=base)
     resp = await client.get("/v1/nhso/authen-status", params={"pid": pid})
     body = await resp.json()
-    assert resp.status == 503 and body["code"] == "nhso_unavailable"
-    assert "Certificate" in body["detail"]
+    # Typed, and it says which certificate failed and why (TLS is never weakened).
+    assert resp.status == 503 and body["code"] == "nhso_tls_failed"
+    assert "Certificate" in body["detail"] and "self-signed" in body["detail"]
+    assert "127.0.0.1" in body["detail"]
     assert https.app[STATE].requests["status"] == 0
     # Trusted once it is in the store the system uses (as IT installs a proxy CA).
     monkeypatch.setenv("SSL_CERT_FILE", cert)
