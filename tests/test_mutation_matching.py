@@ -115,7 +115,8 @@ def test_service_time(value: Any, ms: int | None) -> None:
 def test_a_record_is_shown_to_staff_in_bangkok_time() -> None:
     [rec] = records({"serviceHistories": [entry(visitNumber="VN9")]})
     assert rec.view() == {"claimCode": "EP0000000001", "hcode": HCODE,
-                          "serviceCode": "PG0060001", "serviceDateTime": "2026-03-10T09:30:00+07:00",
+                          "serviceCode": "PG0060001",
+                          "serviceDateTime": "2026-03-10T09:30:00+07:00",
                           "sourceChannel": "ENDPOINT", "visitNumber": "VN9"}
     assert Record("EP1", None, None, None, None, {}).view()["serviceDateTime"] is None
 

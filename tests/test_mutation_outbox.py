@@ -68,7 +68,8 @@ async def test_the_same_body_again_is_the_same_claim(outbox: Outbox) -> None:
     first, _ = await outbox.submit(b)
     again, created = await outbox.submit(dict(reversed(list(b.items()))))  # key order
     assert not created and again == first
-    assert await outbox.counts() == {"queued": 1, "sending": 0, "sent": 0, "failed": 0, "needs_review": 0}
+    assert await outbox.counts() == {"queued": 1, "sending": 0, "sent": 0, "failed": 0,
+        "needs_review": 0}
 
 
 @pytest.mark.parametrize("status", ["queued", "sending", "sent"])
@@ -106,7 +107,8 @@ async def test_a_corrected_claim_replaces_a_refused_one(outbox: Outbox) -> None:
     assert again.service_date == dt.datetime.fromtimestamp(later / 1000, BKK).date().isoformat()
     assert before <= again.next_attempt_at == again.updated_at <= time.time()
     assert again.created_at == claim.created_at
-    assert await outbox.counts() == {"queued": 1, "sending": 0, "sent": 0, "failed": 0, "needs_review": 0}
+    assert await outbox.counts() == {"queued": 1, "sending": 0, "sent": 0, "failed": 0,
+        "needs_review": 0}
 
 
 def test_canonical_is_independent_of_key_order_and_keeps_thai() -> None:
@@ -157,13 +159,15 @@ async def test_list_returns_at_most_1000_by_default(outbox: Outbox) -> None:
 
 
 async def test_counts_cover_every_status(outbox: Outbox) -> None:
-    assert await outbox.counts() == {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "needs_review": 0}
+    assert await outbox.counts() == {"queued": 0, "sending": 0, "sent": 0, "failed": 0,
+        "needs_review": 0}
     ids = [(await outbox.submit(body(n)))[0].id for n in range(10, 15)]
     await outbox.mark_sent(ids[0], "EP1", None)
     await outbox.mark_sent(ids[1], "EP2", None)
     await outbox.mark_failed(ids[2], "nhso_rejected", "x")
     assert await outbox.take_due() is not None
-    assert await outbox.counts() == {"queued": 1, "sending": 1, "sent": 2, "failed": 1, "needs_review": 0}
+    assert await outbox.counts() == {"queued": 1, "sending": 1, "sent": 2, "failed": 1,
+        "needs_review": 0}
 
 
 async def test_codes_in_use_are_per_person_and_day(outbox: Outbox) -> None:
