@@ -375,7 +375,7 @@ def test_view_is_the_documented_shape() -> None:
         "attempts": 2, "authenCode": "EP1", "seq": "9", "recovered": True, "error": None,
         "due": True, "createdAt": "2026-03-10T09:30:15+07:00",
         "updatedAt": "2026-03-10T09:31:15+07:00", "sentAt": "2026-03-10T09:32:15+07:00",
-        "claim": {"x": 1}}
+        "review": None, "resolution": None, "claim": {"x": 1}}
     failed = Claim(**{**claim.__dict__, "error_code": "nhso_rejected", "sent_at": None})
     view = failed.view()
     assert view["error"] == {"code": "nhso_rejected", "message": "ignored without a code"}
