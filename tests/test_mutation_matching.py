@@ -275,3 +275,9 @@ def test_a_record_fitting_two_of_ours_is_left_when_the_other_is_certain_elsewher
     found = records({"serviceHistories": [entry("EP1", visitNumber="VN2")]})
     assert settle("c2", visits, found, ()).code == "EP1"
     assert settle("c1", visits, found, ()).absent
+
+
+def test_every_reason_has_its_thai_text() -> None:
+    from agent.nhso.matching import NOT_TO_THE_SECOND, REASONS_TH, SEVERAL, SHARED
+    assert set(REASONS_TH) == {SEVERAL, SHARED, NOT_TO_THE_SECOND}
+    assert all(REASONS_TH.values())

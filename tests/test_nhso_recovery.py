@@ -112,6 +112,7 @@ async def test_a_record_that_cannot_be_told_apart_waits_for_staff(make_agent, nh
     view = await wait_status(client, claim_id, "needs_review")
     assert [c["claimCode"] for c in view["review"]["candidates"]] == [other["authenCode"]]
     assert "not to the second" in view["review"]["reason"]
+    assert "วินาที" in view["review"]["reason_th"]
     [event] = await events_of(client, "claim.needs_review", 1)
     assert event["id"] == claim_id and event["candidates"] == view["review"]["candidates"]
     listed = await client.get("/v1/claims", params={"status": "needs_review"})

@@ -41,6 +41,15 @@ from .validation import BANGKOK
 EXACT_MS = 1_000            # NHSO lists seconds: truncated or rounded, at most 1 s apart
 NEAR_MS = 5 * 60_000        # the same visit by every other field, the time off by minutes
 AMOUNTS = ("totalAmount", "paidAmount", "privilegeAmount")
+SEVERAL = "several records of NHSO fit this claim"
+SHARED = "the record that fits this claim also fits another claim"
+NOT_TO_THE_SECOND = "a record fits this claim but its time is not to the second"
+# What staff read on the status page and in the tray (Thai first).
+REASONS_TH = {
+    SEVERAL: "มีรายการของ สปสช. มากกว่าหนึ่งรายการที่ตรงกับเคลมนี้",
+    SHARED: "รายการของ สปสช. ที่ตรงกับเคลมนี้ ตรงกับเคลมอื่นของเราด้วย",
+    NOT_TO_THE_SECOND: "มีรายการที่ตรงกับเคลมนี้ แต่เวลาไม่ตรงถึงระดับวินาที",
+}
 
 
 @dataclass(frozen=True)
@@ -223,11 +232,11 @@ def settle(target: str, visits: Sequence[Visit], found: Iterable[Record],
         if not any(exact(other, exacts[0]) for other in others):
             return Verdict(code=exacts[0].code)
         return Verdict(candidates=exacts + nears,
-                       reason="the record that fits this claim also fits another claim")
+                       reason=SHARED)
     if exacts:
         return Verdict(candidates=exacts + nears,
-                       reason="several records of NHSO fit this claim")
+                       reason=SEVERAL)
     if nears:
         return Verdict(candidates=nears,
-                       reason="a record fits this claim but its time is not to the second")
+                       reason=NOT_TO_THE_SECOND)
     return Verdict()

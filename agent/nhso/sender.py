@@ -210,7 +210,7 @@ class ClaimSender:
             log.info("claim %s was already at NHSO; recorded without resending", claim.id)
             self._published_sent(done)
             return
-        review = {"reason": verdict.reason,
+        review = {"reason": verdict.reason, "reason_th": matching.REASONS_TH[verdict.reason],
                   "candidates": [r.view() for r in verdict.candidates]}
         held = await self.outbox.mark_review(claim.id, review)
         log.warning("claim %s needs review: %s (%d record(s)); nothing is sent until staff "

@@ -141,7 +141,7 @@ function renderReview(claim) {
   const when = new Date(c.serviceDateTime).toLocaleString("th-TH", {timeZone: "Asia/Bangkok"});
   const head = document.createElement("p");
   head.textContent = `เคลม ${claim.transactionId} (${maskCitizenId(c.pid)}, ${when}, ` +
-    `${c.claimServiceCode}) — ${claim.review ? claim.review.reason : ""}`;
+    `${c.claimServiceCode}) — ${claim.review ? `${claim.review.reason_th} · ${claim.review.reason}` : ""}`;
   box.append(head);
   const list = document.createElement("ul");
   for (const cand of (claim.review ? claim.review.candidates : [])) {
