@@ -449,3 +449,17 @@ async def test_tls_is_verified_against_the_system_store(aiohttp_server, make_age
     client = await make_agent(base_url=base)
     resp = await client.get("/v1/nhso/authen-status", params={"pid": pid})
     assert resp.status == 200 and https.app[STATE].requests["status"] == 1
+
+
+async def test_a_tls_handshake_failure_says_what_failed(make_agent, nhso):
+    """An https:// address answered by something that does not speak TLS (a proxy or a
+    wrong port): typed nhso_tls_failed naming the handshake and OpenSSL's reason; nothing
+    was sent, and the agent never retries with weaker settings."""
+    base = str(nhso.make_url("")).rstrip("/").replace("http://", "https://")
+    client = await make_agent(base_url=base)
+    resp = await client.get("/v1/nhso/authen-status", params={"pid": patient_pid(121)})
+    body = await resp.json()
+    assert resp.status == 503 and body["code"] == "nhso_tls_failed", body
+    assert "TLS handshake failed" in body["detail"]
+    assert "WRONG_VERSION_NUMBER" in body["detail"].upper().replace(" ", "_")
+    assert server_state(nhso).requests["status"] == 0
