@@ -478,3 +478,95 @@ async def test_open_creates_missing_parent_folders_and_close_cleans_up(tmp_path:
     # The connection was closed: SQLite checkpointed and removed its WAL.
     assert not Path(f"{box.path}-wal").exists()
     assert box.path.exists()
+
+
+async def test_a_review_is_recorded_and_a_taken_code_is_never_shared(outbox: Outbox) -> None:
+    from agent.errors import ClaimConflict, ClaimNotFound, ClaimNotInReview
+    from agent.nhso.validation import ValidationFailed
+    first, _ = await outbox.submit(body(40))
+    second, _ = await outbox.submit(body(40, transactionId="T-40b", visitNumber="VN40b",
+                                         serviceDateTime=first.body["serviceDateTime"] - 600_000,
+                                         invoiceDateTime=first.body["serviceDateTime"]))
+    review = {"reason": "r", "reason_th": "ร", "candidates": [{"claimCode": "EP1"},
+                                                               {"claimCode": "EP2"}]}
+    with pytest.raises(ClaimNotInReview):
+        await outbox.resolve_review(first.id, "resend", None, "me")
+    with pytest.raises(ClaimNotFound):
+        await outbox.resolve_review("nope", "resend", None, "me")
+    held = await outbox.mark_review(first.id, review)
+    assert (held.status, held.in_doubt, held.review, held.error_code) == (
+        "needs_review", True, review, None)
+    assert await outbox.take_due() is not None          # the other claim, never this one
+    with pytest.raises(ValidationFailed):
+        await outbox.resolve_review(first.id, "take", "EP9", "me")
+    await outbox.mark_sent(second.id, "EP2", None)
+    with pytest.raises(ClaimConflict):
+        await outbox.resolve_review(first.id, "take", "EP2", "me")
+    done = await outbox.resolve_review(first.id, "take", "EP1", "https://his")
+    assert (done.status, done.authen_code, done.recovered, done.in_doubt) == (
+        "sent", "EP1", True, False)
+    assert done.resolution is not None and done.resolution["action"] == "take"
+    assert (done.resolution["claimCode"], done.resolution["by"]) == ("EP1", "https://his")
+    assert done.sent_at is not None and done.review == review
+
+
+async def test_a_resend_choice_queues_the_claim_now(outbox: Outbox) -> None:
+    claim, _ = await outbox.submit(body(41))
+    await outbox.mark_attempt(claim.id)
+    await outbox.note_absent(claim.id, 100.0)
+    await outbox.mark_review(claim.id, {"reason": "r", "candidates": []})
+    before = time.time()
+    done = await outbox.resolve_review(claim.id, "resend", None, "a program")
+    assert (done.status, done.in_doubt, done.status_checks) == ("queued", False, 0)
+    assert before <= done.next_attempt_at <= time.time()
+    assert done.resolution is not None and done.resolution["action"] == "resend"
+    assert (await outbox.take_due()).id == claim.id
+
+
+async def test_absent_at_nhso_is_counted_and_waits(outbox: Outbox) -> None:
+    claim, _ = await outbox.submit(body(42))
+    await outbox.mark_attempt(claim.id)
+    before = time.time()
+    after = await outbox.note_absent(claim.id, 30.0)
+    assert (after.status, after.in_doubt, after.status_checks) == ("queued", True, 1)
+    assert before + 30 <= after.next_attempt_at <= time.time() + 30
+    assert (await outbox.note_absent(claim.id, 0.0)).status_checks == 2
+    await outbox.mark_attempt(claim.id)
+    assert (await outbox.get(claim.id)).status_checks == 0
+
+
+async def test_in_doubt_claims_are_taken_first(outbox: Outbox) -> None:
+    fresh, _ = await outbox.submit(body(43))
+    doubtful, _ = await outbox.submit(body(44))
+    await outbox.mark_attempt(doubtful.id)
+    await outbox.reschedule(doubtful.id, 0.0, in_doubt=True, error_code=None,
+                            error_message=None)
+    assert (await outbox.take_due()).id == doubtful.id
+    assert (await outbox.take_due()).id == fresh.id
+
+
+async def test_the_same_visit_is_refused_unless_new(outbox: Outbox) -> None:
+    from agent.errors import ClaimSameVisit
+    first, _ = await outbox.submit(body(45))
+    again = {**first.body, "transactionId": "T-45b"}
+    with pytest.raises(ClaimSameVisit) as caught:
+        await outbox.submit(again)
+    assert caught.value.existing == {"id": first.id, "transactionId": first.transaction_id,
+                                     "status": "queued"}
+    assert caught.value.to_dict()["existing"]["id"] == first.id
+    # Any of the four fields differing makes it another visit (raises nothing).
+    for n, changed in enumerate(({"hcode": "10700"}, {"claimServiceCode": "PG0130001"},
+                                 {"pid": body(46)["pid"]},
+                                 {"serviceDateTime": first.body["serviceDateTime"] + 1})):
+        _, created = await outbox.submit({**again, **changed, "transactionId": f"T-45-{n}"})
+        assert created
+    assert (await outbox.submit(again, new_visit=True))[1] is True
+
+
+async def test_patient_day_lists_the_patients_claims_of_that_day(outbox: Outbox) -> None:
+    a, _ = await outbox.submit(body(47))
+    b, _ = await outbox.submit({**body(47), "transactionId": "T-47b", "visitNumber": "V2",
+                                "serviceDateTime": a.body["serviceDateTime"] - 1000})
+    await outbox.submit(body(48))
+    assert [c.id for c in await outbox.patient_day(a.pid, a.service_date)] == [a.id, b.id]
+    assert await outbox.patient_day(a.pid, "2000-01-01") == []

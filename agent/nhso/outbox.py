@@ -517,6 +517,12 @@ class Outbox:
                 raise ValidationFailed([{"field": "claimCode",
                                          "message": "must be one of " + ", ".join(map(str, listed)),
                                          "message_th": "ต้องเป็นรหัสที่แสดงไว้"}])
+            holder = db.execute("SELECT id FROM claims WHERE authen_code = ? AND pid = ? AND "
+                                "service_date = ? AND id != ?",
+                                (code, claim.pid, claim.service_date, claim_id)).fetchone()
+            if action == "take" and holder is not None:
+                # Another claim took that record since the review began: one code, one claim.
+                raise ClaimConflict(f"{code} is already recorded for claim {holder[0]}")
             resolution = json.dumps({"action": action, "claimCode": code, "by": by,
                                      "at": _iso(now)}, ensure_ascii=False)
             if action == "take":
