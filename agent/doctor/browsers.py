@@ -23,13 +23,18 @@ def needed_origins(ctx: Context) -> list[str]:
 
 
 def _covered(browser: str, origin: str, listed: frozenset[str]) -> bool:
-    """Chromium lists origins; Firefox's ``SkipDomains`` lists domains (a host or its
-    parent domain), so a page is covered there by its host name."""
+    """Chromium lists origins; Firefox's ``SkipDomains`` lists host patterns and matches the
+    page's host the way Firefox does (docs/reference.md): ``*`` any host, ``*.example.org``
+    that domain and every host under it, anything else that host only."""
     if browser != "Firefox":
         return origin in listed
     host = urlsplit(origin).hostname or ""
-    domains = {(urlsplit(d).hostname or d) if "://" in d else d for d in listed}
-    return any(host == d or host.endswith("." + d) for d in domains)
+    for pattern in listed:
+        if pattern == "*" or pattern == host:
+            return True
+        if pattern.startswith("*.") and (host == pattern[2:] or host.endswith(pattern[1:])):
+            return True
+    return False
 
 
 def check_browsers(ctx: Context) -> list[Finding]:
