@@ -124,12 +124,12 @@ def test_wxs_stays_wix3_source():
     source = build_msi.WXS.read_text(encoding="utf-8")
     stripped = build_msi.wixl_source(source)
     assert stripped.conditions["C.Browser.3"] == 'BROWSER_POLICIES = "1" AND ORIGIN3'
-    assert len(stripped.conditions) == 9
+    assert len(stripped.conditions) == 13           # 9, and Firefox's 4
     assert {"PORT", "ORIGIN1", "BROWSER_POLICIES", "AUTOSTART"} <= set(stripped.secure)
     tree = ET.fromstring(stripped.xml)
     ns = {"w": build_msi.NS}
     assert not tree.findall(".//w:Component/w:Condition", ns)
-    assert len(tree.findall("./w:Product/w:Condition", ns)) == 9     # launch conditions stay
+    assert len(tree.findall("./w:Product/w:Condition", ns)) == 11    # launch conditions stay
     assert "Secure=" not in stripped.xml and 'Platform="x64"' in source
 
 
