@@ -30,7 +30,7 @@ BROWSERS = {"Chrome": ("Google Chrome.app", "com.google.Chrome"),
 SYSLOG_SOCKET = Path("/var/run/syslog")     # unified logging takes syslog messages here
 # Where Mozilla documents policies.json on macOS (docs/reference.md); the pkg merges into it.
 FIREFOX_DISTRIBUTION = Path("Firefox.app/Contents/Resources/distribution/policies.json")
-INSTALLER_STATE_DIR = Path("/Library/Application Support/Thai Card Agent")
+INSTALLER_STATE_DIR = Path("/Library/Application Support/thaicard-agent")
 
 
 def mac_browser_policies(managed: Path = MANAGED,
