@@ -179,7 +179,9 @@ def test_doctor_agrees_with_the_linux_merge(tmp_path: Path) -> None:
     etc.mkdir()
     (tmp_path / "usr/lib/firefox").mkdir(parents=True)
     room = LinuxWithFirefox(etc=etc)
-    assert firefox_finding(room).verdict == "warn"
+    missing = firefox_finding(room)
+    assert missing.verdict == "warn" and "FIREFOX_DOMAINn" in missing.action_en
+    assert "ชื่อโฮสต์" in missing.action_th          # the remedy names host names, not origins
     distribution = tmp_path / "usr/lib/firefox/distribution/policies.json"
     distribution.parent.mkdir()
     distribution.write_text(json.dumps(ADMIN))
