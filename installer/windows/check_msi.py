@@ -221,7 +221,8 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
             continue
         need(row["Value"] == f"[FIREFOX_DOMAIN{n}]", f"Firefox slot {n} = {row['Value']!r}")
         need(components[row["Component_"]]["Condition"] ==
-             f'BROWSER_POLICIES = "1" AND FIREFOX_DOMAIN{n} AND {FIREFOX_GUARD}',
+             f'(BROWSER_POLICIES = "1" AND FIREFOX_DOMAIN{n} AND {FIREFOX_GUARD})'
+             ' OR REMOVE~="ALL"',
              f"Firefox slot {n}: condition {components[row['Component_']]['Condition']!r}")
     firefox_names = sorted(r["Name"] for r in registry.where(Root=HKLM, Key=FIREFOX_KEY))
     need(firefox_names == [str(n) for n in range(1, FIREFOX_SLOTS + 1)],
