@@ -157,11 +157,11 @@ def remove(state: Path) -> Change | None:
 def _undo(file: Path, doc: dict[str, Any], change: Change) -> None:
     policies = doc.get("policies", {})
     lna = policies.get("LocalNetworkAccess", {})
-    skip = lna.get("SkipDomains", [])
-    lna["SkipDomains"] = [d for d in skip if d not in change.added]
-    # Containers we created go when empty; the admin's stay even when we emptied them.
-    if "SkipDomains" in change.created_keys and not lna["SkipDomains"]:
-        del lna["SkipDomains"]
+    if "SkipDomains" in lna:                # the admin may have taken it out since
+        lna["SkipDomains"] = [d for d in lna["SkipDomains"] if d not in change.added]
+        # Containers we created go when empty; the admin's stay even when we emptied them.
+        if "SkipDomains" in change.created_keys and not lna["SkipDomains"]:
+            del lna["SkipDomains"]
     if "LocalNetworkAccess" in change.created_keys and "LocalNetworkAccess" in policies \
             and not lna:
         del policies["LocalNetworkAccess"]

@@ -83,6 +83,23 @@ def test_admin_containers_stay_even_when_emptied(tmp_path: Path) -> None:
         "policies": {"LocalNetworkAccess": {"SkipDomains": []}}}
 
 
+def test_remove_follows_the_admins_later_edits(tmp_path: Path) -> None:
+    """After install the admin took out their SkipDomains and added a policy: remove
+    neither puts an empty SkipDomains back nor loses the new policy."""
+    file = tmp_path / "policies.json"
+    file.write_text(json.dumps({"policies": {"LocalNetworkAccess": {
+        "Enabled": True, "SkipDomains": ["printer.hospital.local"]}}}))
+    state = tmp_path / "state.json"
+    add(file, ["his.hospital.go.th"], state)
+    doc = json.loads(file.read_text())
+    del doc["policies"]["LocalNetworkAccess"]["SkipDomains"]
+    doc["policies"]["DisableTelemetry"] = True
+    file.write_text(json.dumps(doc))
+    remove(state)
+    assert json.loads(file.read_text()) == {"policies": {
+        "LocalNetworkAccess": {"Enabled": True}, "DisableTelemetry": True}}
+
+
 def test_already_listed_means_nothing_to_undo(tmp_path: Path) -> None:
     file = tmp_path / "policies.json"
     file.write_text(json.dumps(ADMIN))
