@@ -217,5 +217,9 @@ def cmd_firefox_policy(args: argparse.Namespace) -> int:
         return 0
     domains = skip_domains(args.origins)
     change = add(file, domains, state)
-    print(f"{file}: SkipDomains + {', '.join(change.added) or '(already listed / มีอยู่แล้ว)'}")
+    if not domains:
+        print("No page host names to add (loopback origins need none) / ไม่มีชื่อโฮสต์ที่ต้องเพิ่ม")
+    else:
+        print(f"{file}: SkipDomains + "
+              f"{', '.join(change.added) or '(already listed / มีอยู่แล้ว)'}")
     return 0

@@ -157,6 +157,10 @@ def test_cli_adds_and_removes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["firefox-policy", "remove", "--state", str(state)], commands=[]) == 0
     assert not file.exists()
     assert "authenservice.nhso.go.th" in capsys.readouterr().out
+    # Only loopback origins: nothing to write, and it says so.
+    assert main(["firefox-policy", "add", "http://127.0.0.1:3000", "--file", str(file),
+                 "--state", str(state)], commands=[]) == 0
+    assert not file.exists() and "No page host names" in capsys.readouterr().out
 
 
 # -- which file: the one Firefox reads ----------------------------------------------------------
