@@ -80,15 +80,16 @@ class Visit:
     service_code: str
     service_ms: int
     transaction_id: str
-    visit_number: str | None
+    visit_number: str
     amounts: Mapping[str, float]
 
     @classmethod
     def of(cls, claim_id: str, body: Mapping[str, Any]) -> Visit:
-        return cls(claim_id, str(body.get("hcode", "")), str(body.get("claimServiceCode", "")),
-                   int(body.get("serviceDateTime", 0)), str(body.get("transactionId", "")),
-                   None if body.get("visitNumber") is None else str(body["visitNumber"]),
-                   {k: float(body[k]) for k in AMOUNTS if _number(body.get(k))})
+        """From a claim body as the outbox keeps it: validated, so every field NHSO
+        requires is there (hcode filled in from the settings)."""
+        return cls(claim_id, body["hcode"], body["claimServiceCode"],
+                   body["serviceDateTime"], body["transactionId"], body["visitNumber"],
+                   {k: float(body[k]) for k in AMOUNTS})
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,16 @@ def parse_time(value: Any) -> int | None:
     zone). A bare date is no time at all."""
     if _number(value):
         return int(value)
-    if not isinstance(value, str) or len(value.strip()) <= 10:
+    if not isinstance(value, str):
         return None
+    text = value.strip()
     try:
-        parsed = dt.datetime.fromisoformat(value.strip())
+        dt.date.fromisoformat(text)
+        return None                     # a day, not a time
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text)
     except ValueError:
         return None
     if parsed.tzinfo is None:
@@ -157,8 +164,7 @@ def records(status: Mapping[str, Any]) -> list[Record]:
     """The closed-claim records (``EP`` codes) of a Check Authen Status answer."""
     out: list[Record] = []
     for entry in _entries(status):
-        code = _text(entry.get("claimCode") or entry.get("authCode")
-                     or entry.get("authenCode"))
+        code = _text(entry.get("claimCode") or entry.get("authCode"))
         if code is None or not code.startswith("EP"):
             continue
         hospital, service = _obj(entry.get("hospital")), _obj(entry.get("service"))
@@ -166,10 +172,8 @@ def records(status: Mapping[str, Any]) -> list[Record]:
                  if entry.get(k) is not None}
         out.append(Record(
             code=code,
-            hcode=_text(hospital.get("hcode") or entry.get("hospitalCode")
-                        or entry.get("hcode")),
-            service_code=_text(service.get("code") or entry.get("serviceCode")
-                               or entry.get("claimServiceCode")),
+            hcode=_text(hospital.get("hcode") or entry.get("hospitalCode")),
+            service_code=_text(service.get("code")),
             service_ms=parse_time(entry.get("serviceDateTime") or entry.get("serviceDate")),
             channel=_text(entry.get("sourceChannel")),
             extra=extra))
@@ -188,7 +192,7 @@ def _agrees(visit: Visit, record: Record) -> bool:
     if tid is not None and str(tid) != visit.transaction_id:
         return False
     vn = record.extra.get("visitNumber")
-    if vn is not None and visit.visit_number is not None and str(vn) != visit.visit_number:
+    if vn is not None and str(vn) != visit.visit_number:
         return False
     for name, ours in visit.amounts.items():
         theirs = record.extra.get(name)
