@@ -138,3 +138,45 @@ def serve_and_get_status(command: list[str], home: Path, *extra: str) -> dict[st
 def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     kw.setdefault("timeout", 120)
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+@contextlib.contextmanager
+def xvfb() -> Iterator[str]:
+    """A private X server (Xvfb picks a free display number itself): its DISPLAY."""
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0",
+                               "1024x768x24", "-nolisten", "tcp"], pass_fds=(write_end,),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as numbers:       # written once the server accepts clients
+            number = numbers.readline().strip()
+        if not number:
+            raise RuntimeError("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+
+
+def wait_for_window(display: str, name_regex: str, proc: subprocess.Popen[Any],
+                    limit: float = 120.0) -> str:
+    """The X window id whose title matches, once ``proc`` shows it; fails when ``proc`` ends
+    first (a missing module in a frozen bundle) or at ``limit``, which only ends a hang."""
+    deadline = time.monotonic() + limit
+    while True:
+        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name_regex],
+                               env={**os.environ, "DISPLAY": display}, capture_output=True,
+                               text=True, timeout=30).stdout.split()
+        if found:
+            return found[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode} before showing "
+                                 f"{name_regex!r}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no window {name_regex!r} within {limit:.0f} s")
+        time.sleep(0.2)
