@@ -62,7 +62,8 @@ def test_checker_catches_broken_packages(msi, tmp_path):
                   "UPDATE `Component` SET `Condition` = '' WHERE `Component` = 'C.Autostart'",
                   "UPDATE `Component` SET `Attributes` = 272 WHERE `Component` = 'C.InstallInfo'",
                   # conditioned as before the fix: false at uninstall, the value stayed
-                  "UPDATE `Component` SET `Condition` = 'PORT' WHERE `Component` = 'C.Policy.Port'"):
+                  "UPDATE `Component` SET `Condition` = 'PORT' "
+                  "WHERE `Component` = 'C.Policy.Port'"):
         subprocess.run(["msibuild", str(broken), "-q", query], check=True)
     problems = "\n".join(check_msi.check_msi(broken))
     assert "Edge\\LoopbackNetworkAllowedForUrls\\8189002" in problems
