@@ -93,6 +93,27 @@ def _build_once() -> Path | Exception:      # a failed build is not retried by e
     return dist / "thaicard-agent"
 
 
+def wine_build() -> dict[str, Path]:
+    """The Windows bundle and MSI built under Wine (installer/windows/build_under_wine.py),
+    once per test process; the downloaded CPython is kept under test-output/ for the next
+    local run."""
+    result = _wine_build_once()
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+@functools.cache
+def _wine_build_once() -> dict[str, Path] | Exception:
+    sys.path.insert(0, str(ROOT / "installer" / "windows"))
+    import build_under_wine
+
+    try:
+        return build_under_wine.build(run_dir() / "wine", cache=OUT / "wine-cache")
+    except Exception as exc:  # noqa: BLE001 - reported by every test that needs the build
+        return exc
+
+
 def isolated_env(home: Path) -> dict[str, str]:
     """An environment whose config, data and logs live under ``home`` (no user settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("THAICARD_")}

@@ -1,0 +1,338 @@
+"""The Windows bundle and MSI, built under Wine and run under it (private prefix).
+
+Built once per test run by installer/windows/build_under_wine.py (tests/installer_support.py):
+the official Windows embeddable CPython, Windows wheels, the same PyInstaller spec as every
+other build, the MSI from build_msi.py. What Wine cannot stand for (real WinSCard, UAC, ICE
+validation, signing, a second user's logon) is listed in installer/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testrig.ports import free_port
+from tests.installer_support import (
+    ROOT,
+    get_status,
+    package_version,
+    run_dir,
+    wait_for_window,
+    wine_build,
+    xvfb,
+)
+
+sys.path.insert(0, str(ROOT / "installer" / "windows"))
+import build_under_wine as bw
+import check_msi
+
+pytestmark = [
+    pytest.mark.timeout(1200),      # the first test pays for the build under Wine
+    pytest.mark.skipif(not all(shutil.which(t) for t in ("wine", "wineserver", "wixl",
+                                                         "msibuild", "Xvfb", "xdotool")),
+                       reason="needs wine, wixl/msitools, Xvfb, xdotool "
+                              "(scripts/setup.sh test)"),
+]
+
+HIS = "https://his.example.go.th"
+INSTALL_DIR = ("Program Files", "Thai Card Agent")
+
+
+@pytest.fixture(scope="module")
+def built() -> Iterator[dict[str, Path]]:
+    parts = wine_build()
+    yield parts
+    bw.stop_wine(parts["prefix"])
+
+
+@pytest.fixture(scope="module")
+def prefix(built: dict[str, Path]) -> Path:
+    return built["prefix"]
+
+
+def agent_exe(built: dict[str, Path]) -> str:
+    return str(built["bundle"] / "thaicard-agent.exe")
+
+
+def windows(prefix: Path, *args: str, input_text: str | None = None,
+            **env: str) -> subprocess.CompletedProcess[str]:
+    return bw.wine(prefix, list(args), check=False, input_text=input_text, **env)
+
+
+class Served:
+    """A Windows program serving under Wine, its output kept in a log file."""
+
+    def __init__(self, prefix: Path, args: list[str], port: int, log: Path,
+                 **env: str) -> None:
+        self.port, self.log = port, log
+        # A pipe, copied to the log: with a file for stdout Python under Wine cannot start.
+        self.proc = subprocess.Popen(["wine", *args], env=bw.wine_env(prefix, **env),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        self._copy = threading.Thread(target=self._keep, daemon=True)
+        self._copy.start()
+
+    def _keep(self) -> None:
+        assert self.proc.stdout is not None
+        with open(self.log, "wb") as out:
+            for line in self.proc.stdout:
+                out.write(line)
+                out.flush()
+
+    def status(self) -> dict[str, Any]:
+        deadline = time.monotonic() + 180        # Wine's first start; only ends a hang
+        while True:
+            if self.proc.poll() is not None:
+                self._copy.join(30)
+                raise AssertionError(f"exited with {self.proc.returncode}:\n" + self.output())
+            try:
+                return get_status(self.port)
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._copy.join(30)
+
+
+def serve(prefix: Path, exe: str, name: str, *args: str, port: int | None = None) -> Served:
+    port = port or free_port()
+    flags = [] if "--no-port" in args else ["--port", str(port)]
+    rest = [a for a in args if a != "--no-port"]
+    return Served(prefix, [exe, "serve", *flags, *rest], port, run_dir() / f"wine-{name}.log")
+
+
+def get(port: int, path: str, origin: str | None = None) -> tuple[int, dict[str, str], Any]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Origin": origin} if origin else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read() or b"null")
+
+
+# -- the bundle ---------------------------------------------------------------------------------
+def test_windows_exe_prints_the_package_version(built, prefix):
+    out = windows(prefix, agent_exe(built), "--version")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip() == f"thaicard-agent {package_version()}"
+    assert (built["bundle"] / "thaicard-agent-tray.exe").is_file()
+
+
+def test_windows_demo_read_is_the_card_linux_reads(built, prefix):
+    out = windows(prefix, agent_exe(built), "read", "--demo", "--no-photo")
+    assert out.returncode == 0, out.stdout + out.stderr
+    card = json.loads(out.stdout)            # Thai text through a pipe: UTF-8 mode
+    source = json.loads(subprocess.run([sys.executable, "-m", "agent", "read", "--demo",
+                                        "--no-photo"], capture_output=True, text=True,
+                                       check=True, cwd=ROOT).stdout)
+    for reads in (card, source):
+        for key in ("text_ms", "photo_ms", "total_ms"):
+            reads["read"].pop(key)
+    assert card == source
+    assert card["name_th"]["full"] == "นายทดสอบ ระบบอ่านบัตร"
+
+
+def test_windows_agent_serves_compat_and_v1_to_linux(built, prefix):
+    agent = serve(prefix, agent_exe(built), "serve-demo", "--demo")
+    try:
+        status = agent.status()
+        assert status["backend"] == "demo" and status["version"] == package_version()
+        code, _, card = get(agent.port, "/api/smartcard/read")
+        assert code == 200, card
+        assert card["pid"] == "1999900000005"
+        code, _, v1 = get(agent.port, "/v1/card")
+        assert code == 200 and v1["card"]["citizen_id"] == "1999900000005"
+    finally:
+        agent.stop()
+
+
+def test_wine_pcsc_stub_is_reported_unavailable_and_the_agent_keeps_serving(built, prefix):
+    """Wine's winscard.dll is a stub: the real PC/SC path must say so and keep serving."""
+    agent = serve(prefix, agent_exe(built), "serve-pcsc", "--backend", "pcsc")
+    try:
+        pcsc = agent.status()["pcsc"]
+        assert pcsc["state"] == "unavailable" and pcsc["error"] == "pcsc_unavailable", pcsc
+        assert pcsc["detail"].startswith("SCardEstablishContext: SCARD_"), pcsc
+        code, _, body = get(agent.port, "/api/smartcard/read")
+        assert code == 418 and "pcsc_unavailable" in json.dumps(body)
+        assert agent.status()["pcsc"]["state"] == "unavailable"      # still serving
+    finally:
+        agent.stop()
+    assert "PC/SC unavailable: SCardEstablishContext" in agent.output()
+
+
+def _credentials(built: dict[str, Path], prefix: Path) -> list[str]:
+    """Target names in the Windows Credential Manager, asked through the Win32 API."""
+    out = windows(prefix, str(built["python"]), "-c",
+                  "import json, win32cred; print(json.dumps("
+                  "[c['TargetName'] for c in win32cred.CredEnumerate(None, 0) or []]))")
+    if out.returncode != 0 and "1168" in out.stdout + out.stderr:    # ERROR_NOT_FOUND
+        return []
+    assert out.returncode == 0, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def test_token_set_status_clear_through_the_credential_manager(built, prefix):
+    exe = agent_exe(built)
+    token = "0123456789abcdef0123456789abcdef"
+    before = _credentials(built, prefix)
+    out = windows(prefix, exe, "token", "set", "--hcode", "12345", input_text=token + "\n")
+    assert out.returncode == 0, out.stdout + out.stderr
+    stored = [c for c in _credentials(built, prefix) if c not in before]
+    assert stored, "no credential appeared in the Credential Manager"
+    out = windows(prefix, exe, "token", "status")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "12345" in out.stdout and token not in out.stdout      # masked
+    assert "WinVault" in out.stdout or "Windows" in out.stdout, out.stdout
+    out = windows(prefix, exe, "token", "clear")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [c for c in _credentials(built, prefix) if c in stored] == []
+    out = windows(prefix, exe, "token", "status")
+    assert out.returncode != 0 and "No NHSO token is stored" in out.stdout
+
+
+def test_windows_tray_opens_its_settings_dialog(built, prefix, tmp_path):
+    """The tray's Tk dialog from the Windows bundle (tkinter and Tcl/Tk travel with it)."""
+    with xvfb() as display:
+        dialog = Served(prefix, [agent_exe(built), "tray-popup", "settings", "--lang", "en"],
+                        0, tmp_path / "settings.log", DISPLAY=display)
+        try:
+            wait_for_window(display, "^Settings", dialog.proc, limit=180)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{dialog.output()}") from None
+        finally:
+            dialog.stop()
+            bw.stop_wine(prefix)          # Wine's own windows hold the X display
+
+
+# -- the MSI ------------------------------------------------------------------------------------
+def reg_values(prefix: Path, key: str) -> dict[str, tuple[str, str]]:
+    """``{name: (type, data)}`` of one HKLM key, read by Wine's reg.exe; {} when absent."""
+    out = windows(prefix, "reg", "query", f"HKLM\\{key}")
+    values = {}
+    for line in out.stdout.splitlines():
+        m = re.match(r"^ {4}(\S.*?) {4}(REG_\w+) {4}(.*)$", line.rstrip("\r"))
+        if m:
+            values[m.group(1)] = (m.group(2), m.group(3).rstrip())
+    return values
+
+
+OUR_KEYS = (check_msi.POLICY_KEY, check_msi.RUN_KEY, r"Software\ThaiCardAgent",
+            *check_msi.BROWSER_KEYS)
+
+
+def ours(prefix: Path) -> dict[str, dict[str, tuple[str, str]]]:
+    """Every registry value the MSI writes, where it is now."""
+    found = {}
+    for key in OUR_KEYS:
+        values = reg_values(prefix, key)
+        if key == check_msi.RUN_KEY:
+            values = {k: v for k, v in values.items() if k == "ThaiCardAgent"}
+        elif key in check_msi.BROWSER_KEYS:
+            values = {k: v for k, v in values.items() if k.startswith("818900")}
+        if values:
+            found[key] = values
+    return found
+
+
+def installed_files(prefix: Path) -> dict[str, bytes]:
+    base = prefix / "drive_c" / Path(*INSTALL_DIR)
+    return {p.relative_to(base).as_posix(): p.read_bytes()
+            for p in sorted(base.rglob("*")) if p.is_file()} if base.exists() else {}
+
+
+def shortcuts(prefix: Path) -> list[Path]:
+    return [p for p in (prefix / "drive_c").rglob("Thai Card Agent.lnk")]
+
+
+def msiexec(prefix: Path, *args: str, log: str) -> None:
+    out = windows(prefix, "msiexec", *args, "/qn", "/l*v", bw.win_path(run_dir() / log))
+    assert out.returncode == 0, (out.stdout + out.stderr + (run_dir() / log).read_text(
+        encoding="utf-16", errors="replace")[-3000:])
+
+
+@pytest.fixture(scope="class")
+def install(built: dict[str, Path], prefix: Path) -> Iterator[int]:
+    """The MSI installed with deployment properties; the policy port it was given."""
+    port = free_port()
+    msi = bw.win_path(built["msi"])
+    msiexec(prefix, "/i", msi, f"PORT={port}", f"ORIGIN2={HIS}", "AUTOSTART=1",
+            "BROWSER_POLICIES=1", log="msi-install.log")
+    yield port
+    if installed_files(prefix):           # a failed test left it installed
+        windows(prefix, "msiexec", "/x", msi, "/qn")
+
+
+class TestMsiUnderWine:
+    """Install with properties, check, run, uninstall: in this order, in one prefix (the
+    tests before and after this class run without the MSI's policy)."""
+
+    def test_files_are_the_payload(self, built, prefix, install):
+        payload = {p.relative_to(built["bundle"]).as_posix(): p.read_bytes()
+                   for p in sorted(built["bundle"].rglob("*")) if p.is_file()}
+        policy_dir = ROOT / "installer" / "windows" / "policy"
+        payload |= {"PolicyDefinitions/" + p.relative_to(policy_dir).as_posix(): p.read_bytes()
+                    for p in sorted(policy_dir.rglob("*")) if p.is_file()}
+        installed = installed_files(prefix)
+        assert sorted(installed) == sorted(payload)
+        assert [n for n in payload if installed[n] != payload[n]] == []
+        assert len(shortcuts(prefix)) == 1
+
+    def test_registry_holds_what_the_admin_guide_promises(self, prefix, install):
+        found = ours(prefix)
+        target = "C:\\Program Files\\Thai Card Agent\\"
+        assert found[check_msi.POLICY_KEY]["Port"] == ("REG_DWORD", hex(install))
+        kind, origins = found[check_msi.POLICY_KEY]["AllowedOrigins"]
+        assert kind == "REG_SZ" and origins.split() == [check_msi.NHSO_AUTHEN_ORIGIN, HIS]
+        assert set(found[check_msi.POLICY_KEY]) == {"Port", "AllowedOrigins"}
+        assert found[check_msi.RUN_KEY] == {
+            "ThaiCardAgent": ("REG_SZ", f'"{target}thaicard-agent-tray.exe" tray')}
+        info = found[r"Software\ThaiCardAgent"]
+        assert info["InstallDir"] == ("REG_SZ", target)
+        for key in check_msi.BROWSER_KEYS:
+            assert found[key] == {"8189001": ("REG_SZ", check_msi.NHSO_AUTHEN_ORIGIN),
+                                  "8189002": ("REG_SZ", HIS)}, key
+
+    def test_installed_agent_obeys_the_policy_port_and_origins(self, prefix, install):
+        exe = "C:\\Program Files\\Thai Card Agent\\thaicard-agent.exe"
+        agent = serve(prefix, exe, "installed", "--demo", "--no-port", port=install)
+        try:
+            status = agent.status()            # on the policy's port, not the default
+            assert status["config"]["port"] == install
+            assert HIS in status["config"]["allowedOrigins"]
+            code, headers, _ = get(install, "/api/smartcard/read", origin=HIS)
+            assert code == 200 and headers.get("Access-Control-Allow-Origin") == HIS
+            code, _, _ = get(install, "/api/smartcard/read", origin="https://evil.example")
+            assert code == 403
+        finally:
+            agent.stop()
+
+    def test_uninstall_leaves_no_file_value_or_shortcut(self, built, prefix, install):
+        msiexec(prefix, "/x", bw.win_path(built["msi"]), log="msi-uninstall.log")
+        left = {"files": sorted(installed_files(prefix)), "registry": ours(prefix),
+                "shortcuts": [str(p) for p in shortcuts(prefix)]}
+        assert left == {"files": [], "registry": {}, "shortcuts": []}
