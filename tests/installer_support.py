@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -95,23 +96,31 @@ def _build_once() -> Path | Exception:      # a failed build is not retried by e
 
 def wine_build() -> dict[str, Path]:
     """The Windows bundle and MSI built under Wine (installer/windows/build_under_wine.py),
-    once per test process; the downloaded CPython is kept under test-output/ for the next
-    local run."""
-    result = _wine_build_once()
-    if isinstance(result, Exception):
-        raise result
-    return result
+    once per test process; raises what the build raised."""
+    return wine_build_started().result()
 
 
 @functools.cache
-def _wine_build_once() -> dict[str, Path] | Exception:
+def wine_build_started() -> Future[dict[str, Path]]:
+    """Start the build under Wine in a thread, once: tests/conftest.py starts it as soon as
+    the Wine tests are collected, so its minutes overlap the tests that run before them.
+    The downloaded CPython is kept under test-output/ for the next local run."""
     sys.path.insert(0, str(ROOT / "installer" / "windows"))
     import build_under_wine
 
-    try:
-        return build_under_wine.build(run_dir() / "wine", cache=OUT / "wine-cache")
-    except Exception as exc:  # noqa: BLE001 - reported by every test that needs the build
-        return exc
+    executor = ThreadPoolExecutor(1, thread_name_prefix="wine-build")
+    future = executor.submit(build_under_wine.build, run_dir() / "wine",
+                             cache=OUT / "wine-cache")
+    executor.shutdown(wait=False)
+    return future
+
+
+def pyz_modules(executable: Path) -> set[str]:
+    """Module names frozen into an executable's PYZ archive (a Windows .exe too)."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    archive = CArchiveReader(str(executable))
+    return set(archive.open_embedded_archive("PYZ.pyz").toc)
 
 
 def isolated_env(home: Path) -> dict[str, str]:

@@ -16,6 +16,7 @@ from tests.installer_support import (
     frozen_bundle,
     isolated_env,
     package_version,
+    pyz_modules,
     run,
     serve_and_get_status,
     wait_for_window,
@@ -28,14 +29,6 @@ pytestmark = pytest.mark.timeout(900)     # the first test pays for the PyInstal
 @pytest.fixture(scope="module")
 def bundle() -> Path:
     return frozen_bundle()
-
-
-def pyz_modules(executable: Path) -> set[str]:
-    """Module names frozen into an executable's PYZ archive."""
-    from PyInstaller.archive.readers import CArchiveReader
-
-    archive = CArchiveReader(str(executable))
-    return set(archive.open_embedded_archive("PYZ.pyz").toc)
 
 
 def test_version_is_the_package_version(bundle):

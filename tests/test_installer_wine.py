@@ -28,6 +28,7 @@ from tests.installer_support import (
     ROOT,
     get_status,
     package_version,
+    pyz_modules,
     run_dir,
     wait_for_window,
     wine_build,
@@ -35,6 +36,7 @@ from tests.installer_support import (
 )
 
 sys.path.insert(0, str(ROOT / "installer" / "windows"))
+import build_msi
 import build_under_wine as bw
 import check_msi
 
@@ -142,6 +144,18 @@ def test_windows_exe_prints_the_package_version(built, prefix):
     assert (built["bundle"] / "thaicard-agent-tray.exe").is_file()
 
 
+def test_windows_bundle_has_the_windows_backends(built):
+    """Loaded by name at run time, so PyInstaller must be told: the win32 tray, the
+    Credential Manager keyring, the event log handler, the tray's Tk windows."""
+    modules = pyz_modules(built["bundle"] / "thaicard-agent.exe")
+    for name in ("pystray._win32", "keyring.backends.Windows", "win32evtlogutil",
+                 "tray.popup", "tray.cli", "tkinter", "agent.server_cli", "agent.nhso.cli",
+                 "agent.osroom.windows", "smartcard.scard"):
+        assert name in modules, f"{name} is not in the Windows bundle"
+    assert not {m for m in modules if m.split(".")[0] == "keyrings"}
+    assert (pyz_modules(built["bundle"] / "thaicard-agent-tray.exe") == modules)
+
+
 def test_windows_demo_read_is_the_card_linux_reads(built, prefix):
     out = windows(prefix, agent_exe(built), "read", "--demo", "--no-photo")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -185,34 +199,32 @@ def test_wine_pcsc_stub_is_reported_unavailable_and_the_agent_keeps_serving(buil
     assert "PC/SC unavailable: SCardEstablishContext" in agent.output()
 
 
-def _credentials(built: dict[str, Path], prefix: Path) -> list[str]:
-    """Target names in the Windows Credential Manager, asked through the Win32 API."""
+def _agent_credentials(built: dict[str, Path], prefix: Path) -> list[str]:
+    """The agent's entries in the Windows Credential Manager, asked through the Win32 API."""
     out = windows(prefix, str(built["python"]), "-c",
-                  "import json, win32cred; print(json.dumps("
-                  "[c['TargetName'] for c in win32cred.CredEnumerate(None, 0) or []]))")
-    if out.returncode != 0 and "1168" in out.stdout + out.stderr:    # ERROR_NOT_FOUND
-        return []
+                  "import json, pywintypes, win32cred\n"
+                  "try: found = win32cred.CredEnumerate(None, 0)\n"
+                  "except pywintypes.error: found = []\n"      # ERROR_NOT_FOUND: none at all
+                  "print(json.dumps([c['TargetName'] for c in found]))")
     assert out.returncode == 0, out.stdout + out.stderr
-    return json.loads(out.stdout)
+    return [name for name in json.loads(out.stdout) if "thaicard-agent" in name]
 
 
 def test_token_set_status_clear_through_the_credential_manager(built, prefix):
     exe = agent_exe(built)
     token = "0123456789abcdef0123456789abcdef"
-    before = _credentials(built, prefix)
     out = windows(prefix, exe, "token", "set", "--hcode", "12345", input_text=token + "\n")
     assert out.returncode == 0, out.stdout + out.stderr
-    stored = [c for c in _credentials(built, prefix) if c not in before]
-    assert stored, "no credential appeared in the Credential Manager"
+    assert _agent_credentials(built, prefix), "no credential in the Credential Manager"
     out = windows(prefix, exe, "token", "status")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "12345" in out.stdout and token not in out.stdout      # masked
-    assert "WinVault" in out.stdout or "Windows" in out.stdout, out.stdout
+    assert "WinVaultKeyring" in out.stdout, out.stdout
     out = windows(prefix, exe, "token", "clear")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert [c for c in _credentials(built, prefix) if c in stored] == []
     out = windows(prefix, exe, "token", "status")
     assert out.returncode != 0 and "No NHSO token is stored" in out.stdout
+    assert _agent_credentials(built, prefix) == []
 
 
 def test_windows_tray_opens_its_settings_dialog(built, prefix, tmp_path):
@@ -230,33 +242,51 @@ def test_windows_tray_opens_its_settings_dialog(built, prefix, tmp_path):
 
 
 # -- the MSI ------------------------------------------------------------------------------------
-def reg_values(prefix: Path, key: str) -> dict[str, tuple[str, str]]:
-    """``{name: (type, data)}`` of one HKLM key, read by Wine's reg.exe; {} when absent."""
-    out = windows(prefix, "reg", "query", f"HKLM\\{key}")
-    values = {}
-    for line in out.stdout.splitlines():
-        m = re.match(r"^ {4}(\S.*?) {4}(REG_\w+) {4}(.*)$", line.rstrip("\r"))
-        if m:
-            values[m.group(1)] = (m.group(2), m.group(3).rstrip())
-    return values
-
-
 OUR_KEYS = (check_msi.POLICY_KEY, check_msi.RUN_KEY, r"Software\ThaiCardAgent",
             *check_msi.BROWSER_KEYS)
+UNINSTALL_KEY = r"Software\Microsoft\Windows\CurrentVersion\Uninstall"
+INSTALLED_EXE = "C:\\Program Files\\Thai Card Agent\\thaicard-agent.exe"
+
+
+def reg_query(prefix: Path, *keys: str) -> dict[str, dict[str, tuple[str, str]]]:
+    """``{key: {name: (type, data)}}`` of HKLM keys (and their subkeys), read by Wine's
+    reg.exe, all in one Windows process (each Wine start costs seconds)."""
+    assert not any(" " in key for key in keys)     # unquoted: Wine re-quotes cmd's line
+    script = " & ".join(f"reg query HKLM\\{key} /s" for key in keys)
+    out = windows(prefix, "cmd", "/c", script).stdout
+    found: dict[str, dict[str, tuple[str, str]]] = {}
+    key = None
+    for line in out.splitlines():
+        line = line.rstrip("\r")
+        if line.startswith("HKEY_LOCAL_MACHINE\\"):
+            key = line.removeprefix("HKEY_LOCAL_MACHINE\\")
+        elif key and (m := re.match(r"^ {4}(\S.*?) {4}(REG_\w+) {4}(.*)$", line)):
+            found.setdefault(key, {})[m.group(1)] = (m.group(2), m.group(3).rstrip())
+    return found
 
 
 def ours(prefix: Path) -> dict[str, dict[str, tuple[str, str]]]:
-    """Every registry value the MSI writes, where it is now."""
-    found = {}
+    """Every registry value the MSI writes, where it is now (others' values left out)."""
+    found = reg_query(prefix, check_msi.POLICY_KEY, r"Software\Policies\Google\Chrome",
+                      r"Software\Policies\Microsoft\Edge", check_msi.RUN_KEY,
+                      r"Software\ThaiCardAgent")
+    mine = {}
     for key in OUR_KEYS:
-        values = reg_values(prefix, key)
+        values = found.get(key, {})
         if key == check_msi.RUN_KEY:
             values = {k: v for k, v in values.items() if k == "ThaiCardAgent"}
         elif key in check_msi.BROWSER_KEYS:
             values = {k: v for k, v in values.items() if k.startswith("818900")}
         if values:
-            found[key] = values
-    return found
+            mine[key] = values
+    return mine
+
+
+def products(prefix: Path) -> list[str]:
+    """DisplayVersion of every "Thai Card Agent" in Programs and Features."""
+    return [values["DisplayVersion"][1]
+            for values in reg_query(prefix, UNINSTALL_KEY).values()
+            if values.get("DisplayName", ("", ""))[1] == "Thai Card Agent"]
 
 
 def installed_files(prefix: Path) -> dict[str, bytes]:
@@ -266,7 +296,7 @@ def installed_files(prefix: Path) -> dict[str, bytes]:
 
 
 def shortcuts(prefix: Path) -> list[Path]:
-    return [p for p in (prefix / "drive_c").rglob("Thai Card Agent.lnk")]
+    return list((prefix / "drive_c").rglob("Thai Card Agent.lnk"))
 
 
 def msiexec(prefix: Path, *args: str, log: str) -> None:
@@ -275,21 +305,28 @@ def msiexec(prefix: Path, *args: str, log: str) -> None:
         encoding="utf-16", errors="replace")[-3000:])
 
 
+NEWER = "0.99.0"
+DEPLOYMENT = ("ORIGIN2=" + HIS, "AUTOSTART=1", "BROWSER_POLICIES=1")
+
+
 @pytest.fixture(scope="class")
-def install(built: dict[str, Path], prefix: Path) -> Iterator[int]:
-    """The MSI installed with deployment properties; the policy port it was given."""
+def install(built: dict[str, Path], prefix: Path) -> Iterator[dict[str, Any]]:
+    """The MSI installed with deployment properties, and a newer one to upgrade to."""
     port = free_port()
-    msi = bw.win_path(built["msi"])
-    msiexec(prefix, "/i", msi, f"PORT={port}", f"ORIGIN2={HIS}", "AUTOSTART=1",
-            "BROWSER_POLICIES=1", log="msi-install.log")
-    yield port
-    if installed_files(prefix):           # a failed test left it installed
-        windows(prefix, "msiexec", "/x", msi, "/qn")
+    newer = build_msi.build_msi(built["bundle"], run_dir() / "thaicard-agent-newer.msi",
+                                version=NEWER, work=run_dir() / "msi-work-newer",
+                                icon=built["icon"])
+    msiexec(prefix, "/i", bw.win_path(built["msi"]), f"PORT={port}", *DEPLOYMENT,
+            log="msi-install.log")
+    yield {"port": port, "props": (f"PORT={port}", *DEPLOYMENT), "newer": newer}
+    for msi in (newer, built["msi"]):         # a failed test may have left either
+        if installed_files(prefix):
+            windows(prefix, "msiexec", "/x", bw.win_path(msi), "/qn")
 
 
 class TestMsiUnderWine:
-    """Install with properties, check, run, uninstall: in this order, in one prefix (the
-    tests before and after this class run without the MSI's policy)."""
+    """Install with properties, check, run, upgrade over the running agent, uninstall: in
+    this order, in one prefix (the tests before it run without the MSI's policy)."""
 
     def test_files_are_the_payload(self, built, prefix, install):
         payload = {p.relative_to(built["bundle"]).as_posix(): p.read_bytes()
@@ -305,34 +342,42 @@ class TestMsiUnderWine:
     def test_registry_holds_what_the_admin_guide_promises(self, prefix, install):
         found = ours(prefix)
         target = "C:\\Program Files\\Thai Card Agent\\"
-        assert found[check_msi.POLICY_KEY]["Port"] == ("REG_DWORD", hex(install))
+        assert found[check_msi.POLICY_KEY]["Port"] == ("REG_DWORD", hex(install["port"]))
         kind, origins = found[check_msi.POLICY_KEY]["AllowedOrigins"]
         assert kind == "REG_SZ" and origins.split() == [check_msi.NHSO_AUTHEN_ORIGIN, HIS]
         assert set(found[check_msi.POLICY_KEY]) == {"Port", "AllowedOrigins"}
         assert found[check_msi.RUN_KEY] == {
             "ThaiCardAgent": ("REG_SZ", f'"{target}thaicard-agent-tray.exe" tray')}
-        info = found[r"Software\ThaiCardAgent"]
-        assert info["InstallDir"] == ("REG_SZ", target)
+        assert found[r"Software\ThaiCardAgent"]["InstallDir"] == ("REG_SZ", target)
         for key in check_msi.BROWSER_KEYS:
             assert found[key] == {"8189001": ("REG_SZ", check_msi.NHSO_AUTHEN_ORIGIN),
                                   "8189002": ("REG_SZ", HIS)}, key
 
-    def test_installed_agent_obeys_the_policy_port_and_origins(self, prefix, install):
-        exe = "C:\\Program Files\\Thai Card Agent\\thaicard-agent.exe"
-        agent = serve(prefix, exe, "installed", "--demo", "--no-port", port=install)
+    def test_installed_agent_obeys_the_policy_until_an_upgrade_stops_it(self, prefix,
+                                                                       install):
+        port = install["port"]
+        agent = serve(prefix, INSTALLED_EXE, "installed", "--demo", "--no-port", port=port)
         try:
             status = agent.status()            # on the policy's port, not the default
-            assert status["config"]["port"] == install
+            assert status["config"]["port"] == port
             assert HIS in status["config"]["allowedOrigins"]
-            code, headers, _ = get(install, "/api/smartcard/read", origin=HIS)
+            code, headers, _ = get(port, "/api/smartcard/read", origin=HIS)
             assert code == 200 and headers.get("Access-Control-Allow-Origin") == HIS
-            code, _, _ = get(install, "/api/smartcard/read", origin="https://evil.example")
+            code, _, _ = get(port, "/api/smartcard/read", origin="https://evil.example")
             assert code == 403
+            # MajorUpgrade over the running agent, deployed with the same properties.
+            msiexec(prefix, "/i", bw.win_path(install["newer"]), *install["props"],
+                    log="msi-upgrade.log")
+            agent.proc.wait(120)    # StopRunningAgent ended it (TimeoutExpired: it did not)
         finally:
             agent.stop()
+        assert products(prefix) == [NEWER]
+        found = ours(prefix)
+        assert found[r"Software\ThaiCardAgent"]["Version"] == ("REG_SZ", NEWER)
+        assert found[check_msi.POLICY_KEY]["Port"] == ("REG_DWORD", hex(port))
 
-    def test_uninstall_leaves_no_file_value_or_shortcut(self, built, prefix, install):
-        msiexec(prefix, "/x", bw.win_path(built["msi"]), log="msi-uninstall.log")
+    def test_uninstall_leaves_no_file_value_or_shortcut(self, prefix, install):
+        msiexec(prefix, "/x", bw.win_path(install["newer"]), log="msi-uninstall.log")
         left = {"files": sorted(installed_files(prefix)), "registry": ours(prefix),
-                "shortcuts": [str(p) for p in shortcuts(prefix)]}
-        assert left == {"files": [], "registry": {}, "shortcuts": []}
+                "shortcuts": [str(p) for p in shortcuts(prefix)], "products": products(prefix)}
+        assert left == {"files": [], "registry": {}, "shortcuts": [], "products": []}

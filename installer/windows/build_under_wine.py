@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -124,9 +125,12 @@ def unpack_python(sdists: dict[str, Path], dest: Path) -> Path:
                     target = dest.joinpath(*relative.parts[1:])
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(files.read(info))
-    # The embeddable CPython ignores site-packages until its ._pth file says otherwise.
-    (dest / "python313._pth").write_text(
-        "python313.zip\r\n.\r\nLib\\site-packages\r\nimport site\r\n", encoding="ascii")
+    # The embeddable CPython ignores site-packages (and PYTHONPATH) until its ._pth file
+    # says otherwise. The checkout is on the path as in an editable install: PyInstaller's
+    # collect_submodules("agent"/"tray") imports them in a child process.
+    paths = ["python313.zip", ".", "Lib\\site-packages", win_path(ROOT), "import site"]
+    (dest / "python313._pth").write_text("".join(f"{line}\r\n" for line in paths),
+                                         encoding="utf-8")
     return dest / "python.exe"
 
 
@@ -139,10 +143,15 @@ def uv() -> str:
 
 
 def install_wheels(python_dir: Path) -> None:
-    """The agent with its Windows dependencies, and PyInstaller, as Windows wheels."""
+    """The agent's dependencies for Windows, and PyInstaller, as Windows wheels.
+
+    The agent itself is not installed: the spec takes it from the checkout (``pathex``),
+    and building it as a wheel would copy the checkout, test output included."""
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        dependencies = tomllib.load(fh)["project"]["dependencies"]
     subprocess.run([uv(), "pip", "install", "--quiet", *WINDOWS_TARGET,
                     "--target", str(python_dir / "Lib" / "site-packages"),
-                    str(ROOT), PYINSTALLER], check=True, timeout=900, cwd=ROOT)
+                    *dependencies, PYINSTALLER], check=True, timeout=900, cwd=python_dir)
 
 
 def build_bundle(prefix: Path, python: Path, dist: Path, work: Path) -> Path:
@@ -157,7 +166,7 @@ def build_bundle(prefix: Path, python: Path, dist: Path, work: Path) -> Path:
 
 
 def build(out: Path, cache: Path | None = None) -> dict[str, Path]:
-    """Everything in ``out``; returns the paths by name (prefix, python, bundle, msi)."""
+    """Everything in ``out``; the paths by name (prefix, python, bundle, msi, icon)."""
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     prefix, times = out / "prefix", {}
@@ -181,7 +190,8 @@ def build(out: Path, cache: Path | None = None) -> dict[str, Path]:
         for step, at in times.items():
             fh.write(f"{step}\t{at - last:.1f} s\n")
             last = at
-    return {"prefix": prefix, "python": python, "bundle": bundle, "msi": msi}
+    return {"prefix": prefix, "python": python, "bundle": bundle, "msi": msi,
+            "icon": out / "work" / "icons" / "thaicard-agent.ico"}
 
 
 def main(argv: list[str] | None = None) -> int:
