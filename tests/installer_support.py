@@ -210,3 +210,21 @@ def wait_for_window(display: str, name_regex: str, proc: subprocess.Popen[Any],
         if time.monotonic() > deadline:
             raise AssertionError(f"no window {name_regex!r} within {limit:.0f} s")
         time.sleep(0.2)
+
+
+def settings_dialog_opens(command: list[str], env: dict[str, str]) -> None:
+    """``command tray-popup settings`` shows the tray's Tk settings window under Xvfb (a
+    bundle without tkinter or Tcl/Tk's scripts fails here, as its tray's dialogs would)."""
+    with xvfb() as display:
+        proc = subprocess.Popen([*command, "tray-popup", "settings", "--lang", "en"],
+                                env={**env, "DISPLAY": display}, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for_window(display, "^Settings", proc)
+        except AssertionError as exc:
+            proc.kill()
+            raise AssertionError(f"{exc}: {proc.communicate()[1]}") from None
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)

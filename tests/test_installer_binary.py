@@ -6,7 +6,6 @@ Built once per run from installer/thaicard-agent.spec (tests/installer_support.p
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,8 +18,7 @@ from tests.installer_support import (
     pyz_modules,
     run,
     serve_and_get_status,
-    wait_for_window,
-    xvfb,
+    settings_dialog_opens,
 )
 
 pytestmark = pytest.mark.timeout(900)     # the first test pays for the PyInstaller build
@@ -92,18 +90,5 @@ def test_bundle_never_ships_keyrings_alt(bundle):
 def test_frozen_tray_opens_its_settings_dialog(bundle, tmp_path):
     """The tray's windows are Tk: a bundle without tkinter (or Tcl/Tk's scripts) has a tray
     whose every dialog fails, silently from the windowed tray."""
-    with xvfb() as display:
-        proc = subprocess.Popen([str(bundle / "thaicard-agent"), "tray-popup", "settings",
-                                 "--lang", "en"], env={**isolated_env(tmp_path),
-                                                       "DISPLAY": display},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            wait_for_window(display, "^Settings", proc)
-        except AssertionError as exc:
-            proc.kill()
-            raise AssertionError(f"{exc}: {proc.communicate()[1]}") from None
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(30)
+    settings_dialog_opens([str(bundle / "thaicard-agent")], isolated_env(tmp_path))
     assert (bundle / "_internal" / "_tcl_data").is_dir()

@@ -9,6 +9,7 @@ validation, signing, a second user's logon) is listed in installer/README.md.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ from tests.installer_support import (
     wine_build,
     xvfb,
 )
+from tests.test_tray_xvfb import steps_to
 
 sys.path.insert(0, str(ROOT / "installer" / "windows"))
 import build_msi
@@ -238,6 +240,48 @@ def test_windows_tray_opens_its_settings_dialog(built, prefix, tmp_path):
             raise AssertionError(f"{exc}:\n{dialog.output()}") from None
         finally:
             dialog.stop()
+            bw.stop_wine(prefix)          # Wine's own windows hold the X display
+
+
+def _x(display: str, *args: str) -> str:
+    return subprocess.run(args, env={**os.environ, "DISPLAY": display}, capture_output=True,
+                          text=True, timeout=30).stdout.strip()
+
+
+def _until(check: Any, what: str, limit: float = 120.0) -> Any:
+    """Poll until ``check()`` is true; the limit only ends a hang."""
+    deadline = time.monotonic() + limit
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.3)
+    return value
+
+
+def test_windows_tray_icon_menu_takes_the_demo_card_out(built, prefix, tmp_path):
+    """thaicard-agent-tray.exe under Xvfb: its icon in Wine's notification area, its win32
+    menu on a right click, and a menu item acting on the agent it runs."""
+    port = free_port()
+    with xvfb() as display:
+        tray = Served(prefix, [str(built["bundle"] / "thaicard-agent-tray.exe"), "tray",
+                               "--demo", "--port", str(port)], port, tmp_path / "tray.log",
+                      DISPLAY=display)
+        try:
+            assert tray.status()["readers"][0]["present"] is True
+            area = wait_for_window(display, "^Wine System Tray$", tray.proc)
+            geometry = dict(line.split("=", 1) for line in _x(
+                display, "xdotool", "getwindowgeometry", "--shell", area).splitlines())
+            x, y = int(geometry["X"]) + 10, int(geometry["Y"]) + 10     # the first icon
+            _x(display, "xdotool", "mousemove", str(x), str(y), "click", "3")
+            _until(lambda: _x(display, "xdotool", "search", "--onlyvisible", "--class",
+                              "^thaicard-agent-tray.exe$"), "the tray's menu shown")
+            _x(display, "xdotool", "key", *["Up"] * steps_to("demo"), "Return")
+            _until(lambda: get_status(port)["readers"][0]["present"] is False,
+                   "the card taken out through the menu")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{tray.output()}") from None
+        finally:
+            tray.stop()
             bw.stop_wine(prefix)          # Wine's own windows hold the X display
 
 
