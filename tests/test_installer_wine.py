@@ -287,7 +287,7 @@ def test_windows_tray_icon_menu_takes_the_demo_card_out(built, prefix, tmp_path)
 
 # -- the MSI ------------------------------------------------------------------------------------
 OUR_KEYS = (check_msi.POLICY_KEY, check_msi.RUN_KEY, r"Software\ThaiCardAgent",
-            *check_msi.BROWSER_KEYS)
+            *check_msi.BROWSER_KEYS, check_msi.FIREFOX_KEY)
 UNINSTALL_KEY = r"Software\Microsoft\Windows\CurrentVersion\Uninstall"
 INSTALLED_EXE = "C:\\Program Files\\Thai Card Agent\\thaicard-agent.exe"
 
@@ -312,7 +312,8 @@ def reg_query(prefix: Path, *keys: str) -> dict[str, dict[str, tuple[str, str]]]
 def ours(prefix: Path) -> dict[str, dict[str, tuple[str, str]]]:
     """Every registry value the MSI writes, where it is now (others' values left out)."""
     found = reg_query(prefix, check_msi.POLICY_KEY, r"Software\Policies\Google\Chrome",
-                      r"Software\Policies\Microsoft\Edge", check_msi.RUN_KEY,
+                      r"Software\Policies\Microsoft\Edge",
+                      r"Software\Policies\Mozilla\Firefox", check_msi.RUN_KEY,
                       r"Software\ThaiCardAgent")
     mine = {}
     for key in OUR_KEYS:
@@ -396,6 +397,8 @@ class TestMsiUnderWine:
         for key in check_msi.BROWSER_KEYS:
             assert found[key] == {"8189001": ("REG_SZ", check_msi.NHSO_AUTHEN_ORIGIN),
                                   "8189002": ("REG_SZ", HIS)}, key
+        # Firefox lists host names: the NHSO page's by default (FIREFOX_DOMAIN1).
+        assert found[check_msi.FIREFOX_KEY] == {"1": ("REG_SZ", check_msi.NHSO_AUTHEN_HOST)}
 
     def test_installed_agent_obeys_the_policy_until_an_upgrade_stops_it(self, prefix,
                                                                        install):

@@ -406,13 +406,16 @@ class ClaimsServer:
             "pcsc": {"state": "available", "error": None}, "readers": [], "reads": 0,
             "events": {"clients": 0, "last_seq": 0}, "refused": 0,
             "refusals": {"counts": {}, "recent": []}, "lan": {"enabled": False},
-            "nhso": {"available": True, "tokenConfigured": True},
+            "nhso": {"available": True, "tokenConfigured": True,
+                     "token": {"state": "accepted", "since": None, "message": "",
+                               "action_en": "", "action_th": ""}},
             "config": config.public_view()})
 
     async def claims(self, request: web.Request) -> web.Response:
         wanted = {"failed": [agent_claim_view(n, "failed") for n in range(self.failed)],
                   "queued,sending": [agent_claim_view(10 + n, "queued")
-                                     for n in range(self.pending)]}[request.query["status"]]
+                                     for n in range(self.pending)],
+                  "needs_review": []}[request.query["status"]]
         return self.answer("/v1/claims", "get", {"claims": wanted, "count": len(wanted)})
 
     async def retry(self, request: web.Request) -> web.Response:
@@ -462,3 +465,19 @@ def test_quit_stops_the_agent_and_the_wait(app: TrayApp) -> None:
     app.invoke("quit")
     waiter.join(5)
     assert not waiter.is_alive()
+
+
+def test_review_and_refused_token_items_open_the_status_page() -> None:
+    st = TrayState(connected=True, ever_connected=True, pcsc="available")
+    st.claims_review, st.token_refused = 2, True
+    actions = Recorder()
+    items = build_menu(st, MenuView(lang="en", nhso=True), actions)
+    assert find(items, "status.review").text == "2 claim(s) need your review: open"
+    assert find(items, "status.token").text == "NHSO refuses the token: claims wait"
+    find(items, "status.review").action()
+    find(items, "status.token").action()
+    assert [name for name, _ in actions.calls] == ["open_status_page"] * 2
+    th = build_menu(st, MenuView(lang="th", nhso=True), actions)
+    assert "รอเจ้าหน้าที่ตรวจสอบ" in find(th, "status.review").text
+    tip = tooltip(st, "en")
+    assert "NHSO refuses the token" in tip and "need your review" in tip
