@@ -142,6 +142,7 @@ class CardService:
         self._slots: dict[str, ReaderSlot] = {}
         self._pcsc_available: bool | None = None
         self._pcsc_error: str | None = None
+        self._pcsc_detail: str | None = None
         self._reads = 0
         self.started_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,6 +205,7 @@ class CardService:
         elif ev.kind in ("pcsc_unavailable", "pcsc_available"):
             self._pcsc_available = ev.kind == "pcsc_available"
             self._pcsc_error = ev.error or None
+            self._pcsc_detail = ev.detail or None
             self.events.publish("pcsc." + ev.kind.split("_")[1], None,
                                 code=ev.error or None)
         elif ev.kind == "scanned":
@@ -302,13 +304,14 @@ class CardService:
         """Completed card reads since start (one per insertion however many callers)."""
         return self._reads
 
-    @property
-    def pcsc_error(self) -> str | None:
-        return self._pcsc_error
-
     def pcsc_state(self) -> str:
         return {None: "starting", True: "available", False: "unavailable"}[
             self._pcsc_available]
+
+    def pcsc_status(self) -> dict[str, str | None]:
+        """State, error code and why (the failing PC/SC call), as /v1/status shows them."""
+        return {"state": self.pcsc_state(), "error": self._pcsc_error,
+                "detail": self._pcsc_detail}
 
     def reader_names(self) -> list[str]:
         return list(self._slots)
@@ -336,13 +339,13 @@ class CardService:
 
     def status(self) -> dict[str, Any]:
         return {"backend": self.backend_kind,
-                "pcsc": {"state": self.pcsc_state(), "error": self._pcsc_error},
+                "pcsc": self.pcsc_status(),
                 "readers": self.readers(), "reads": self._reads,
                 "uptime_s": round(time.monotonic() - self.started_at, 1)}
 
     def _choose(self, name: str | None = None) -> ReaderSlot:
         if self._pcsc_available is False and not self._slots:
-            raise PcscUnavailable(self._pcsc_error)
+            raise PcscUnavailable(self._pcsc_detail or self._pcsc_error)
         return self._slots[pick_reader(self.terminals(), name, self.default_reader)]
 
     def choose_reader(self, name: str | None = None) -> ReaderView:

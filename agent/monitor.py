@@ -65,12 +65,18 @@ class ReaderMonitor:
         except Exception:
             log.exception("event sink failed for %s", event.kind)
 
-    def _set_available(self, available: bool, code: str = "") -> None:
+    def _set_available(self, available: bool, code: str = "", detail: str = "") -> None:
         if self.available is available:
             return
         self.available = available
         self._emit(ReaderEvent("pcsc_available" if available else "pcsc_unavailable",
-                               error=code))
+                               error=code, detail=detail))
+
+    def _unusable(self, code: str, detail: str) -> None:
+        """No look at the readers was possible: report it, with the reason, as unavailable."""
+        self._set_available(False, code, detail)
+        self._apply([])
+        self._emit(ReaderEvent("scanned"))
 
     def _apply(self, new: list[ReaderState]) -> None:
         for event in diff_states(self.states, new):
@@ -96,16 +102,21 @@ class ReaderMonitor:
                 delay = self._backoff[0]
                 continue
             except PcscUnavailable as exc:
-                log.warning("PC/SC service unavailable: %s", exc)
-                self._set_available(False, exc.code)
-                self._apply([])
-                self._emit(ReaderEvent("scanned"))
+                log.warning("PC/SC unavailable: %s", exc)
+                self._unusable(exc.code, str(exc))
             except AgentError as exc:
                 log.warning("reader monitor: %s", exc)
                 self._emit(ReaderEvent("monitor_error", error=exc.code))
-            except Exception:
+                if fresh:
+                    # Not even the readers could be listed (a broken or stub PC/SC, such as
+                    # Wine's): "starting" would be shown for ever without a reason.
+                    log.warning("PC/SC unavailable: %s", exc)
+                    self._unusable(exc.code, str(exc))
+            except Exception as exc:
                 log.exception("reader monitor failed; retrying")
                 self._emit(ReaderEvent("monitor_error", error="internal_error"))
+                if fresh:
+                    self._unusable("internal_error", f"{type(exc).__name__}: {exc}")
             fresh = True
             self._stop.wait(delay)
             delay = min(delay * 2, self._backoff[1])

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,35 @@ def _build_once() -> Path | Exception:      # a failed build is not retried by e
     return dist / "thaicard-agent"
 
 
+def wine_build() -> dict[str, Path]:
+    """The Windows bundle and MSI built under Wine (installer/windows/build_under_wine.py),
+    once per test process; raises what the build raised."""
+    return wine_build_started().result()
+
+
+@functools.cache
+def wine_build_started() -> Future[dict[str, Path]]:
+    """Start the build under Wine in a thread, once: tests/conftest.py starts it as soon as
+    the Wine tests are collected, so its minutes overlap the tests that run before them.
+    The downloaded CPython is kept under test-output/ for the next local run."""
+    sys.path.insert(0, str(ROOT / "installer" / "windows"))
+    import build_under_wine
+
+    executor = ThreadPoolExecutor(1, thread_name_prefix="wine-build")
+    future = executor.submit(build_under_wine.build, run_dir() / "wine",
+                             cache=OUT / "wine-cache")
+    executor.shutdown(wait=False)
+    return future
+
+
+def pyz_modules(executable: Path) -> set[str]:
+    """Module names frozen into an executable's PYZ archive (a Windows .exe too)."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    archive = CArchiveReader(str(executable))
+    return set(archive.open_embedded_archive("PYZ.pyz").toc)
+
+
 def isolated_env(home: Path) -> dict[str, str]:
     """An environment whose config, data and logs live under ``home`` (no user settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("THAICARD_")}
@@ -138,3 +168,63 @@ def serve_and_get_status(command: list[str], home: Path, *extra: str) -> dict[st
 def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     kw.setdefault("timeout", 120)
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+@contextlib.contextmanager
+def xvfb() -> Iterator[str]:
+    """A private X server (Xvfb picks a free display number itself): its DISPLAY."""
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0",
+                               "1024x768x24", "-nolisten", "tcp"], pass_fds=(write_end,),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as numbers:       # written once the server accepts clients
+            number = numbers.readline().strip()
+        if not number:
+            raise RuntimeError("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+
+
+def wait_for_window(display: str, name_regex: str, proc: subprocess.Popen[Any],
+                    limit: float = 120.0) -> str:
+    """The X window id whose title matches, once ``proc`` shows it; fails when ``proc`` ends
+    first (a missing module in a frozen bundle) or at ``limit``, which only ends a hang."""
+    deadline = time.monotonic() + limit
+    while True:
+        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name_regex],
+                               env={**os.environ, "DISPLAY": display}, capture_output=True,
+                               text=True, timeout=30).stdout.split()
+        if found:
+            return found[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode} before showing "
+                                 f"{name_regex!r}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no window {name_regex!r} within {limit:.0f} s")
+        time.sleep(0.2)
+
+
+def settings_dialog_opens(command: list[str], env: dict[str, str]) -> None:
+    """``command tray-popup settings`` shows the tray's Tk settings window under Xvfb (a
+    bundle without tkinter or Tcl/Tk's scripts fails here, as its tray's dialogs would)."""
+    with xvfb() as display:
+        proc = subprocess.Popen([*command, "tray-popup", "settings", "--lang", "en"],
+                                env={**env, "DISPLAY": display}, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for_window(display, "^Settings", proc)
+        except AssertionError as exc:
+            proc.kill()
+            raise AssertionError(f"{exc}: {proc.communicate()[1]}") from None
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)

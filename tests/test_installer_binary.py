@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.installer_support import frozen_bundle, package_version, run, serve_and_get_status
+from tests.installer_support import (
+    frozen_bundle,
+    isolated_env,
+    package_version,
+    pyz_modules,
+    run,
+    serve_and_get_status,
+    settings_dialog_opens,
+)
 
 pytestmark = pytest.mark.timeout(900)     # the first test pays for the PyInstaller build
 
@@ -19,14 +27,6 @@ pytestmark = pytest.mark.timeout(900)     # the first test pays for the PyInstal
 @pytest.fixture(scope="module")
 def bundle() -> Path:
     return frozen_bundle()
-
-
-def pyz_modules(executable: Path) -> set[str]:
-    """Module names frozen into an executable's PYZ archive."""
-    from PyInstaller.archive.readers import CArchiveReader
-
-    archive = CArchiveReader(str(executable))
-    return set(archive.open_embedded_archive("PYZ.pyz").toc)
 
 
 def test_version_is_the_package_version(bundle):
@@ -85,3 +85,10 @@ def test_bundle_never_ships_keyrings_alt(bundle):
     assert not {m for m in modules if m == "keyrings" or m.startswith("keyrings.")}
     internal = bundle / "_internal"
     assert not list(internal.glob("keyrings*")) and not list(internal.glob("keyrings.alt*"))
+
+
+def test_frozen_tray_opens_its_settings_dialog(bundle, tmp_path):
+    """The tray's windows are Tk: a bundle without tkinter (or Tcl/Tk's scripts) has a tray
+    whose every dialog fails, silently from the windowed tray."""
+    settings_dialog_opens([str(bundle / "thaicard-agent")], isolated_env(tmp_path))
+    assert (bundle / "_internal" / "_tcl_data").is_dir()

@@ -17,11 +17,13 @@ import pytest
 from tests.installer_support import (
     ROOT,
     frozen_bundle,
+    isolated_env,
     machine_lock,
     package_version,
     run,
     run_dir,
     serve_and_get_status,
+    settings_dialog_opens,
 )
 
 pytestmark = [
@@ -177,6 +179,8 @@ def test_install_run_remove(deb, installed_package, tmp_path):
         assert policy["LoopbackNetworkAllowedForUrls"] == [NHSO]
     desktop = Path("/etc/xdg/autostart/thaicard-agent.desktop").read_text(encoding="utf-8")
     assert "Exec=/usr/bin/thaicard-agent tray" in desktop
+    # The installed tray's dialogs work (Tk in the bundle).
+    settings_dialog_opens(["/usr/bin/thaicard-agent"], isolated_env(tmp_path))
 
     # dpkg -r leaves nothing of ours behind: no conffiles, no generated files.
     result = run(["dpkg", "-r", "thaicard-agent"], timeout=300)

@@ -60,12 +60,16 @@ def test_checker_catches_broken_packages(msi, tmp_path):
     for query in ("DELETE FROM `Registry` WHERE `Name` = '8189002' AND "
                   "`Key` = 'Software\\Policies\\Microsoft\\Edge\\LoopbackNetworkAllowedForUrls'",
                   "UPDATE `Component` SET `Condition` = '' WHERE `Component` = 'C.Autostart'",
-                  "UPDATE `Component` SET `Attributes` = 272 WHERE `Component` = 'C.InstallInfo'"):
+                  "UPDATE `Component` SET `Attributes` = 272 WHERE `Component` = 'C.InstallInfo'",
+                  # conditioned as before the fix: false at uninstall, the value stayed
+                  "UPDATE `Component` SET `Condition` = 'PORT' "
+                  "WHERE `Component` = 'C.Policy.Port'"):
         subprocess.run(["msibuild", str(broken), "-q", query], check=True)
     problems = "\n".join(check_msi.check_msi(broken))
     assert "Edge\\LoopbackNetworkAllowedForUrls\\8189002" in problems
     assert "Run value not conditioned on AUTOSTART" in problems
     assert "component C.InstallInfo is permanent" in problems
+    assert "component C.Policy.Port is conditioned ('PORT') but not on uninstall" in problems
 
 
 def test_checker_catches_broken_firefox_policy(msi, tmp_path):
@@ -123,7 +127,8 @@ def test_wxs_stays_wix3_source():
     """wixl's gaps are bridged at build time; the source keeps the WiX 3 elements."""
     source = build_msi.WXS.read_text(encoding="utf-8")
     stripped = build_msi.wixl_source(source)
-    assert stripped.conditions["C.Browser.3"] == 'BROWSER_POLICIES = "1" AND ORIGIN3'
+    assert (stripped.conditions["C.Browser.3"]
+            == '(BROWSER_POLICIES = "1" AND ORIGIN3) OR REMOVE~="ALL"')
     assert len(stripped.conditions) == 13           # 9, and Firefox's 4
     assert {"PORT", "ORIGIN1", "BROWSER_POLICIES", "AUTOSTART"} <= set(stripped.secure)
     tree = ET.fromstring(stripped.xml)
@@ -148,7 +153,7 @@ def _policy_after_install(msi: Path, **command_line: str) -> dict[str, str | int
     components = {r["Component"]: r for r in table(msi, "Component").rows}
     values: dict[str, str | int] = {}
     for row in table(msi, "Registry").where(Key=check_msi.POLICY_KEY):
-        condition = components[row["Component_"]]["Condition"]
+        condition = check_msi.condition_at_install(components[row["Component_"]]["Condition"])
         if condition and not props.get(condition):   # these conditions name one property
             continue
         values[row["Name"]] = _formatted(row["Value"], props)

@@ -207,7 +207,7 @@ SCHEMAS: dict[str, Any] = {
         "backend": {"type": "string", "enum": ["pcsc", "demo"]},
         "pcsc": obj({"state": {"type": "string",
                                "enum": ["starting", "available", "unavailable"]},
-                     "error": S_NULL}),
+                     "error": S_NULL, "detail": S_NULL}),
         "readers": {"type": "array", "items": ref("ReaderInfo")},
         "reads": INT,
         "events": obj({"clients": INT, "last_seq": INT}),

@@ -107,7 +107,7 @@ def snapshot(app: web.Application, filters: Filters) -> dict[str, Any]:
     cards = app[CARD_SERVICE]
     return control(app, "snapshot", agent={"name": "thaicard-agent", "version": __version__},
                    backend=cards.backend_kind,
-                   pcsc={"state": cards.pcsc_state(), "error": cards.pcsc_error},
+                   pcsc=cards.pcsc_status(),
                    readers=cards.readers_with_cards(filters.readers, photo=filters.photo),
                    filters=filters.to_json())
 

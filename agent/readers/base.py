@@ -28,6 +28,7 @@ class ReaderEvent:
     reader: str = ""
     atr: bytes | None = None
     error: str = ""              # an error code from errors.ERROR_TABLE, for pcsc_* / error
+    detail: str = ""             # why, for pcsc_unavailable: the failing call and its result
 
     KINDS = ("reader_added", "reader_removed", "card_inserted", "card_removed",
              "pcsc_unavailable", "pcsc_available", "monitor_error",

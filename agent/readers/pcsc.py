@@ -119,10 +119,10 @@ def error_for(hresult: int, what: str) -> AgentError:
 def _establish() -> int:
     hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     code = _code(hresult)
-    if code in _CONTEXT_DEAD:
-        raise PcscUnavailable(f"SCardEstablishContext: {scard_error_name(code)}")
     if code != scard.SCARD_S_SUCCESS:
-        raise error_for(code, "SCardEstablishContext")
+        # Without a context no reader can be seen, whatever the reason (a stopped service,
+        # or a stub such as Wine's winscard answering SCARD_F_INTERNAL_ERROR).
+        raise PcscUnavailable(f"SCardEstablishContext: {scard_error_name(code)}")
     return int(context)
 
 

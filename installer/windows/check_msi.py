@@ -47,6 +47,9 @@ PUBLIC_PROPERTIES = ("PORT", "ALLOWED_ORIGINS", "DEFAULT_TERMINAL", "BACKEND", "
 POLICY_VALUES = {"AllowedOrigins": " ".join(f"[ORIGIN{n}]" for n in range(1, ORIGIN_SLOTS + 1)),
                  "Port": "#[PORT]", "DefaultTerminal": "[DEFAULT_TERMINAL]",
                  "Backend": "[BACKEND]", "LogLevel": "[LOG_LEVEL]"}
+# Uninstall is given none of the install's properties: a component's condition must also
+# hold then, or the component may stay installed (Wine's msiexec leaves its values behind).
+ON_UNINSTALL = ' OR REMOVE~="ALL"'
 COMPONENT_64BIT = 256
 COMPONENT_PERMANENT = 16
 COMPONENT_NEVER_OVERWRITE = 128
@@ -91,6 +94,13 @@ def directory_path(directories: Table, directory: str) -> list[str]:
         if name != ".":
             names.append(name)
         directory = parent
+
+
+def condition_at_install(condition: str) -> str:
+    """A component condition without its uninstall clause: ``(X) OR REMOVE~="ALL"`` -> X."""
+    if condition.startswith("(") and condition.endswith(")" + ON_UNINSTALL):
+        return condition[1:-len(")" + ON_UNINSTALL)]
+    return condition
 
 
 def check_msi(msi: Path, version: str | None = None) -> list[str]:
@@ -153,13 +163,23 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
         rows = registry.where(Root=HKLM, Key=key, Name=name)
         return rows[0] if len(rows) == 1 else None
 
+    def install_condition(component: str) -> str:
+        return condition_at_install(components[component]["Condition"])
+
+    # Whatever was written is removed on uninstall, whichever properties the install had.
+    for name in sorted({r["Component_"] for r in registry.rows}):
+        condition = components[name]["Condition"]
+        need(not condition or condition.endswith(ON_UNINSTALL),
+             f"component {name} is conditioned ({condition!r}) but not on uninstall: its "
+             f"values may stay; end the condition with{ON_UNINSTALL}")
+
     # Auto-start in every user's session.
     run = reg(RUN_KEY, "ThaiCardAgent")
     need(run is not None, "no HKLM Run value ThaiCardAgent")
     if run is not None:
         need(run["Value"] == '"[INSTALLDIR]thaicard-agent-tray.exe" tray',
              f"Run value is {run['Value']!r}")
-        need(components[run["Component_"]]["Condition"] == 'AUTOSTART = "1"',
+        need(install_condition(run["Component_"]) == 'AUTOSTART = "1"',
              "Run value not conditioned on AUTOSTART")
     need(props.get("AUTOSTART") == "1", "AUTOSTART does not default to 1")
 
@@ -172,7 +192,7 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
         need(row["Value"] == expected,
              f"policy {row['Name']} = {row['Value']!r}, expected {expected!r}")
         prop = re.search(r"\[([A-Z_]+)\]", row["Value"])
-        condition = components[row["Component_"]]["Condition"]
+        condition = install_condition(row["Component_"])
         if row["Name"] == "AllowedOrigins":
             need(condition == "", "AllowedOrigins must always be written")
         elif prop:
@@ -190,7 +210,7 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
             if row is None:
                 continue
             need(row["Value"] == f"[ORIGIN{n}]", f"{key} slot {n} = {row['Value']!r}")
-            need(components[row["Component_"]]["Condition"] ==
+            need(install_condition(row["Component_"]) ==
                  f'BROWSER_POLICIES = "1" AND ORIGIN{n}',
                  f"{key} slot {n}: condition {components[row['Component_']]['Condition']!r}")
 
