@@ -74,6 +74,17 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
         ErrorInfo("claim_conflict", 409, 2,
                   "That transactionId is already used by a different claim.",
                   "transactionId นี้ถูกใช้กับรายการปิดสิทธิอื่นแล้ว"),
+        ErrorInfo("visit_not_found", 404, 2, "No visit with that id.",
+                  "ไม่พบรายการรับบริการที่รอยืนยันตามรหัสที่ระบุ"),
+        ErrorInfo("visit_conflict", 409, 2,
+                  "That transactionId is already used by a different visit.",
+                  "transactionId นี้ถูกใช้กับรายการรับบริการอื่นแล้ว"),
+        ErrorInfo("visit_closed", 409, 2,
+                  "The visit can no longer be confirmed (cancelled or expired).",
+                  "รายการรับบริการนี้ยืนยันไม่ได้แล้ว (ถูกยกเลิกหรือหมดเวลา) กรุณาติดต่อเจ้าหน้าที่"),
+        ErrorInfo("visit_card_mismatch", 409, 4,
+                  "The card in the reader is not the card of this visit's patient.",
+                  "บัตรในเครื่องอ่านไม่ใช่บัตรของผู้รับบริการรายนี้"),
         ErrorInfo("keyring_unavailable", 503, 12,
                   "The system keyring (credential store) is not available.",
                   "ไม่สามารถใช้ที่เก็บรหัสผ่านของระบบ (keyring) ได้"),
@@ -304,6 +315,22 @@ class ClaimNotFound(AgentError):
 
 class ClaimConflict(AgentError):
     code = "claim_conflict"
+
+
+class VisitNotFound(AgentError):
+    code = "visit_not_found"
+
+
+class VisitConflict(AgentError):
+    code = "visit_conflict"
+
+
+class VisitClosed(AgentError):
+    code = "visit_closed"
+
+
+class VisitCardMismatch(AgentError):
+    code = "visit_card_mismatch"
 
 
 class KeyringUnavailable(AgentError):

@@ -3,6 +3,7 @@
     tokens  (token.TokenState)      the keyring, cached and watched
     claims  (claims.ClaimDesk)      validate, put in the outbox, send, list
     lookups (lookups.NhsoLookups)   coverage, authen codes, confirm-save
+    visits  (visits.VisitDesk)      visits waiting for the patient's card, then claims
 
 ``routes.py`` exposes them over HTTP; the web room asks ``lookups`` (as its
 ``CoverageLookup``) to fill the coverage fields of ``/api/smartcard/read``. Claim events go
@@ -22,6 +23,7 @@ from .outbox import Outbox
 from .sender import ClaimSender
 from .settings import NhsoSettings
 from .token import TOKEN_CACHE_SECONDS, TokenState, TokenStore
+from .visits import VisitDesk
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ class NhsoService:
                                   on_token_invalid=self.tokens.forget)
         self.claims = ClaimDesk(settings, self.outbox, self.sender, self.tokens, self.publish)
         self.lookups = NhsoLookups(settings, self.client, self.tokens)
+        self.visits = VisitDesk(settings, self.outbox, self.claims, self.publish)
+        self.listeners.append(self.visits.on_event)
 
     @property
     def settings_error(self) -> str | None:
@@ -59,10 +63,12 @@ class NhsoService:
         await self.client.start()
         if self.outbox.is_open:
             await self.sender.start()
+            await self.visits.start()
         self.tokens.start()
 
     async def stop(self) -> None:
         await self.tokens.stop()
+        await self.visits.stop()
         await self.sender.stop()
         await self.client.close()
         await self.outbox.close()
