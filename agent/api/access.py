@@ -33,7 +33,8 @@ from .query import parse_flag
 # Each route's scope, by its path template. Routes without card data are public (None).
 # A route missing here needs every scope: a new route is closed until it is listed.
 ROUTE_SCOPES: dict[str, str | None] = {
-    "/": None, "/static/{file}": None, "/v1/client.js": None, "/v1/openapi.json": None,
+    "/": None, "/kiosk": None, "/static/{file}": None, "/v1/client.js": None,
+    "/v1/openapi.json": None,
     "/api/smartcard/terminals": "card", "/api/smartcard/read": "card",
     "/api/smartcard/read-card-only": "card", "/api/preference": "card",
     "/api/api/preference": "card",

@@ -67,6 +67,12 @@ export async function explainUnreachable() {
   };
 }
 
+// A citizen id fit for a screen or a slip: the first and last digits only.
+export function maskedCitizenId(cid) {
+  if (!cid || cid.length !== 13) return "x".repeat((cid || "").length);
+  return `${cid[0]}-xxxx-xxxxx-xx-${cid[12]}`;
+}
+
 export class ThaiCardAgent {
   constructor({
     base = DEFAULT_BASE, photo = true, types = null, readers = null,
