@@ -80,6 +80,7 @@ function setState(state, reason = "") {
   if (state === "staff") $("staff-text").textContent = t(reason);
   $("working").hidden = state !== "confirming";
   $("remove").hidden = state !== "done";
+  if (session && ["visits", "confirming", "done"].includes(state)) renderPatient();
   const first = document.querySelector(".screen:not([hidden]) button:not([disabled])");
   if (first) first.focus();
   touch();
@@ -180,7 +181,6 @@ async function onCardRead(ev) {
   session.visits = visits;
   const photo = agent.readers[ev.reader]?.card?.photo;
   if (photo && photo.base64) showPhoto(photo.base64);
-  renderPatient();
   setState("visits");
 }
 
@@ -195,7 +195,6 @@ async function confirm(visit) {
   if (!session || document.body.dataset.state === "confirming") return;
   const mine = generation;
   setState("confirming");
-  renderPatient();
   let outcome;
   try {
     outcome = await agent.request(`/v1/visits/${encodeURIComponent(visit.id)}/confirm?wait=${CONFIRM_WAIT}`,
@@ -208,13 +207,11 @@ async function confirm(visit) {
   }
   if (mine !== generation) return;
   session.outcomes[visit.id] = outcome;
-  renderPatient();
   const open = session.visits.filter((v) => !session.outcomes[v.id]);
   const trouble = Object.values(session.outcomes).find((o) => !o.claimCode);
   if (open.length) setState("visits");
   else if (trouble) setState("staff", outcomeReason(trouble));
   else setState("done");
-  if (!open.length && trouble) renderPatient();
 }
 
 function printSlip(visit, outcome) {
