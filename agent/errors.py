@@ -82,6 +82,9 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
         ErrorInfo("visit_closed", 409, 2,
                   "The visit can no longer be confirmed (cancelled or expired).",
                   "รายการรับบริการนี้ยืนยันไม่ได้แล้ว (ถูกยกเลิกหรือหมดเวลา) กรุณาติดต่อเจ้าหน้าที่"),
+        ErrorInfo("visit_source_unavailable", 503, 13,
+                  "The hospital's visit list (the visit source) could not be asked.",
+                  "ติดต่อระบบรายการรับบริการของโรงพยาบาลไม่ได้ กรุณาติดต่อเจ้าหน้าที่"),
         ErrorInfo("visit_card_mismatch", 409, 4,
                   "The card in the reader is not the card of this visit's patient.",
                   "บัตรในเครื่องอ่านไม่ใช่บัตรของผู้รับบริการรายนี้"),
@@ -327,6 +330,10 @@ class VisitConflict(AgentError):
 
 class VisitClosed(AgentError):
     code = "visit_closed"
+
+
+class VisitSourceUnavailable(AgentError):
+    code = "visit_source_unavailable"
 
 
 class VisitCardMismatch(AgentError):

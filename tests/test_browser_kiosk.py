@@ -29,6 +29,7 @@ from testrig.nhso_support import (
     SOURCE_ID,
     TOKEN,
     MemoryKeyring,
+    VisitSourceProc,
     claim_body,
     http,
     start_contract_server,
@@ -58,25 +59,36 @@ def contract_server(tmp_path: Path) -> Any:
         proc.kill()
 
 
-@pytest.fixture
-async def kiosk(aiohttp_client: Any, tmp_path: Path, contract_server: Any) -> Any:
-    settings = load_settings(
+async def start_kiosk(aiohttp_client: Any, tmp_path: Path, contract_server: Any,
+                      keyring: MemoryKeyring | None = None, **settings: Any) -> Agent:
+    nhso = load_settings(
         config_dir=tmp_path / "config", data_dir=tmp_path / "data", env={},
         site_path=tmp_path / "no-site.json", base_url=contract_server.url, hcode=HCODE,
         source_id=SOURCE_ID, recorder_pid=RECORDER_PID, request_timeout=5.0,
-        retry_base=0.05, retry_max=0.5)
-    keyring = MemoryKeyring()
+        retry_base=0.05, retry_max=0.5, **settings)
+    keyring = keyring or MemoryKeyring()
     keyring.set_password("thaicard-agent", "nhso-token", TOKEN)
-    agent = await start_agent(aiohttp_client, insert=False,
-                              nhso=NhsoParts(settings, TokenStore(keyring)))
+    return await start_agent(aiohttp_client, insert=False,
+                             nhso=NhsoParts(nhso, TokenStore(keyring)))
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> Any:
     workdir = tmp_path / "browser"
     workdir.mkdir()
-    browser = Chromium(workdir, public_port=9, hosts=["unused.example.test"])
-    await browser.start({**os.environ, "HOME": str(workdir / "home")})
+    chromium = Chromium(workdir, public_port=9, hosts=["unused.example.test"])
+    await chromium.start({**os.environ, "HOME": str(workdir / "home")})
     try:
-        yield agent, browser, contract_server
+        yield chromium
     finally:
-        await browser.close()
+        await chromium.close()
+
+
+@pytest.fixture
+async def kiosk(aiohttp_client: Any, tmp_path: Path, contract_server: Any,
+                browser: Chromium) -> Any:
+    agent = await start_kiosk(aiohttp_client, tmp_path, contract_server)
+    return agent, browser, contract_server
 
 
 async def open_kiosk(agent: Agent, browser: Chromium, query: str = "") -> Page:
@@ -299,3 +311,43 @@ async def test_inactivity_clears_the_screen(kiosk):
     await agent.remove()
     await state(page, "idle")
     assert await issued(server) == {}
+
+
+SOURCE_KEY = "kiosk-visit-source-key-0123"
+
+
+async def test_visits_from_the_his_visit_source(aiohttp_client, tmp_path, contract_server,
+                                                browser, monkeypatch):
+    """A kiosk that is not the PC where visits are registered: the HIS's visit source (the
+    reference implementation, a process on HTTPS) lists them; then it goes down."""
+    source = VisitSourceProc(tmp_path, SOURCE_KEY, dict(os.environ))
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", source.cert)
+        keyring = MemoryKeyring()
+        keyring.set_password("thaicard-agent", "visit-source-key", SOURCE_KEY)
+        agent = await start_kiosk(aiohttp_client, tmp_path, contract_server, keyring,
+                                  visit_source_url=source.url + "/visits",
+                                  visit_source_timeout=2.0)
+        visit = {**claim_body(1, pid=PATIENT.citizen_id), "label": "คลินิกเบาหวาน, 10:15"}
+        await asyncio.to_thread(source.control, "/_control/visits", [visit])
+        page = await open_kiosk(agent, browser)
+        await insert(agent, page)
+        await state(page, "visits")
+        assert "คลินิกเบาหวาน, 10:15" in await shown_text(page)
+        await shot(page, "14-visit-from-the-his-source")
+        await page.evaluate("document.querySelector('.confirm').click()")
+        await state(page, "done")
+        code = await page.evaluate(
+            "document.querySelector('[data-testid=claim-code]').textContent")
+        assert code == (await issued(contract_server))[visit["transactionId"]]
+        await agent.remove()
+        await state(page, "idle")
+        # The HIS stops answering in time: the patient is sent to staff, plainly.
+        await asyncio.to_thread(source.control, "/_control/mode", {"mode": "slow",
+                                                                   "seconds": 30})
+        await insert(agent, page)
+        await state(page, "staff", "sourceDown")
+        assert "ระบบของโรงพยาบาลไม่ตอบสนอง" in await shown_text(page)
+        await shot(page, "15-staff-his-source-not-answering")
+    finally:
+        source.kill()

@@ -61,6 +61,13 @@ NHSO_SCHEMAS: dict[str, Any] = {
                   "claimId": S_NULL, "due": {"type": "boolean"}, "createdAt": S,
                   "updatedAt": S, "claim": {"type": "object"}},
                  ["id", "transactionId", "status", "label", "serviceDate", "claimId"]),
+    "VisitSourceAnswer": obj(
+        {"visits": {"type": "array", "maxItems": 50, "items": ref("VisitInput")}},
+        ["visits"],
+        description="Not a route of the agent: what a HIS's visit source answers to "
+                    "GET <visitSourceUrl>?pid=<13 digits>&date=<YYYY-MM-DD, Bangkok> sent "
+                    "with Authorization: Bearer <key> over HTTPS (docs/kiosk.md). Visits "
+                    "of other patients or days, and invalid ones, are left out"),
     "VisitConfirmed": obj({"visit": ref("Visit"), "claimId": S,
                            "status": {**S, "description": "the claim's status"},
                            "claimCode": {**S_NULL, "description": "NHSO's EP code once "

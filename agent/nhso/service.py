@@ -23,6 +23,8 @@ from .outbox import Outbox
 from .sender import ClaimSender
 from .settings import NhsoSettings
 from .token import TOKEN_CACHE_SECONDS, TokenState, TokenStore
+from .visit_source import KEY_USERNAME as VISIT_SOURCE_KEY
+from .visit_source import VisitSource
 from .visits import VisitDesk
 
 log = logging.getLogger(__name__)
@@ -34,14 +36,17 @@ class NhsoService:
         self.settings = settings
         self.listeners: list[Publish] = [publish] if publish else []
         self.outbox = Outbox(settings.outbox_path)
-        self.tokens = TokenState(token_store or TokenStore(), on_new_token=self._new_token,
+        token_store = token_store or TokenStore()
+        self.tokens = TokenState(token_store, on_new_token=self._new_token,
                                  check_interval=token_check_interval)
         self.client = NhsoClient(settings, self.tokens.require)
         self.sender = ClaimSender(settings, self.outbox, self.client, self.publish,
                                   on_token_invalid=self.tokens.forget)
         self.claims = ClaimDesk(settings, self.outbox, self.sender, self.tokens, self.publish)
         self.lookups = NhsoLookups(settings, self.client, self.tokens)
-        self.visits = VisitDesk(settings, self.outbox, self.claims, self.publish)
+        self.visit_source = VisitSource(settings, token_store.sibling(VISIT_SOURCE_KEY))
+        self.visits = VisitDesk(settings, self.outbox, self.claims, self.publish,
+                                source=self.visit_source)
         self.listeners.append(self.visits.on_event)
 
     @property

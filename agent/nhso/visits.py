@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..errors import VisitClosed, VisitConflict, VisitNotFound
@@ -35,6 +36,7 @@ from .claims import ClaimDesk, Publish
 from .outbox import Claim, Outbox, canonical
 from .settings import NhsoSettings
 from .validation import BANGKOK, ValidationFailed, require_object, service_date, validate_claim
+from .visit_source import VisitSource
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +132,10 @@ def bangkok_today(now: dt.datetime) -> str:
 
 class VisitDesk:
     def __init__(self, settings: NhsoSettings, outbox: Outbox, claims: ClaimDesk,
-                 publish: Publish, *,
+                 publish: Publish, *, source: VisitSource | None = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.settings = settings
+        self.source = source
         self.outbox = outbox
         self.claims = claims
         self.publish = publish
@@ -221,6 +224,30 @@ class VisitDesk:
         db.execute("COMMIT")
         return self._one(db, visit_id), True
 
+    async def _from_source(self, pid: str, day: str) -> None:
+        """Register what the HIS lists (VisitSourceUnavailable when it cannot be asked).
+
+        An item that is not a valid visit of this patient and day, or that conflicts with a
+        visit already here, is left out and counted in the log (never its content)."""
+        assert self.source is not None
+        skipped = 0
+        for item in await self.source.fetch(pid, day):
+            try:
+                claim, label = validate_visit(item, self.settings)
+                if claim["pid"] != pid or service_date(claim["serviceDateTime"]) != day:
+                    skipped += 1
+                    continue
+                visit, created = await self.outbox.run(partial(self._insert, claim=claim,
+                                                               label=label))
+            except (ValidationFailed, VisitConflict):
+                skipped += 1
+                continue
+            if created:
+                self.publish("visit.registered", visit.event())
+        if skipped:
+            log.warning("visit source: %d listed visit(s) left out (not valid visits of the "
+                        "patient and day asked for, or conflicting with one here)", skipped)
+
     @staticmethod
     def _one(db: sqlite3.Connection, visit_id: str) -> Visit:
         row = db.execute("SELECT * FROM visits WHERE id = ?", (visit_id,)).fetchone()
@@ -235,8 +262,11 @@ class VisitDesk:
 
     async def find(self, *, pid: str | None, day: str | None, statuses: tuple[str, ...],
                    limit: int) -> list[Visit]:
+        """Visits here; for one patient, first those the visit source lists (if any)."""
         await self._table()
         await self.sweep()
+        if pid and self.source is not None and self.source.configured:
+            await self._from_source(pid, day or bangkok_today(self.clock()))
         sql = "SELECT * FROM visits WHERE 1=1"
         params: list[Any] = []
         if pid:
