@@ -85,6 +85,9 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
         ErrorInfo("visit_source_unavailable", 503, 13,
                   "The hospital's visit list (the visit source) could not be asked.",
                   "ติดต่อระบบรายการรับบริการของโรงพยาบาลไม่ได้ กรุณาติดต่อเจ้าหน้าที่"),
+        ErrorInfo("browser_not_found", 404, 17,
+                  "No Chromium-based browser (Edge, Chrome, Chromium) was found for the kiosk.",
+                  "ไม่พบเบราว์เซอร์ Edge, Chrome หรือ Chromium สำหรับเปิดหน้าจอ KIOSK"),
         ErrorInfo("visit_card_mismatch", 409, 4,
                   "The card in the reader is not the card of this visit's patient.",
                   "บัตรในเครื่องอ่านไม่ใช่บัตรของผู้รับบริการรายนี้"),
@@ -334,6 +337,10 @@ class VisitClosed(AgentError):
 
 class VisitSourceUnavailable(AgentError):
     code = "visit_source_unavailable"
+
+
+class BrowserNotFound(AgentError):
+    code = "browser_not_found"
 
 
 class VisitCardMismatch(AgentError):

@@ -96,6 +96,10 @@ class OsRoom:
         """Each known browser's local-network policies; [] where this OS has no reader."""
         return []
 
+    def kiosk_browsers(self) -> list[tuple[str, str]]:
+        """(name, executable) of the installed Chromium-based browsers, best kiosk first."""
+        return []
+
     def port_owner(self, port: int) -> str | None:
         """The program listening on 127.0.0.1:port ("name (pid N)"), None when unknown."""
         return None

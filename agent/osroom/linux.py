@@ -63,6 +63,20 @@ def linux_browser_policies(etc: Path = Path("/etc"),
     return out
 
 
+# Which browser a kiosk PC opens first when several are installed.
+KIOSK_ORDER = ("Chrome", "Edge", "Chromium")
+
+
+def linux_kiosk_browsers(which: Callable[[str], str | None] = shutil.which,
+                         ) -> list[tuple[str, str]]:
+    out = []
+    for name in KIOSK_ORDER:
+        found = next((path for path in map(which, CHROMIUM_FAMILY[name][0]) if path), None)
+        if found:
+            out.append((name, found))
+    return out
+
+
 def proc_port_owner(port: int, proc: Path = Path("/proc")) -> str | None:
     """Who listens on 127.0.0.1/0.0.0.0:port: the socket's inode in /proc/net/tcp{,6}, then
     the process holding that inode among its fds (only our own user's are visible)."""
@@ -174,6 +188,9 @@ class LinuxRoom(OsRoom):
 
     def browser_policies(self) -> list[BrowserPolicy]:
         return linux_browser_policies(self.etc)
+
+    def kiosk_browsers(self) -> list[tuple[str, str]]:
+        return linux_kiosk_browsers()
 
     def port_owner(self, port: int) -> str | None:
         return proc_port_owner(port)

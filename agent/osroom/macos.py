@@ -46,6 +46,20 @@ def mac_browser_policies(managed: Path = MANAGED,
     return out
 
 
+KIOSK_ORDER = ("Chrome", "Edge", "Chromium")
+
+
+def mac_kiosk_browsers(apps: Path = Path("/Applications")) -> list[tuple[str, str]]:
+    """The executable inside each installed browser's bundle."""
+    out = []
+    for name in KIOSK_ORDER:
+        bundle = BROWSERS[name][0]
+        exe = apps / bundle / "Contents" / "MacOS" / bundle.removesuffix(".app")
+        if exe.exists():
+            out.append((name, str(exe)))
+    return out
+
+
 def read_managed_preferences(path: Path = POLICY_FILE) -> dict[str, Any]:
     """The policy domain ``th.thaicard.agent`` as an MDM profile deploys it."""
     try:
@@ -105,6 +119,9 @@ class MacRoom(OsRoom):
 
     def browser_policies(self) -> list[BrowserPolicy]:
         return mac_browser_policies()
+
+    def kiosk_browsers(self) -> list[tuple[str, str]]:
+        return mac_kiosk_browsers()
 
     def port_owner(self, port: int) -> str | None:
         try:
