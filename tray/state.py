@@ -225,6 +225,13 @@ class TrayState:
             return [Notice("notify.claim_failed", (("code", str(code or "nhso_rejected")),))]
         return []
 
+    def _visit(self, _reader: str | None, ev: dict[str, Any]) -> list[Notice]:
+        """A visit staff must see to: still unconfirmed late in the day, or expired. The
+        label is what staff wrote for it (no citizen id travels in visit events)."""
+        label = str(ev.get("label") or ev.get("transactionId") or "?")[:80]
+        key = "notify.visit_due" if ev.get("type") == "visit.due" else "notify.visit_expired"
+        return [Notice(key, (("label", label),))]
+
     def _refused(self, _reader: str | None, ev: dict[str, Any]) -> list[Notice]:
         """A page (or LAN server) was refused: tell staff once per source, with the status
         page as the place to see why and allow it. The agent sends one event per source."""
@@ -263,6 +270,8 @@ _HANDLERS = {
     "claim.sent": TrayState._claim,
     "claim.failed": TrayState._claim,
     "access.refused": TrayState._refused,
+    "visit.due": TrayState._visit,
+    "visit.expired": TrayState._visit,
 }
 
 
