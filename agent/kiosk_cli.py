@@ -12,6 +12,8 @@ import argparse
 import json
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -70,15 +72,36 @@ def add_kiosk_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="one more argument for the browser (repeatable)")
     p.add_argument("--print-command", action="store_true",
                    help="print the command (a JSON array) instead of running it")
+    p.add_argument("--agent-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="wait this long for the agent to answer before opening the page "
+                        "(started at logon together with the tray; default 60)")
     p.add_argument("--wait", action="store_true",
                    help="wait for the browser to exit and exit with its code (for a "
                         "session script that restarts it)")
     p.set_defaults(func=cmd_kiosk)
 
 
+def wait_for_agent(port: int, seconds: float) -> bool:
+    """Whether the agent answers within ``seconds`` (a page opened before it listens would
+    show the browser's error page until someone reloads it)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=2):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+
+
 def cmd_kiosk(args: argparse.Namespace) -> int:
     port = args.port or load_config().port
     name, executable = pick_browser(args.browser)
+    if not args.print_command and not wait_for_agent(port, args.agent_timeout):
+        print(f"โปรแกรมอ่านบัตรยังไม่ตอบที่พอร์ต {port} จะเปิดหน้าจอต่อไป\n"
+              f"The agent does not answer on port {port} yet; opening the page anyway.",
+              file=sys.stderr)
     command = kiosk_command(
         name, executable, kiosk_url(port, paper=args.paper, idle=args.idle),
         paths.user_data_dir() / PROFILE_FOLDER, silent_print=args.silent_print,

@@ -104,3 +104,16 @@ def test_the_browser_opens_the_kiosk_page(tmp_path: Path) -> None:
     assert "<title>ยืนยันการเข้ารับบริการ · Confirm your visit</title>" in out.stdout
     assert 'src="/static/kiosk.js"' in out.stdout
     assert (tmp_path / "data" / "kiosk-browser").is_dir()
+
+
+def test_an_agent_that_is_not_up_is_waited_for_then_said(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    port = free_port()                      # nothing listens there
+    browser = tmp_path / "browser.sh"       # records that it was started, and how
+    browser.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "started"}\nexit 3\n')
+    browser.chmod(0o755)
+    out = kiosk_cli(env, "--port", str(port), "--browser", str(browser), "--agent-timeout",
+                    "1", "--wait")
+    assert out.returncode == 3              # the browser ran, after the warning
+    assert (tmp_path / "started").read_text().split()[-1] == f"http://127.0.0.1:{port}/kiosk"
+    assert f"does not answer on port {port}" in out.stderr and "โปรแกรมอ่านบัตร" in out.stderr
