@@ -198,6 +198,15 @@ async def test_one_visit_confirmed_with_the_code_and_a_slip(kiosk):
     assert await page.evaluate("document.getElementById('slip').innerText") == ""
     confirmed = await agent.get_json(f"/v1/visits/{visit['id']}")
     assert confirmed["status"] == "confirmed"
+    # The same card again (a lost slip): the code again, nothing sent again.
+    await insert(agent, page)
+    await state(page, "done")
+    again = await page.evaluate("document.querySelector('[data-testid=claim-code]')"
+                                ".textContent")
+    assert again == code and len(await issued(server)) == 1
+    await shot(page, "16-card-again-code-again")
+    await agent.remove()
+    await state(page, "idle")
 
 
 async def test_two_visits_one_tap_each_in_english(kiosk):

@@ -169,9 +169,17 @@ async function onCardRead(ev) {
   const mine = generation;
   session = { reader: ev.reader, card: ev.card, visits: [], outcomes: {} };
   let visits;
+  const outcomes = {};
   try {
-    const q = new URLSearchParams({ pid: ev.card.citizen_id, date: "today", status: "waiting" });
+    const q = new URLSearchParams({ pid: ev.card.citizen_id, date: "today",
+      status: "waiting,confirmed" });
     visits = (await agent.request("/v1/visits?" + q)).visits;
+    // Confirmed earlier today (a lost slip, a second look): their codes again.
+    for (const visit of visits.filter((v) => v.status === "confirmed" && v.claimId)) {
+      const claim = await agent.request(`/v1/claims/${encodeURIComponent(visit.claimId)}`);
+      outcomes[visit.id] = { claimId: claim.id, status: claim.status,
+        claimCode: claim.authenCode, error: claim.error };
+    }
   } catch (err) {
     if (mine === generation) setState("staff", "sourceDown");
     return;
@@ -179,9 +187,19 @@ async function onCardRead(ev) {
   if (mine !== generation) return;          // the card left while we asked
   if (!visits.length) { setState("staff", "none"); return; }
   session.visits = visits;
+  session.outcomes = outcomes;
   const photo = agent.readers[ev.reader]?.card?.photo;
   if (photo && photo.base64) showPhoto(photo.base64);
-  setState("visits");
+  settle();
+}
+
+// The next state once the visits' outcomes are known: more to confirm, all done, or staff.
+function settle() {
+  const open = session.visits.filter((v) => !session.outcomes[v.id]);
+  const trouble = Object.values(session.outcomes).find((o) => !o.claimCode);
+  if (open.length) setState("visits");
+  else if (trouble) setState("staff", outcomeReason(trouble));
+  else setState("done");
 }
 
 function showPhoto(base64) {
@@ -207,11 +225,7 @@ async function confirm(visit) {
   }
   if (mine !== generation) return;
   session.outcomes[visit.id] = outcome;
-  const open = session.visits.filter((v) => !session.outcomes[v.id]);
-  const trouble = Object.values(session.outcomes).find((o) => !o.claimCode);
-  if (open.length) setState("visits");
-  else if (trouble) setState("staff", outcomeReason(trouble));
-  else setState("done");
+  settle();
 }
 
 function printSlip(visit, outcome) {
