@@ -142,7 +142,9 @@ class VisitDesk:
         self.clock = clock
         self._ready = False
         self._confirming = asyncio.Lock()
-        self._claim_changed = asyncio.Condition()
+        # Replaced (and the old one set) on every claim event: waiters take the current one
+        # before they look at their claim, so no news between the two is missed.
+        self._claim_news = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     # -- life cycle ---------------------------------------------------------------------
@@ -169,13 +171,10 @@ class VisitDesk:
             self._ready = True
 
     def on_event(self, type_: str, payload: dict[str, Any]) -> None:
-        """A listener of the room's events: wakes ``settled`` waiters on claim news."""
+        """A listener of the room's events (in the loop): wakes ``settled`` waiters."""
         if type_.startswith("claim."):
-            asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._claim_changed:
-            self._claim_changed.notify_all()
+            news, self._claim_news = self._claim_news, asyncio.Event()
+            news.set()
 
     async def _sweeper(self) -> None:
         while True:
@@ -332,13 +331,13 @@ class VisitDesk:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            news = self._claim_news
             claim = await self.claims.get(claim_id)
             left = deadline - loop.time()
             if claim is None or claim.status in SETTLED or left <= 0:
                 return claim
-            async with self._claim_changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._claim_changed.wait(), min(left, 1.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(news.wait(), left)
 
     # -- the day's end ------------------------------------------------------------------------
 
