@@ -60,11 +60,13 @@ def test_checker_catches_broken_packages(msi, tmp_path):
     for query in ("DELETE FROM `Registry` WHERE `Name` = '8189002' AND "
                   "`Key` = 'Software\\Policies\\Microsoft\\Edge\\LoopbackNetworkAllowedForUrls'",
                   "UPDATE `Component` SET `Condition` = '' WHERE `Component` = 'C.Autostart'",
+                  "UPDATE `Component` SET `Condition` = '' WHERE `Component` = 'C.Kiosk'",
                   "UPDATE `Component` SET `Attributes` = 272 WHERE `Component` = 'C.InstallInfo'"):
         subprocess.run(["msibuild", str(broken), "-q", query], check=True)
     problems = "\n".join(check_msi.check_msi(broken))
     assert "Edge\\LoopbackNetworkAllowedForUrls\\8189002" in problems
     assert "Run value not conditioned on AUTOSTART" in problems
+    assert "kiosk Run value not conditioned on KIOSK" in problems
     assert "component C.InstallInfo is permanent" in problems
 
 
@@ -93,8 +95,9 @@ def test_wxs_stays_wix3_source():
     source = build_msi.WXS.read_text(encoding="utf-8")
     stripped = build_msi.wixl_source(source)
     assert stripped.conditions["C.Browser.3"] == 'BROWSER_POLICIES = "1" AND ORIGIN3'
-    assert len(stripped.conditions) == 9
-    assert {"PORT", "ORIGIN1", "BROWSER_POLICIES", "AUTOSTART"} <= set(stripped.secure)
+    assert len(stripped.conditions) == 10
+    assert stripped.conditions["C.Kiosk"] == 'KIOSK = "1"'
+    assert {"PORT", "ORIGIN1", "BROWSER_POLICIES", "AUTOSTART", "KIOSK"} <= set(stripped.secure)
     tree = ET.fromstring(stripped.xml)
     ns = {"w": build_msi.NS}
     assert not tree.findall(".//w:Component/w:Condition", ns)
