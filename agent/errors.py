@@ -8,6 +8,7 @@ one, only add. ``docs/errors.md`` is generated from this table and checked by a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,28 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
         ErrorInfo("visit_card_mismatch", 409, 4,
                   "The card in the reader is not the card of this visit's patient.",
                   "บัตรในเครื่องอ่านไม่ใช่บัตรของผู้รับบริการรายนี้"),
+        ErrorInfo("claim_same_visit", 409, 2,
+                  "A claim for the same visit (patient, hospital, service and service time) "
+                  "exists under another transactionId; say newVisit=true if this is "
+                  "another visit.",
+                  "มีรายการปิดสิทธิของการรับบริการครั้งนี้แล้ว (ผู้ป่วย หน่วยบริการ บริการ และ"
+                  "เวลาเดียวกัน) ภายใต้ transactionId อื่น หากเป็นการรับบริการครั้งใหม่ให้ระบุ "
+                  "newVisit=true"),
+        ErrorInfo("claim_not_in_review", 409, 2,
+                  "That claim is not waiting for a review.",
+                  "รายการปิดสิทธินี้ไม่ได้รอการตรวจสอบ"),
+        ErrorInfo("nhso_empty_reply", 503, 13,
+                  "NHSO answered with an empty body (usually an expired token).",
+                  "สปสช. ตอบกลับว่างเปล่า (มักเกิดจาก Token หมดอายุ)"),
+        ErrorInfo("nhso_proxy_page", 503, 13,
+                  "A web page came back instead of NHSO's answer (a proxy or firewall of "
+                  "the network answered).",
+                  "ได้รับหน้าเว็บแทนคำตอบของ สปสช. (พร็อกซีหรือไฟร์วอลล์ของเครือข่ายตอบแทน)"),
+        ErrorInfo("nhso_tls_failed", 503, 13,
+                  "The secure connection to NHSO failed (certificate or protocol); nothing "
+                  "was sent.",
+                  "เชื่อมต่อแบบปลอดภัยกับ สปสช. ไม่สำเร็จ (ใบรับรองหรือโปรโตคอล) "
+                  "ยังไม่มีการส่งข้อมูล"),
         ErrorInfo("keyring_unavailable", 503, 12,
                   "The system keyring (credential store) is not available.",
                   "ไม่สามารถใช้ที่เก็บรหัสผ่านของระบบ (keyring) ได้"),
@@ -179,8 +202,8 @@ class AgentError(Exception):
     def message_th(self) -> str:
         return self.info.message_th
 
-    def to_dict(self) -> dict[str, str]:
-        out = {"code": self.code, "message": self.info.message_en,
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.info.message_en,
                "message_th": self.info.message_th}
         if self.detail:
             out["detail"] = self.detail
@@ -345,6 +368,31 @@ class BrowserNotFound(AgentError):
 
 class VisitCardMismatch(AgentError):
     code = "visit_card_mismatch"
+class ClaimSameVisit(AgentError):
+    code = "claim_same_visit"
+
+    def __init__(self, detail: str, *, existing: dict[str, str]) -> None:
+        self.existing = existing
+        super().__init__(detail)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "existing": self.existing}
+
+
+class ClaimNotInReview(AgentError):
+    code = "claim_not_in_review"
+
+
+class NhsoEmptyReply(NhsoUnavailable):
+    code = "nhso_empty_reply"
+
+
+class NhsoProxyPage(NhsoUnavailable):
+    code = "nhso_proxy_page"
+
+
+class NhsoTlsFailed(NhsoUnavailable):
+    code = "nhso_tls_failed"
 
 
 class KeyringUnavailable(AgentError):

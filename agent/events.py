@@ -53,6 +53,13 @@ _EVENTS = (
                                       "recovered"), "NHSO recorded the claim."),
     EventInfo("claim.failed", "nhso", ("id", "transactionId", "status", "error", "message"),
               "NHSO refused the claim; it is not sent again unless retried."),
+    EventInfo("claim.needs_review", "nhso",
+              ("id", "transactionId", "status", "reason", "candidates"),
+              "NHSO's records could not tell whether this claim is there: nothing is sent "
+              "until staff choose (send again, or take a listed code)."),
+    EventInfo("nhso.token", "nhso", ("state", "since", "message", "action_en", "action_th"),
+              "NHSO started or stopped refusing the hospital's token (state refused, "
+              "accepted or unchecked)."),
     EventInfo("claim.due", "nhso", ("id", "transactionId", "status", "serviceDate", "error"),
               "A claim of the day is still unsent after the due time."),
     EventInfo("visit.registered", "nhso", ("id", "transactionId", "status", "label",

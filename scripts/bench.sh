@@ -26,7 +26,9 @@ if [ -n "${BENCH_QUICK:-}" ]; then
   run bench/bench_serving.py --requests 200 --ws-clients 50 --rounds 2
   run bench/bench_footprint.py --idle 5 --reads 100 --starts 2
   run bench/bench_nhso_outbox.py --claims 50
+  run bench/bench_late_recording.py --claims 20
 else
+  run bench/bench_late_recording.py --claims 60
   run bench/bench_card_read.py
   run bench/bench_events.py
   run bench/bench_serving.py

@@ -26,6 +26,7 @@ MODULES=(
     "agent/card/*"
     "agent/core.py"
     "agent/nhso/outbox.py"
+    "agent/nhso/matching.py"
     "agent/nhso/sender.py"
     "agent/nhso/validation.py"
     "agent/api/compat.py"

@@ -19,12 +19,20 @@ Control API (tests only), JSON:
         without processing), drop_after (process, then close without answering), slow
         (process, then answer after ``delay`` s: beyond the client's timeout the answer is
         lost), late (wait ``delay`` s, then process and answer: NHSO taking its time
-        before it records anything). ``delay`` is seconds or [min, max] for a random one.
+        before it records anything), html (a proxy's HTML error page with ``status``,
+        without processing), empty (200 with an empty body, without processing: what NHSO
+        answers for an expired token). ``delay`` is seconds or [min, max] for a random one.
     POST /_control/reject   {"transactionIds": [...]}  -> 400 with a dataError (never
                             subject to faults: the refusal always reaches the agent)
     POST /_control/tokens   {"<token>": "<hcode>" or null to revoke, ...}
     POST /_control/people   {"<pid>": {"funds": [...], "firstName": ..., ...}}
     POST /_control/history  {"<pid>": [service history entries of earlier days]}
+    POST /_control/workstation {"pid", "serviceDateTime" (epoch ms), "claimServiceCode"?,
+                            "hcode"?}  -> {"authenCode"}: a claim closed by another
+                            workstation or NHSO's web page (listed by Check Authen Status,
+                            not counted as ours)
+    POST /_control/quirks   {"statusFormat": 1|2, "bom": true|false}: Check Authen Status in
+                            the second format seen in the field; a UTF-8 BOM before JSON
     POST /_control/latency  {"seconds": 0.05}   added to every answer
     POST /_control/clock    {"offset": 3600}   every answer's Date header is that many
                             seconds ahead (negative: behind), for the doctor's clock check
@@ -39,6 +47,7 @@ import asyncio
 import collections
 import datetime as dt
 import email.utils
+import json
 import math
 import random
 import re
@@ -62,7 +71,10 @@ SERVICE_NAMES = {
 }
 AUTHEN_PER_DAY = 2
 AUTHEN_LIMIT_MESSAGE = "ขอ Authen Code ได้ไม่เกิน 2 ครั้งต่อคนต่อวัน"
-MODES = ("error", "drop", "drop_after", "slow", "late")
+MODES = ("error", "drop", "drop_after", "slow", "late", "html", "empty")
+PROXY_PAGE = ("<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
+              "<h1>Bad Gateway</h1><p>The proxy server received an invalid response."
+              "</p></body></html>")
 ENDPOINTS = ("claim", "status", "rights", "authen")
 
 
@@ -110,6 +122,9 @@ class State:
     inflight: int = 0
     seq: int = 0
     clock_offset: float = 0.0
+    status_format: int = 1
+    bom: bool = False
+    foreign: list[dict[str, Any]] = field(default_factory=list)   # other workstations' claims
 
     def reset(self) -> None:
         tokens = self.tokens
@@ -174,6 +189,10 @@ async def _with_faults(request: web.Request, endpoint: str, process: Any, *, key
     if mode == "drop":
         request.transport.close()
         return web.Response(status=204)
+    if mode == "html":
+        return web.Response(status=rule.status, text=PROXY_PAGE, content_type="text/html")
+    if mode == "empty":
+        return web.Response(status=200, body=b"", content_type="application/json")
     delay = rule.pick_delay(state.rng) if rule else 0.0
 
     async def work() -> web.Response:
@@ -353,6 +372,11 @@ async def check_authen_status(request: web.Request) -> web.StreamResponse:
                    if e["serviceDateTime"][:10] == day
                    and (not service_code or e["service"]["code"] == service_code)]
         fund = person["funds"][0] if person["funds"] else {}
+        if state.status_format == 2:
+            # The second format seen in the field: results is a JSON string.
+            return web.json_response({"success": True, "message": "", "results": json.dumps(
+                [{"hospitalCode": e["hospital"]["hcode"], "serviceDate": e["serviceDateTime"],
+                  "authCode": e["claimCode"]} for e in entries], ensure_ascii=False)})
         return web.json_response({
             "statusAuthen": "Y" if entries else "N",
             "statusMessage": "พบข้อมูลการเข้ารับบริการ" if entries else "ไม่พบข้อมูล",
@@ -428,6 +452,40 @@ async def control_history(request: web.Request) -> web.Response:
     return web.json_response({"people": len(request.app[STATE].history)})
 
 
+async def control_workstation(request: web.Request) -> web.Response:
+    """A claim closed somewhere else (another workstation, NHSO's web page): NHSO lists it
+    like ours, but it is not counted among the claims the agent sent."""
+    state = request.app[STATE]
+    data = await request.json()
+    code = state.next_code("EP")
+    state.history.setdefault(data["pid"], []).append(_history_entry(
+        code, int(data["serviceDateTime"]), data.get("claimServiceCode", "PG0060001"),
+        data.get("hcode", "10699"), "ENDPOINT"))
+    state.foreign.append({"pid": data["pid"], "authenCode": code})
+    return web.json_response({"authenCode": code})
+
+
+async def control_quirks(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    data = await request.json()
+    state.status_format = int(data.get("statusFormat", state.status_format))
+    state.bom = bool(data.get("bom", state.bom))
+    return web.json_response({"statusFormat": state.status_format, "bom": state.bom})
+
+
+@web.middleware
+async def _with_bom(request: web.Request, handler: Any) -> web.StreamResponse:
+    """NHSO replies may start with a UTF-8 BOM (docs/reference.md): with the quirk on, every
+    JSON answer of an NHSO service gets one (the control API's answers do not)."""
+    response = await handler(request)
+    if (request.app[STATE].bom and not request.path.startswith("/_control/")
+            and isinstance(response, web.Response) and response.content_type == "application/json"
+            and isinstance(response.body, bytes) and response.body):
+        return web.Response(status=response.status, body=b"\xef\xbb\xbf" + response.body,
+                            content_type="application/json", charset="utf-8")
+    return response
+
+
 async def control_latency(request: web.Request) -> web.Response:
     request.app[STATE].latency = float((await request.json()).get("seconds", 0.0))
     return web.json_response({"latency": request.app[STATE].latency})
@@ -455,11 +513,11 @@ async def control_state(request: web.Request) -> web.Response:
         "claimCounts": dict(state.claim_counts), "issued": state.issued,
         "rejectedCounts": dict(state.rejected_counts),
         "requests": dict(state.requests), "faults": dict(state.faults),
-        "inflight": state.inflight, "log": state.log})
+        "inflight": state.inflight, "log": state.log, "foreign": state.foreign})
 
 
 def make_app(tokens: dict[str, str] | None = None) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[_with_bom])
     app[STATE] = State(tokens=dict(tokens or {}))
     app.router.add_post("/nhsoendpoint/api/nhso-claim-detail", claim_detail)
     app.router.add_post("/nhsoendpoint/api/AuthenCode", authen_code)
@@ -471,6 +529,8 @@ def make_app(tokens: dict[str, str] | None = None) -> web.Application:
     app.router.add_post("/_control/people", control_people)
     app.router.add_post("/_control/history", control_history)
     app.router.add_post("/_control/latency", control_latency)
+    app.router.add_post("/_control/workstation", control_workstation)
+    app.router.add_post("/_control/quirks", control_quirks)
     app.router.add_post("/_control/reset", control_reset)
     app.router.add_post("/_control/clock", control_clock)
     app.on_response_prepare.append(_skewed_date)

@@ -24,7 +24,7 @@ async def test_status(aiohttp_client):
     assert body["backend"] == "demo" and body["pcsc"]["state"] == "available"
     assert [r["name"] for r in body["readers"]] == [DEMO_READER, SECOND]
     assert body["uptime_s"] >= 0
-    assert body["nhso"] == {"available": False, "tokenConfigured": False}
+    assert body["nhso"] == {"available": False, "tokenConfigured": False, "token": None}
     assert body["config"]["allowedOrigins"] == ["https://his.example.test"]
 
 

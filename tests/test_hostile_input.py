@@ -44,6 +44,7 @@ ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("POST", "/v1/claims", ()),
     ("POST", "/v1/claims/retry", ()),
     ("GET", "/v1/claims/{p}", ()),
+    ("POST", "/v1/claims/{p}/review", ()),
     ("GET", "/v1/visits", ("pid", "date", "status", "limit")),
     ("POST", "/v1/visits", ()),
     ("GET", "/v1/visits/{p}", ()),
@@ -320,7 +321,8 @@ def test_no_route_of_the_agent_is_left_out(agent):
 
 def _param(template: str) -> str:
     return {"/v1/readers/{p}/card": "name", "/v1/readers/{p}/photo": "name",
-            "/static/{p}": "file", "/v1/claims/{p}": "id", "/v1/visits/{p}": "id",
+            "/static/{p}": "file", "/v1/claims/{p}": "id", "/v1/claims/{p}/review": "id",
+            "/v1/visits/{p}": "id",
             "/v1/visits/{p}/confirm": "id"}.get(template, "pid")
 
 

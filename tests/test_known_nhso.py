@@ -16,7 +16,6 @@ import copy
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from aiohttp import web
 from agent.errors import AgentError, NhsoRejected, NhsoTokenInvalid, NhsoUnavailable
 from agent.nhso.client import ClaimAnswer, NhsoClient, nhso_message
 from agent.nhso.lookups import coverage_fields
-from agent.nhso.sender import match_history
+from agent.nhso.matching import Verdict, Visit, records, settle
 from agent.nhso.settings import NhsoSettings
 from agent.nhso.validation import ValidationFailed, validate_claim, validate_confirm_save
 from testrig.nhso_server import make_app
@@ -71,9 +70,17 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def claim_like(body: dict[str, Any]) -> SimpleNamespace:
-    """What the sender knows of a queued claim when it matches Check Authen Status."""
-    return SimpleNamespace(body=body, hcode=body["hcode"], service_code=body["claimServiceCode"])
+def verdict(body: dict[str, Any], status: dict[str, Any], used: set[str] | None = None) -> Verdict:
+    """The sender's verdict on one claim in doubt (the only one of its patient-day)."""
+    return settle("ours", [Visit.of("ours", body)], records(status), used or set())
+
+
+def match_history(body: dict[str, Any], status: dict[str, Any],
+                  used: set[str] | None = None) -> str | None:
+    """The code that settles the claim; None when NHSO has no record of it."""
+    found = verdict(body, status, used)
+    assert not found.candidates, f"needs review: {found.reason}"
+    return found.code
 
 
 # -- the validators ---------------------------------------------------------------------------
@@ -258,17 +265,17 @@ async def test_the_golden_claim_is_found_in_check_authen_status(aiohttp_server, 
     finally:
         await client.close()
     want = REPLIES["match"]["claimCode"]
-    assert match_history(claim_like(REQUEST), status, set()) == want
-    # A code another claim of ours already holds is never taken twice.
-    assert match_history(claim_like(REQUEST), status, {want}) == "EP0022222222"
+    assert match_history(REQUEST, status) == want
+    # A code another claim of ours already holds is never taken twice, and the 13:45 visit
+    # of the same patient (or another hospital's 09:30 one) is never taken instead: NHSO
+    # does not have this claim.
+    assert match_history(REQUEST, status, {want}) is None
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: docs/reference.md says Check Authen Status has "
-                   "two reply formats; only the documented one (serviceHistories) is read, so an "
-                   "in-doubt claim answered in format 2 would be sent again")
 def test_the_golden_claim_is_found_in_format_2():
     status = golden("authen_status.reply.format2.json")
-    assert match_history(claim_like(REQUEST), status, set()) == REPLIES["match"]["claimCode"]
+    assert match_history(REQUEST, status) == REPLIES["match"]["claimCode"]
+    assert match_history(REQUEST, status, {REPLIES["match"]["claimCode"]}) is None
 
 
 # -- the contract server that stands for NHSO in the other tests ------------------------------
@@ -309,7 +316,7 @@ async def test_contract_server_accepts_the_golden_claim_in_the_golden_shape(nhso
     # ENDPOINT.
     assert entry["sourceChannel"] == "ENDPOINT"
     assert entry["serviceDateTime"] == "2025-11-07T09:30:00"      # Bangkok wall time
-    assert match_history(claim_like(REQUEST), status, set()) == answer["authenCode"]
+    assert match_history(REQUEST, status) == answer["authenCode"]
 
 
 @pytest.mark.parametrize("case", [c for c in BAD if c["nhso"]],
@@ -352,7 +359,7 @@ async def test_client_and_contract_server_close_and_find_the_golden_claim(nhso):
         status = await client.check_authen_status(REQUEST["pid"], SERVICE_DAY, "PG0060001")
     finally:
         await client.close()
-    assert match_history(claim_like(REQUEST), status, set()) == answer.authen_code
+    assert match_history(REQUEST, status) == answer.authen_code
 
 
 def nhso_session(server: Any, token: str = TOKEN) -> Any:

@@ -68,7 +68,8 @@ async def test_the_same_body_again_is_the_same_claim(outbox: Outbox) -> None:
     first, _ = await outbox.submit(b)
     again, created = await outbox.submit(dict(reversed(list(b.items()))))  # key order
     assert not created and again == first
-    assert await outbox.counts() == {"queued": 1, "sending": 0, "sent": 0, "failed": 0}
+    assert await outbox.counts() == {"queued": 1, "sending": 0, "sent": 0, "failed": 0,
+        "needs_review": 0}
 
 
 @pytest.mark.parametrize("status", ["queued", "sending", "sent"])
@@ -106,7 +107,8 @@ async def test_a_corrected_claim_replaces_a_refused_one(outbox: Outbox) -> None:
     assert again.service_date == dt.datetime.fromtimestamp(later / 1000, BKK).date().isoformat()
     assert before <= again.next_attempt_at == again.updated_at <= time.time()
     assert again.created_at == claim.created_at
-    assert await outbox.counts() == {"queued": 1, "sending": 0, "sent": 0, "failed": 0}
+    assert await outbox.counts() == {"queued": 1, "sending": 0, "sent": 0, "failed": 0,
+        "needs_review": 0}
 
 
 def test_canonical_is_independent_of_key_order_and_keeps_thai() -> None:
@@ -157,13 +159,15 @@ async def test_list_returns_at_most_1000_by_default(outbox: Outbox) -> None:
 
 
 async def test_counts_cover_every_status(outbox: Outbox) -> None:
-    assert await outbox.counts() == {"queued": 0, "sending": 0, "sent": 0, "failed": 0}
+    assert await outbox.counts() == {"queued": 0, "sending": 0, "sent": 0, "failed": 0,
+        "needs_review": 0}
     ids = [(await outbox.submit(body(n)))[0].id for n in range(10, 15)]
     await outbox.mark_sent(ids[0], "EP1", None)
     await outbox.mark_sent(ids[1], "EP2", None)
     await outbox.mark_failed(ids[2], "nhso_rejected", "x")
     assert await outbox.take_due() is not None
-    assert await outbox.counts() == {"queued": 1, "sending": 1, "sent": 2, "failed": 1}
+    assert await outbox.counts() == {"queued": 1, "sending": 1, "sent": 2, "failed": 1,
+        "needs_review": 0}
 
 
 async def test_codes_in_use_are_per_person_and_day(outbox: Outbox) -> None:
@@ -371,7 +375,7 @@ def test_view_is_the_documented_shape() -> None:
         "attempts": 2, "authenCode": "EP1", "seq": "9", "recovered": True, "error": None,
         "due": True, "createdAt": "2026-03-10T09:30:15+07:00",
         "updatedAt": "2026-03-10T09:31:15+07:00", "sentAt": "2026-03-10T09:32:15+07:00",
-        "claim": {"x": 1}}
+        "review": None, "resolution": None, "claim": {"x": 1}}
     failed = Claim(**{**claim.__dict__, "error_code": "nhso_rejected", "sent_at": None})
     view = failed.view()
     assert view["error"] == {"code": "nhso_rejected", "message": "ignored without a code"}
@@ -474,3 +478,95 @@ async def test_open_creates_missing_parent_folders_and_close_cleans_up(tmp_path:
     # The connection was closed: SQLite checkpointed and removed its WAL.
     assert not Path(f"{box.path}-wal").exists()
     assert box.path.exists()
+
+
+async def test_a_review_is_recorded_and_a_taken_code_is_never_shared(outbox: Outbox) -> None:
+    from agent.errors import ClaimConflict, ClaimNotFound, ClaimNotInReview
+    from agent.nhso.validation import ValidationFailed
+    first, _ = await outbox.submit(body(40))
+    second, _ = await outbox.submit(body(40, transactionId="T-40b", visitNumber="VN40b",
+                                         serviceDateTime=first.body["serviceDateTime"] - 600_000,
+                                         invoiceDateTime=first.body["serviceDateTime"]))
+    review = {"reason": "r", "reason_th": "ร", "candidates": [{"claimCode": "EP1"},
+                                                               {"claimCode": "EP2"}]}
+    with pytest.raises(ClaimNotInReview):
+        await outbox.resolve_review(first.id, "resend", None, "me")
+    with pytest.raises(ClaimNotFound):
+        await outbox.resolve_review("nope", "resend", None, "me")
+    held = await outbox.mark_review(first.id, review)
+    assert (held.status, held.in_doubt, held.review, held.error_code) == (
+        "needs_review", True, review, None)
+    assert await outbox.take_due() is not None          # the other claim, never this one
+    with pytest.raises(ValidationFailed):
+        await outbox.resolve_review(first.id, "take", "EP9", "me")
+    await outbox.mark_sent(second.id, "EP2", None)
+    with pytest.raises(ClaimConflict):
+        await outbox.resolve_review(first.id, "take", "EP2", "me")
+    done = await outbox.resolve_review(first.id, "take", "EP1", "https://his")
+    assert (done.status, done.authen_code, done.recovered, done.in_doubt) == (
+        "sent", "EP1", True, False)
+    assert done.resolution is not None and done.resolution["action"] == "take"
+    assert (done.resolution["claimCode"], done.resolution["by"]) == ("EP1", "https://his")
+    assert done.sent_at is not None and done.review == review
+
+
+async def test_a_resend_choice_queues_the_claim_now(outbox: Outbox) -> None:
+    claim, _ = await outbox.submit(body(41))
+    await outbox.mark_attempt(claim.id)
+    await outbox.note_absent(claim.id, 100.0)
+    await outbox.mark_review(claim.id, {"reason": "r", "candidates": []})
+    before = time.time()
+    done = await outbox.resolve_review(claim.id, "resend", None, "a program")
+    assert (done.status, done.in_doubt, done.status_checks) == ("queued", False, 0)
+    assert before <= done.next_attempt_at <= time.time()
+    assert done.resolution is not None and done.resolution["action"] == "resend"
+    assert (await outbox.take_due()).id == claim.id
+
+
+async def test_absent_at_nhso_is_counted_and_waits(outbox: Outbox) -> None:
+    claim, _ = await outbox.submit(body(42))
+    await outbox.mark_attempt(claim.id)
+    before = time.time()
+    after = await outbox.note_absent(claim.id, 30.0)
+    assert (after.status, after.in_doubt, after.status_checks) == ("queued", True, 1)
+    assert before + 30 <= after.next_attempt_at <= time.time() + 30
+    assert (await outbox.note_absent(claim.id, 0.0)).status_checks == 2
+    await outbox.mark_attempt(claim.id)
+    assert (await outbox.get(claim.id)).status_checks == 0
+
+
+async def test_in_doubt_claims_are_taken_first(outbox: Outbox) -> None:
+    fresh, _ = await outbox.submit(body(43))
+    doubtful, _ = await outbox.submit(body(44))
+    await outbox.mark_attempt(doubtful.id)
+    await outbox.reschedule(doubtful.id, 0.0, in_doubt=True, error_code=None,
+                            error_message=None)
+    assert (await outbox.take_due()).id == doubtful.id
+    assert (await outbox.take_due()).id == fresh.id
+
+
+async def test_the_same_visit_is_refused_unless_new(outbox: Outbox) -> None:
+    from agent.errors import ClaimSameVisit
+    first, _ = await outbox.submit(body(45))
+    again = {**first.body, "transactionId": "T-45b"}
+    with pytest.raises(ClaimSameVisit) as caught:
+        await outbox.submit(again)
+    assert caught.value.existing == {"id": first.id, "transactionId": first.transaction_id,
+                                     "status": "queued"}
+    assert caught.value.to_dict()["existing"]["id"] == first.id
+    # Any of the four fields differing makes it another visit (raises nothing).
+    for n, changed in enumerate(({"hcode": "10700"}, {"claimServiceCode": "PG0130001"},
+                                 {"pid": body(46)["pid"]},
+                                 {"serviceDateTime": first.body["serviceDateTime"] + 1})):
+        _, created = await outbox.submit({**again, **changed, "transactionId": f"T-45-{n}"})
+        assert created
+    assert (await outbox.submit(again, new_visit=True))[1] is True
+
+
+async def test_patient_day_lists_the_patients_claims_of_that_day(outbox: Outbox) -> None:
+    a, _ = await outbox.submit(body(47))
+    b, _ = await outbox.submit({**body(47), "transactionId": "T-47b", "visitNumber": "V2",
+                                "serviceDateTime": a.body["serviceDateTime"] - 1000})
+    await outbox.submit(body(48))
+    assert [c.id for c in await outbox.patient_day(a.pid, a.service_date)] == [a.id, b.id]
+    assert await outbox.patient_day(a.pid, "2000-01-01") == []

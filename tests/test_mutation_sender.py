@@ -9,6 +9,7 @@ without test_nhso_service.py (which runs it end to end) noticing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from agent.errors import OutboxUnavailable as OutboxUnavailableError
 from agent.nhso import sender as sender_mod
 from agent.nhso.client import ClaimAnswer, unavailable
 from agent.nhso.outbox import Claim, Outbox
-from agent.nhso.sender import ClaimSender, backoff, match_history
+from agent.nhso.sender import ClaimSender, backoff
 from agent.nhso.settings import NhsoSettings
 from agent.nhso.validation import validate_claim
 from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body
@@ -56,22 +57,7 @@ def test_backoff_jitter_stays_within_twenty_percent() -> None:
     assert all(8 * 0.8 <= v <= 8 * 1.2 for v in values) and len(values) > 100
 
 
-# -- matching a Check Authen Status answer to a claim --------------------------------------------
-
-SERVICE_MS = int(dt.datetime(2026, 3, 10, 9, 0, tzinfo=BKK).timestamp() * 1000)
-
-
-def a_claim(**changes: Any) -> Claim:
-    body = claim_body(1, serviceDateTime=SERVICE_MS, invoiceDateTime=SERVICE_MS)
-    values: dict[str, Any] = dict(
-        id="c1", transaction_id=body["transactionId"], body=body, pid=body["pid"],
-        hcode=HCODE, service_code="PG0060001", service_date="2026-03-10", status="sending",
-        in_doubt=True, attempts=1, next_attempt_at=0.0, authen_code=None, seq=None,
-        recovered=False, error_code=None, error_message=None, due_flagged=False,
-        created_at=0.0, updated_at=0.0, sent_at=None)
-    values.update(changes)
-    return Claim(**values)
-
+# -- Check Authen Status records (the matching rule itself: test_mutation_matching.py) --------
 
 def history(code: Any = "EP0000000001", hcode: Any = HCODE, service: Any = "PG0060001",
             when: Any = "2026-03-10T09:00:00") -> dict[str, Any]:
@@ -79,62 +65,9 @@ def history(code: Any = "EP0000000001", hcode: Any = HCODE, service: Any = "PG00
             "serviceDateTime": when}
 
 
-@pytest.mark.parametrize(("answer", "used", "expected"), [
-    ({}, set(), None),
-    ({"serviceHistories": None}, set(), None),
-    ({"serviceHistories": {"claimCode": "EP1"}}, set(), None),
-    ({"serviceHistories": []}, set(), None),
-    ({"serviceHistories": ["EP0000000001", None]}, set(), None),
-    ({"serviceHistories": [None, "x", history()]}, set(), "EP0000000001"),   # skipped, not the end
-    ({"serviceHistories": [history()]}, set(), "EP0000000001"),
-    ({"serviceHistories": [history(hcode=int(HCODE))]}, set(), "EP0000000001"),
-    ({"serviceHistories": [history(code="PP0000000001")]}, set(), None),
-    ({"serviceHistories": [history(code=None)]}, set(), None),
-    ({"serviceHistories": [history(code=12)]}, set(), None),
-    ({"serviceHistories": [history()]}, {"EP0000000001"}, None),
-    ({"serviceHistories": [history(hcode="11111")]}, set(), None),
-    ({"serviceHistories": [history(service="PG0130001")]}, set(), None),
-    ({"serviceHistories": [{**history(), "hospital": "10699"}]}, set(), None),
-    ({"serviceHistories": [{**history(), "service": ["PG0060001"]}]}, set(), None),
-    ({"serviceHistories": [{**history(), "hospital": None, "service": None}]}, set(), None),
-    # Two visits that day: the one at our time wins, wherever it is in the list ...
-    ({"serviceHistories": [history("EP0000000001", when="2026-03-10T15:00:00"),
-                           history("EP0000000002", when="2026-03-10T09:00:30")]},
-     set(), "EP0000000002"),
-    # ... and the first candidate when none is at our time.
-    ({"serviceHistories": [history("EP0000000003", when="2026-03-10T15:00:00"),
-                           history("EP0000000004", when="2026-03-10T16:00:00")]},
-     set(), "EP0000000003"),
-    # A used code is skipped even when it is at our time.
-    ({"serviceHistories": [history("EP0000000005"), history("EP0000000006", when=None)]},
-     {"EP0000000005"}, "EP0000000006"),
-])
-def test_match_history(answer: dict[str, Any], used: set[str], expected: str | None) -> None:
-    assert match_history(a_claim(), answer, used) == expected
-
-
-@pytest.mark.parametrize(("theirs", "same"), [
-    (SERVICE_MS, True), (SERVICE_MS + 59_999, True), (SERVICE_MS - 59_999, True),
-    (SERVICE_MS + 60_000, False), (SERVICE_MS - 60_000, False),
-    (float(SERVICE_MS) + 59_000.5, True), (True, False), (None, False), ([SERVICE_MS], False),
-    ("2026-03-10T09:00:59", True), ("2026-03-10T08:59:01", True),
-    ("2026-03-10T09:01:00", False), ("2026-03-10T08:59:00", False),
-    ("2026-03-10T02:00:00+00:00", True), ("2026-03-10T09:00:00+00:00", False),
-    ("2026-03-10T09:00:00.500", True), ("10/03/2026 09:00", False), ("", False),
-])
-def test_same_time_of_service(theirs: Any, same: bool) -> None:
-    code = match_history(a_claim(), {"serviceHistories": [
-        history("EP0000000009", when="2026-03-10T20:00:00"),
-        history("EP0000000010", when=theirs)]}, set())
-    assert code == ("EP0000000010" if same else "EP0000000009")
-
-
-def test_same_time_needs_our_time_in_milliseconds() -> None:
-    body = {**a_claim().body, "serviceDateTime": str(SERVICE_MS)}
-    code = match_history(a_claim(body=body), {"serviceHistories": [
-        history("EP0000000011", when="2026-03-10T20:00:00"),
-        history("EP0000000012", when=SERVICE_MS)]}, set())
-    assert code == "EP0000000011"
+def record_of(claim: Claim, code: str) -> dict[str, Any]:
+    """NHSO's record of ``claim`` as Check Authen Status lists it (to the second)."""
+    return history(code, when=claim.body["serviceDateTime"] // 1000 * 1000)
 
 
 # -- delivering one claim ------------------------------------------------------------------------
@@ -174,14 +107,17 @@ class Rig:
         self.token_invalid = 0
         self.sender = ClaimSender(settings, outbox, client,
                                   lambda t, p: self.events.append((t, p)),
-                                  on_token_invalid=self.on_token_invalid)
+                                  token_retry_delay=self.token_delay)
 
-    def on_token_invalid(self) -> None:
+    def token_delay(self) -> float:
         self.token_invalid += 1
+        return 42.0
 
     async def claim(self, n: int = 1, *, in_doubt: bool = False, **changes: Any) -> Claim:
         body = validate_claim(claim_body(n, **changes), SETTINGS)
-        claim, _ = await self.outbox.submit(body)
+        # Several claims of one patient here are several visits (one visit, one claim has
+        # its own tests).
+        claim, _ = await self.outbox.submit(body, new_visit=True)
         if in_doubt:
             await self.outbox.mark_attempt(claim.id)
             await self.outbox.reschedule(claim.id, -1, in_doubt=True, error_code=None,
@@ -288,32 +224,35 @@ async def test_a_long_backoff_is_not_cut_to_the_in_doubt_delay(outbox: Outbox,
     assert waits(await rig.deliver(claim), 50.0, before)
 
 
-@pytest.mark.parametrize(("exc", "callback"), [
-    (NhsoTokenInvalid("Invalid token."), 1), (NhsoTokenMissing(), 0),
-    (KeyringUnavailable("no backend"), 0)])
+@pytest.mark.parametrize(("exc", "callback", "delay"), [
+    (NhsoTokenInvalid("Invalid token."), 1, 42.0), (NhsoTokenMissing(), 0, 300.0),
+    (KeyringUnavailable("no backend"), 0, 300.0)])
 async def test_token_trouble_waits_for_a_token(outbox: Outbox, exc: Exception,
-                                               callback: int) -> None:
+                                               callback: int, delay: float) -> None:
     rig = Rig(outbox, ScriptedClient([exc]))
     claim = await rig.claim()
     before = time.time()
     done = await rig.deliver(claim)
     assert done.status == "queued" and done.error_code == exc.code
     assert done.error_message == (exc.detail or exc.info.message_en)
-    assert waits(done, 300.0, before)
+    # A refused token: the token state's schedule (soon at first); no token: tokenRetry.
+    assert waits(done, delay, before)
     assert rig.token_invalid == callback
 
 
-async def test_token_invalid_without_a_callback(outbox: Outbox) -> None:
+async def test_token_invalid_without_a_schedule_waits_token_retry(outbox: Outbox) -> None:
     rig = Rig(outbox, ScriptedClient([NhsoTokenInvalid()]))
-    rig.sender.on_token_invalid = None
+    rig.sender = ClaimSender(SETTINGS, outbox, rig.client, lambda t, p: None)
+    before = time.time()
     done = await rig.deliver(await rig.claim())
     assert done.status == "queued" and done.error_message == NhsoTokenInvalid().info.message_en
+    assert waits(done, 300.0, before)
 
 
 async def test_an_in_doubt_claim_found_at_nhso_is_not_sent_again(outbox: Outbox) -> None:
-    rig = Rig(outbox, ScriptedClient(statuses=[{"serviceHistories": [history(
-        "EP0000000200", when=None)]}]))
+    rig = Rig(outbox, ScriptedClient())
     claim = await rig.claim(in_doubt=True)
+    rig.client.statuses = [{"serviceHistories": [record_of(claim, "EP0000000200")]}]
     done = await rig.deliver(claim)
     assert rig.client.sent == []
     assert rig.client.asked == [(claim.pid, claim.service_date, claim.service_code)]
@@ -326,37 +265,46 @@ async def test_an_in_doubt_claim_found_at_nhso_is_not_sent_again(outbox: Outbox)
 
 
 async def test_the_counters_count_every_claim(outbox: Outbox) -> None:
-    found = {"serviceHistories": [history("EP0000000210", when=None),
-                                  history("EP0000000211", when=None)]}
     rig = Rig(outbox, ScriptedClient([ClaimAnswer("EP0000000212", None),
-                                      ClaimAnswer("EP0000000213", None)], [found, found]))
+                                      ClaimAnswer("EP0000000213", None)]))
     for n, in_doubt in ((1, True), (2, True), (3, False), (4, False)):
         claim = await rig.claim(n, in_doubt=in_doubt, transactionId=f"T-{n}",
                                 visitNumber=f"V{n}")
+        rig.client.statuses = [{"serviceHistories": [record_of(claim, f"EP000000021{n}")]}]
         await rig.deliver(claim)
     assert (rig.sender.sent, rig.sender.recovered) == (2, 2)
 
 
 async def test_a_code_another_claim_holds_is_not_taken(outbox: Outbox) -> None:
-    rig = Rig(outbox, ScriptedClient([ClaimAnswer("EP0000000301", None)],
-                                      [{"serviceHistories": [history("EP0000000300",
-                                                                     when=None)]}]))
+    rig = Rig(outbox, ScriptedClient([ClaimAnswer("EP0000000301", None)]))
     first = await rig.claim(1, in_doubt=False, transactionId="T-1")
     await outbox.mark_sent(first.id, "EP0000000300", None)
-    # The same person, day and service: its code is already ours.
-    second = await rig.claim(1, in_doubt=True, transactionId="T-2", visitNumber="VN2")
-    done = await rig.deliver(second)
+    # The same person, day and service, even the same second: its code is already ours.
+    second = await rig.claim(1, in_doubt=True, transactionId="T-2", visitNumber="VN2",
+                             serviceDateTime=first.body["serviceDateTime"])
+    rig.client.statuses = [{"serviceHistories": [record_of(first, "EP0000000300")]}] * 2
+    checked = await rig.deliver(second)
+    assert (checked.status, checked.in_doubt, checked.status_checks) == ("queued", True, 1)
+    assert rig.client.sent == []            # not listed: asked once more first
+    done = await rig.deliver(checked)
     assert done.authen_code == "EP0000000301" and done.recovered is False
-    assert len(rig.client.sent) == 1
+    assert len(rig.client.sent) == 1 and done.status_checks == 0
 
 
 async def test_an_in_doubt_claim_nhso_does_not_have_is_sent(outbox: Outbox,
                                                             fixed_jitter: None) -> None:
     rig = Rig(outbox, ScriptedClient([unavailable("refused", in_doubt=False)],
-                                      [{"serviceHistories": []}]))
+                                      [{"serviceHistories": []}, {"serviceHistories": []}]))
     claim = await rig.claim(in_doubt=True)
     before = time.time()
-    done = await rig.deliver(claim)
+    checked = await rig.deliver(claim)
+    # Not listed at the first check: asked again inDoubtRecheck later, nothing sent.
+    assert rig.client.sent == [] and rig.events == []
+    assert (checked.status, checked.in_doubt, checked.status_checks) == ("queued", True, 1)
+    assert waits(checked, SETTINGS.in_doubt_recheck, before)
+    before = time.time()
+    done = await rig.deliver(checked)
+    assert len(rig.client.asked) == 2
     assert len(rig.client.sent) == 1 and done.attempts == 2
     # NHSO said it had nothing, and this try never reached it: no longer in doubt.
     assert (done.status, done.in_doubt) == ("queued", False)
@@ -590,7 +538,8 @@ async def test_an_unexpected_error_does_not_stop_the_worker(outbox: Outbox,
                                                             ) -> None:
     monkeypatch.setattr(sender_mod, "IDLE_POLL", 0.05)
     rig = Rig(outbox, ScriptedClient([RuntimeError("bug"), ClaimAnswer("EP0000000800", None)],
-                                     [{"serviceHistories": []}]))
+                                     [{"serviceHistories": []}] * 2),
+              dataclasses.replace(SETTINGS, in_doubt_recheck=0.0))
     claim, _ = await outbox.submit(validate_claim(claim_body(11), SETTINGS))
     await rig.sender.start()
     try:

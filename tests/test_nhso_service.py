@@ -34,84 +34,16 @@ from testrig.nhso_support import (
     claim_body,
     patient_pid,
 )
-
-
-async def until(predicate: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
-    """Poll until ``predicate()`` (sync or async) is truthy; fail after ``deadline`` s."""
-    end = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def nhso(aiohttp_server):
-    return await aiohttp_server(make_app({TOKEN: HCODE}))
-
-
-@pytest.fixture
-def make_agent(aiohttp_client, nhso, tmp_path):
-    async def make(token: str | None = TOKEN, **overrides: Any):
-        values: dict[str, Any] = dict(
-            base_url=str(nhso.make_url("")).rstrip("/"), hcode=HCODE, source_id=SOURCE_ID,
-            recorder_pid=RECORDER_PID, retry_base=0.01, retry_max=0.1, in_doubt_delay=0.05,
-            request_timeout=1.0, token_retry=0.3, due_check_interval=0.05)
-        values.update(overrides)
-        settings = load_settings(config_dir=tmp_path / "config", data_dir=tmp_path / "data",
-                                 env={}, site_path=tmp_path / "no-site.json", **values)
-        keyring = MemoryKeyring()
-        if token:
-            keyring.set_password("thaicard-agent", "nhso-token", token)
-        events: list[tuple[str, dict[str, Any]]] = []
-        app = web.Application()
-        setup_nhso(app, settings, publish=lambda t, p: events.append((t, p)),
-                   token_store=TokenStore(keyring))
-        app[NHSO_SERVICE].tokens.check_interval = 0.05
-        client = await aiohttp_client(app)
-        client.events = events
-        client.keyring = keyring
-        client.service = app[NHSO_SERVICE]
-        return client
-    return make
-
-
-def server_state(nhso):
-    return nhso.app[STATE]
-
-
-async def claim_status(client, claim_id: str) -> dict[str, Any]:
-    resp = await client.get(f"/v1/claims/{claim_id}")
-    assert resp.status == 200
-    return await resp.json()
-
-
-async def submit(client, body: dict[str, Any]) -> dict[str, Any]:
-    resp = await client.post("/v1/claims", json=body)
-    assert resp.status == 202, await resp.text()
-    return await resp.json()
-
-
-async def events_of(client, type_: str, count: int) -> list[dict[str, Any]]:
-    """The payloads of ``type_`` once ``count`` of them were published. The outbox records a
-    claim's new status before the sender publishes the event, so a status read through the
-    API can be ahead of the events."""
-    def enough() -> list[dict[str, Any]] | None:
-        found = [p for t, p in client.events if t == type_]
-        return found if len(found) >= count else None
-    return await until(enough, f"{count} {type_} event(s)")
-
-
-async def wait_status(client, claim_id: str, status: str) -> dict[str, Any]:
-    async def check():
-        view = await claim_status(client, claim_id)
-        return view if view["status"] == status else None
-    return await until(check, f"claim {claim_id} {status}")
+from tests.nhso_inprocess import (
+    claim_status,
+    events_of,
+    make_agent,
+    nhso,
+    server_state,
+    submit,
+    until,
+    wait_status,
+)
 
 
 async def test_claim_is_sent_once_with_events(make_agent, nhso):
@@ -507,11 +439,27 @@ async def test_tls_is_verified_against_the_system_store(aiohttp_server, make_age
     client = await make_agent(base_url=base)
     resp = await client.get("/v1/nhso/authen-status", params={"pid": pid})
     body = await resp.json()
-    assert resp.status == 503 and body["code"] == "nhso_unavailable"
-    assert "Certificate" in body["detail"]
+    # Typed, and it says which certificate failed and why (TLS is never weakened).
+    assert resp.status == 503 and body["code"] == "nhso_tls_failed"
+    assert "Certificate" in body["detail"] and "self-signed" in body["detail"]
+    assert "127.0.0.1" in body["detail"]
     assert https.app[STATE].requests["status"] == 0
     # Trusted once it is in the store the system uses (as IT installs a proxy CA).
     monkeypatch.setenv("SSL_CERT_FILE", cert)
     client = await make_agent(base_url=base)
     resp = await client.get("/v1/nhso/authen-status", params={"pid": pid})
     assert resp.status == 200 and https.app[STATE].requests["status"] == 1
+
+
+async def test_a_tls_handshake_failure_says_what_failed(make_agent, nhso):
+    """An https:// address answered by something that does not speak TLS (a proxy or a
+    wrong port): typed nhso_tls_failed naming the handshake and OpenSSL's reason; nothing
+    was sent, and the agent never retries with weaker settings."""
+    base = str(nhso.make_url("")).rstrip("/").replace("http://", "https://")
+    client = await make_agent(base_url=base)
+    resp = await client.get("/v1/nhso/authen-status", params={"pid": patient_pid(121)})
+    body = await resp.json()
+    assert resp.status == 503 and body["code"] == "nhso_tls_failed", body
+    assert "TLS handshake failed" in body["detail"]
+    assert "WRONG_VERSION_NUMBER" in body["detail"].upper().replace(" ", "_")
+    assert server_state(nhso).requests["status"] == 0

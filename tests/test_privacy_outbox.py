@@ -104,7 +104,8 @@ async def test_purge_deletes_only_finished_claims_past_the_retention(outbox: Out
     left = await states(outbox)
     assert set(left) == {ids[k] for k in ("queued", "queued_in_doubt", "queued_retry",
                                           "sending", "sending_in_doubt")}
-    assert await outbox.counts() == {"queued": 3, "sending": 2, "sent": 0, "failed": 0}
+    assert await outbox.counts() == {"queued": 3, "sending": 2, "sent": 0, "failed": 0,
+        "needs_review": 0}
     # Nothing more to purge: a second run deletes nothing and says so.
     assert await outbox.purge(RETENTION) == 0
 
@@ -173,7 +174,7 @@ async def test_connection_settings(outbox: Outbox) -> None:
         return tuple(db.execute(f"PRAGMA {p}").fetchone()[0]
                      for p in ("journal_mode", "synchronous", "secure_delete", "user_version"))
     # WAL, synchronous=FULL (2): the 202 is on disk; secure_delete: purged rows overwritten.
-    assert await outbox._run(pragmas) == ("wal", 2, 1, 1)
+    assert await outbox._run(pragmas) == ("wal", 2, 1, 2)
 
 
 # -- purged data is gone from the bytes on disk ----------------------------------------------

@@ -462,3 +462,19 @@ def test_quit_stops_the_agent_and_the_wait(app: TrayApp) -> None:
     app.invoke("quit")
     waiter.join(5)
     assert not waiter.is_alive()
+
+
+def test_review_and_refused_token_items_open_the_status_page() -> None:
+    st = TrayState(connected=True, ever_connected=True, pcsc="available")
+    st.claims_review, st.token_refused = 2, True
+    actions = Recorder()
+    items = build_menu(st, MenuView(lang="en", nhso=True), actions)
+    assert find(items, "status.review").text == "2 claim(s) need your review: open"
+    assert find(items, "status.token").text == "NHSO refuses the token: claims wait"
+    find(items, "status.review").action()
+    find(items, "status.token").action()
+    assert [name for name, _ in actions.calls] == ["open_status_page"] * 2
+    th = build_menu(st, MenuView(lang="th", nhso=True), actions)
+    assert "รอเจ้าหน้าที่ตรวจสอบ" in find(th, "status.review").text
+    tip = tooltip(st, "en")
+    assert "NHSO refuses the token" in tip and "need your review" in tip

@@ -226,3 +226,22 @@ def test_a_saved_choice_overrides_the_system() -> None:
     assert i18n.resolve_language("auto", env) == "th"
     assert i18n.resolve_language("en", env) == "en"
     assert i18n.resolve_language(None, {"LANG": "en_US"}) == "en"
+
+
+def test_a_claim_in_review_and_a_refused_token_need_attention() -> None:
+    st = state_for(Status.IDLE)
+    st.apply(ev("claim.queued", None))
+    notices = st.apply(ev("claim.needs_review", None, id="c1", transactionId="t",
+                          status="needs_review", reason="r", candidates=[]))
+    assert [n.key for n in notices] == ["notify.claim_review"]
+    assert (st.claims, st.claims_pending, st.claims_review) == (Claims.FAILED, 0, 1)
+    # A refused token: told once, attention until NHSO accepts it again.
+    st2 = state_for(Status.IDLE)
+    refused = ev("nhso.token", None, state="refused", since="x", message="Invalid token.",
+                 action_en="a", action_th="b")
+    assert [n.key for n in st2.apply(refused)] == ["notify.token_refused"]
+    assert st2.apply(refused) == [] and st2.claims is Claims.FAILED
+    assert st2.apply(ev("nhso.token", None, state="accepted")) == []
+    assert (st2.token_refused, st2.claims) == (False, Claims.NONE)
+    st2.set_claims(0, 0, 3)
+    assert st2.claims_review == 3

@@ -198,10 +198,12 @@ class TrayApp:
             self.nhso = bool(nhso.get("available"))
             if "tokenConfigured" in nhso:
                 self.state.token_set = bool(nhso["tokenConfigured"])
+            self.state.token_refused = _object(nhso.get("token")).get("state") == "refused"
         if self.nhso:
             # The outbox's own statuses: queued and sending wait, failed was refused.
             self.state.set_claims(self._claim_count("queued,sending"),
-                                  self._claim_count("failed"))
+                                  self._claim_count("failed"),
+                                  self._claim_count("needs_review"))
         self.refresh()
 
     def _claim_count(self, status: str) -> int | None:

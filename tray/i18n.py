@@ -30,6 +30,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "refused.count": {"en": "{n} page(s) or server(s) refused: see why",
                       "th": "มีหน้าเว็บหรือเครื่องที่ถูกปฏิเสธ {n} รายการ: ดูสาเหตุ"},
     "claims.failed": {"en": "{n} claim(s) failed", "th": "ส่งปิดสิทธิไม่สำเร็จ {n} รายการ"},
+    "claims.review": {"en": "{n} claim(s) need your review: open",
+                      "th": "มีเคลม {n} รายการรอเจ้าหน้าที่ตรวจสอบ: เปิดดู"},
+    "token.refused": {"en": "NHSO refuses the token: claims wait",
+                      "th": "สปสช. ไม่ยอมรับ Token: เคลมรอส่ง"},
     # menu
     "menu.readers": {"en": "Readers", "th": "เครื่องอ่านบัตร"},
     "menu.no_readers": {"en": "(no reader)", "th": "(ไม่มีเครื่องอ่าน)"},
@@ -64,6 +68,12 @@ TEXTS: dict[str, dict[str, str]] = {
     "menu.quit": {"en": "Quit", "th": "ออกจากโปรแกรม"},
     # notifications and messages
     "notify.card_read": {"en": "Card read on {reader}", "th": "อ่านบัตรแล้วที่ {reader}"},
+    "notify.claim_review": {
+        "en": "A claim needs your review: NHSO's records cannot tell whether it arrived",
+        "th": "มีเคลมรอตรวจสอบ: ข้อมูลของ สปสช. ระบุไม่ได้ว่าได้รับแล้วหรือไม่"},
+    "notify.token_refused": {
+        "en": "NHSO refuses the hospital's token; claims are kept and retried",
+        "th": "สปสช. ไม่ยอมรับ Token ของหน่วยบริการ เคลมยังเก็บไว้และจะส่งใหม่"},
     "notify.claim_failed": {"en": "A claim could not be sent to NHSO: {code}",
                             "th": "ส่งปิดสิทธิไปยัง สปสช. ไม่สำเร็จ: {code}"},
     "notify.visit_due": {

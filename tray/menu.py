@@ -75,7 +75,11 @@ def tooltip(state: TrayState, lang: str) -> str:
     parts = ["Thai Card Agent", status_line(state, lang)]
     if state.status is Status.ERROR and state.error_codes:
         parts[-1] += f" ({state.error_codes[0]})"
-    if state.claims_failed:
+    if state.token_refused:
+        parts.append(text("token.refused", lang))
+    if state.claims_review:
+        parts.append(text("claims.review", lang, n=state.claims_review))
+    elif state.claims_failed:
         parts.append(text("claims.failed", lang, n=state.claims_failed))
     elif state.claims_pending:
         parts.append(text("claims.pending", lang, n=state.claims_pending))
@@ -99,6 +103,14 @@ def build_menu(state: TrayState, view: MenuView, actions: Actions) -> tuple[Item
         key = "claims.failed" if state.claims_failed else "claims.pending"
         n = state.claims_failed or state.claims_pending
         items.append(Item("status.claims", text(key, lang, n=n), enabled=False))
+    if state.token_refused:
+        # NHSO refuses the token: claims wait; the status page says what to do.
+        items.append(Item("status.token", text("token.refused", lang),
+                          actions.open_status_page))
+    if state.claims_review:
+        # Claims nothing will send until staff choose: the status page lists them.
+        items.append(Item("status.review", text("claims.review", lang, n=state.claims_review),
+                          actions.open_status_page))
     if state.refused_sources:
         # Refused pages / LAN servers: the status page lists them and can allow a page.
         items.append(Item("status.refused", text("refused.count", lang,

@@ -72,6 +72,8 @@ class TrayState:
     readers: dict[str, ReaderView] = field(default_factory=dict)
     claims_pending: int = 0
     claims_failed: int = 0
+    claims_review: int = 0          # needs_review: nothing is sent until staff choose
+    token_refused: bool = False     # NHSO says "Invalid token."
     refused_sources: set[str] = field(default_factory=set)   # notified once each
     last_card: CardSummary | None = None
     token_set: bool | None = None   # None: not known (no NHSO part in this agent)
@@ -96,7 +98,7 @@ class TrayState:
 
     @property
     def claims(self) -> Claims:
-        if self.claims_failed:
+        if self.claims_failed or self.claims_review or self.token_refused:
             return Claims.FAILED
         if self.claims_pending:
             return Claims.PENDING
@@ -219,6 +221,10 @@ class TrayState:
             elif kind == "claim.failed":
                 self.claims_pending = max(0, self.claims_pending - 1)
                 self.claims_failed += 1
+        if ev.get("type") == "claim.needs_review":
+            self.claims_review += 1
+            self.claims_pending = max(0, self.claims_pending - 1)
+            return [Notice("notify.claim_review")]
         if ev.get("type") == "claim.failed":
             error = ev.get("error")
             code = error.get("code") if isinstance(error, dict) else ev.get("code")
@@ -232,6 +238,11 @@ class TrayState:
         key = "notify.visit_due" if ev.get("type") == "visit.due" else "notify.visit_expired"
         return [Notice(key, (("label", label),))]
 
+    def _token(self, _reader: str | None, ev: dict[str, Any]) -> list[Notice]:
+        was = self.token_refused
+        self.token_refused = ev.get("state") == "refused"
+        return [Notice("notify.token_refused")] if self.token_refused and not was else []
+
     def _refused(self, _reader: str | None, ev: dict[str, Any]) -> list[Notice]:
         """A page (or LAN server) was refused: tell staff once per source, with the status
         page as the place to see why and allow it. The agent sends one event per source."""
@@ -242,11 +253,13 @@ class TrayState:
         kind = "notify.lan_refused" if ev.get("kind") == "lan" else "notify.page_refused"
         return [Notice(kind, (("source", source),))]
 
-    def set_claims(self, pending: object, failed: object) -> None:
+    def set_claims(self, pending: object, failed: object, review: object = None) -> None:
         if isinstance(pending, int) and pending >= 0:
             self.claims_pending = pending
         if isinstance(failed, int) and failed >= 0:
             self.claims_failed = failed
+        if isinstance(review, int) and review >= 0:
+            self.claims_review = review
 
     def _refresh_last_card(self) -> None:
         """The last card stays shown only while it is still in its reader."""
@@ -269,6 +282,8 @@ _HANDLERS = {
     "claim.queued": TrayState._claim,
     "claim.sent": TrayState._claim,
     "claim.failed": TrayState._claim,
+    "claim.needs_review": TrayState._claim,
+    "nhso.token": TrayState._token,
     "access.refused": TrayState._refused,
     "visit.due": TrayState._visit,
     "visit.expired": TrayState._visit,

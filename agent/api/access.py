@@ -46,6 +46,7 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "/api/nhso-service/latest-authen-code/{pid}": "nhso",
     "/api/nhso-service/latest-5-authen-code-all-hospital/{pid}": "nhso",
     "/v1/claims": "claims", "/v1/claims/retry": "claims", "/v1/claims/{id}": "claims",
+    "/v1/claims/{id}/review": "claims",
     "/api/nhso-service/confirm-save": "claims",
     "/v1/visits": "claims", "/v1/visits/{id}": "claims", "/v1/visits/{id}/confirm": "claims",
     # A coverage lookup at NHSO for any citizen id: spends the hospital's token.

@@ -30,6 +30,10 @@ class CoverageLookup(Protocol):
     async def coverage_for(self, pid: str) -> dict[str, Any] | None:
         """The flat coverage fields; None when no token is set; AgentError on failure."""
 
+    def token_health(self) -> dict[str, Any]:
+        """What NHSO last said of the token (``state`` refused / accepted / unchecked, with
+        what to do), for /v1/status."""
+
 
 CONFIG = web.AppKey("config", Config)
 # The application's event bus: the card core and the NHSO service publish to it.

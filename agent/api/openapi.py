@@ -212,7 +212,12 @@ SCHEMAS: dict[str, Any] = {
         "reads": INT,
         "events": obj({"clients": INT, "last_seq": INT}),
         "refused": INT,
-        "nhso": obj({"available": B, "tokenConfigured": B}),
+        "nhso": obj({"available": B, "tokenConfigured": B, "token": {
+            "type": ["object", "null"],
+            "description": "what NHSO last said of the token; null without the NHSO part",
+            "properties": {"state": {"enum": ["refused", "accepted", "unchecked"]},
+                           "since": {"type": ["string", "null"]}, "message": S,
+                           "action_en": S, "action_th": S}}}),
         "config": obj({"port": INT, "backend": S, "defaultTerminal": S_NULL,
                        "allowedOrigins": {"type": "array", "items": S}, "readPhoto": B,
                        "readTimeout": N, "logLevel": S,

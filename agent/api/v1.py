@@ -54,7 +54,10 @@ async def status(request: web.Request) -> web.Response:
         # sees a misconfigured page here without reading the log.
         "refused": app[REFUSAL_SUMMARY].total,
         "nhso": {"available": app.get(COVERAGE) is not None,
-                 "tokenConfigured": await token_configured(app)},
+                 "tokenConfigured": await token_configured(app),
+                 # "refused" at once when NHSO says "Invalid token.", with what to do.
+                 "token": (coverage.token_health() if (coverage := app.get(COVERAGE))
+                           else None)},
         "config": app[CONFIG].public_view(),
         "refusals": app[REFUSALS].view() if REFUSALS in app else {"counts": {}, "recent": []},
         "lan": app[LAN_STATUS].view() if LAN_STATUS in app else {"enabled": False},

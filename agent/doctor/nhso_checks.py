@@ -22,6 +22,7 @@ from ..errors import AgentError, NhsoTokenInvalid, NhsoUnavailable
 from ..nhso.client import NhsoClient, make_ssl_context
 from ..nhso.settings import NhsoSettings, load_settings
 from ..nhso.token import TokenStore
+from ..nhso.validation import BANGKOK
 from .checks import Context, _f
 from .report import Finding
 
@@ -174,7 +175,9 @@ def _token_finding(settings: NhsoSettings, token: str | None, probe: Probe) -> F
         client = NhsoClient(settings, provide)
         try:
             # The recorder's own rights: read-only and about the staff member, no patient.
-            await client.right_search(settings.recorder_pid, dt.date.today().isoformat())
+            # NHSO's day is the Bangkok day, whatever the machine's time zone.
+            await client.right_search(settings.recorder_pid,
+                                      dt.datetime.now(BANGKOK).date().isoformat())
         finally:
             await client.close()
 
@@ -211,11 +214,12 @@ def outbox_counts(settings: NhsoSettings) -> dict[str, Any] | None:
         counts = dict(db.execute("SELECT status, COUNT(*) FROM claims GROUP BY status").fetchall())
         doubt, due, oldest = db.execute(
             "SELECT SUM(in_doubt), SUM(due_flagged), MIN(created_at) FROM claims "
-            "WHERE status IN ('queued', 'sending')").fetchone()
+            "WHERE status IN ('queued', 'sending', 'needs_review')").fetchone()
     finally:
         db.close()
     return {"queued": counts.get("queued", 0) + counts.get("sending", 0),
             "failed": counts.get("failed", 0), "sent": counts.get("sent", 0),
+            "needsReview": counts.get("needs_review", 0),
             "inDoubt": doubt or 0, "due": due or 0,
             "oldestUnsentSeconds": round(time.time() - oldest) if oldest else None}
 
@@ -232,9 +236,17 @@ def check_claims(settings: NhsoSettings) -> Finding:
         return _f("claims", "ok", CLAIMS_TITLE, ("No claim outbox yet.", "ยังไม่มีคิวเคลม"))
     c = counts
     text_en = (f"{c['queued']} waiting ({c['inDoubt']} needing a check with NHSO, {c['due']} "
-               f"past the due time), {c['failed']} failed, {c['sent']} sent.")
+               f"past the due time), {c['needsReview']} needing review, {c['failed']} failed, "
+               f"{c['sent']} sent.")
     text_th = (f"รอส่ง {c['queued']} (รอตรวจกับ สปสช. {c['inDoubt']}, เลยเวลา {c['due']}) "
-               f"ล้มเหลว {c['failed']} ส่งแล้ว {c['sent']}")
+               f"รอเจ้าหน้าที่ตรวจสอบ {c['needsReview']} ล้มเหลว {c['failed']} ส่งแล้ว {c['sent']}")
+    if c["needsReview"]:
+        return _f("claims", "warn", CLAIMS_TITLE, (text_en, text_th),
+                  ("Claims in review are never sent on their own: open the tray's Claims to "
+                   "review item (or GET /v1/claims?status=needs_review) and choose: send "
+                   "again, or take the listed code (docs/nhso.md).",
+                   "เคลมที่รอตรวจสอบจะไม่ถูกส่งเอง เปิดเมนู \"เคลมที่รอตรวจสอบ\" ในไอคอน แล้วเลือก "
+                   "ส่งใหม่ หรือใช้รหัสที่แสดง"), **c)
     if c["failed"] or c["due"]:
         return _f("claims", "warn", CLAIMS_TITLE, (text_en, text_th),
                   ("Open the tray's Claims item (or GET /v1/claims?status=failed) to see why; "

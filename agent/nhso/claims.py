@@ -32,7 +32,7 @@ class ClaimDesk:
         self.publish = publish
         self.settings_error: str | None = None   # why the settings files were not usable
 
-    async def submit(self, body: Any) -> tuple[Claim, bool]:
+    async def submit(self, body: Any, *, new_visit: bool = False) -> tuple[Claim, bool]:
         claim_body = validate_claim(body, self.settings)
         missing = [name for name in ("hcode", "sourceId", "recorderPid")
                    if not claim_body.get(name)]
@@ -44,7 +44,7 @@ class ClaimDesk:
             raise NhsoNotConfigured(f"the token is for hcode {token_hcode}, the claim for "
                                     f"{claim_body['hcode']}")
         await self.tokens.require()
-        claim, created = await self.outbox.submit(claim_body)
+        claim, created = await self.outbox.submit(claim_body, new_visit=new_visit)
         if created:
             self.publish("claim.queued", {"id": claim.id, "transactionId": claim.transaction_id,
                                           "status": claim.status})
@@ -65,6 +65,21 @@ class ClaimDesk:
         self.sender.wake()
         counts = await self.outbox.counts()
         return {"requeued": len(requeued), "queued": counts.get("queued", 0)}
+
+    async def review(self, claim_id: str, action: str, code: str | None, by: str) -> Claim:
+        """Staff's choice on a claim in review (``take`` a listed code, or ``resend``)."""
+        claim = await self.outbox.resolve_review(claim_id, action, code, by)
+        log.info("claim %s reviewed: %s", claim.id, action)
+        if action == "take":
+            self.publish("claim.sent", {"id": claim.id, "transactionId": claim.transaction_id,
+                                        "status": claim.status, "authenCode": claim.authen_code,
+                                        "seq": claim.seq, "recovered": True})
+        else:
+            self.publish("claim.queued", {"id": claim.id,
+                                          "transactionId": claim.transaction_id,
+                                          "status": claim.status})
+            self.sender.wake()
+        return claim
 
     async def get(self, claim_id: str) -> Claim | None:
         return await self.outbox.get(claim_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,16 @@ import aiohttp
 import truststore
 
 from .. import __version__
-from ..errors import AgentError, NhsoRejected, NhsoTokenInvalid, NhsoUnavailable, NhsoUnverified
+from ..errors import (
+    AgentError,
+    NhsoEmptyReply,
+    NhsoProxyPage,
+    NhsoRejected,
+    NhsoTlsFailed,
+    NhsoTokenInvalid,
+    NhsoUnavailable,
+    NhsoUnverified,
+)
 from .settings import NhsoSettings
 
 log = logging.getLogger(__name__)
@@ -36,10 +46,44 @@ def json_object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def unavailable(detail: str, *, in_doubt: bool) -> NhsoUnavailable:
-    exc = NhsoUnavailable(detail)
+def unavailable(detail: str, *, in_doubt: bool,
+                kind: type[NhsoUnavailable] = NhsoUnavailable) -> NhsoUnavailable:
+    exc = kind(detail)
     exc.in_doubt = in_doubt
     return exc
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def html_page(content_type: str, text: str) -> str | None:
+    """The title (or "web page") when a reply is an HTML page: a hospital proxy's or
+    firewall's error page, a captive portal; never NHSO's JSON."""
+    head = text.lstrip()[:64].lower()
+    if "html" not in content_type.lower() and not head.startswith(("<!doctype html", "<html")):
+        return None
+    match = _TITLE.search(text[:4096])
+    title = " ".join(match.group(1).split())[:120] if match else ""
+    return title or "web page"
+
+
+def tls_failure(what: str, exc: aiohttp.ClientError) -> NhsoTlsFailed | None:
+    """Which certificate or protocol failed, when a connection failed in TLS."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        reason = getattr(cert, "verify_message", None) or getattr(cert, "reason", None) \
+            or str(cert)
+        detail = f"{what}: the server's certificate was refused ({reason}); Certificate " \
+                 f"of {exc.host}:{exc.port}"
+    elif isinstance(exc, aiohttp.ClientSSLError):
+        cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+        reason = getattr(cause, "reason", None) or str(cause)
+        detail = f"{what}: TLS handshake failed ({reason})"
+    else:
+        return None
+    failed = NhsoTlsFailed(detail)
+    failed.in_doubt = False              # nothing was sent before the handshake
+    return failed
 
 
 def is_in_doubt(exc: BaseException) -> bool:
@@ -96,6 +140,8 @@ class NhsoClient:
         self._session: aiohttp.ClientSession | None = None
         # (call, outcome, seconds) after every request; the assembly connects /metrics.
         self.observe: Callable[[str, str, float], None] | None = None
+        # (accepted, NHSO's words) after every answer that says whether the token works.
+        self.on_token: Callable[[bool, str], None] | None = None
 
     async def start(self) -> None:
         if self._session is None:
@@ -147,6 +193,11 @@ class NhsoClient:
                 sent = True
                 text = await resp.text(errors="replace")
                 status = resp.status
+                content_type = resp.headers.get("Content-Type", "")
+        except aiohttp.ClientSSLError as exc:
+            # Never retried with weaker settings: the message says what to fix.
+            raise (tls_failure(what, exc)
+                   or unavailable(f"{what}: {type(exc).__name__}", in_doubt=False)) from None
         except aiohttp.ClientConnectorError as exc:
             # Nothing reached NHSO: the connection was never made.
             raise unavailable(f"{what}: cannot connect ({type(exc).__name__})",
@@ -158,17 +209,35 @@ class NhsoClient:
         # NHSO replies may start with a UTF-8 BOM (docs/reference.md); json.loads refuses it, and
         # a success read as text would be taken for a refusal of a claim NHSO recorded.
         text = text.removeprefix("\ufeff")
+        page = html_page(content_type, text)
+        if page is not None:
+            # Not NHSO's answer (so not a verdict on the token either). A 4xx page is a
+            # proxy that kept the request; anything else may have passed it on to NHSO.
+            raise unavailable(f"{what}: HTTP {status} \"{page}\" instead of NHSO's answer "
+                              f"(a proxy or firewall answered)", in_doubt=not 400 <= status < 500,
+                              kind=NhsoProxyPage)
         try:
             body: Any = json.loads(text) if text.strip() else None
         except ValueError:
             body = text
         message = nhso_message(body)
         if status in (401, 403) or INVALID_TOKEN in message.lower():
+            self._token_verdict(False, message or f"HTTP {status}")
             raise NhsoTokenInvalid(message or f"HTTP {status}")
         if status >= 500:
             raise unavailable(f"{what}: HTTP {status}" + (f" {message}" if message else ""),
                               in_doubt=True)
+        if body is None:
+            # NHSO answers an empty body when the token has expired (docs/reference.md).
+            raise unavailable(f"{what}: HTTP {status} with an empty body (NHSO does this when "
+                              f"the token has expired)", in_doubt=method != "GET",
+                              kind=NhsoEmptyReply)
+        self._token_verdict(True, "")
         return status, body
+
+    def _token_verdict(self, accepted: bool, message: str) -> None:
+        if self.on_token is not None:
+            self.on_token(accepted, message)
 
     async def send_claim(self, claim: dict[str, Any]) -> ClaimAnswer:
         status, body = await self._call("POST", self.settings.urls.claim_url,

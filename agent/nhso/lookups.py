@@ -90,6 +90,9 @@ class NhsoLookups:
     async def token_configured(self) -> bool | None:
         return await self.tokens.configured()
 
+    def token_health(self) -> dict[str, Any]:
+        return self.tokens.health()
+
     async def authen_status(self, pid: str, day: str,
                             service_code: str | None = None) -> dict[str, Any]:
         return await self.client.check_authen_status(pid, day, service_code)

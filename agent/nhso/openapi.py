@@ -15,6 +15,7 @@ from ..api.openapi import (
     JSON,
     S_NULL,
     STATUS_TEXT,
+    B,
     S,
     error_responses,
     json_ok,
@@ -42,7 +43,14 @@ NHSO_SCHEMAS: dict[str, Any] = {
                         ["pid", "claimType", "correlationId", "createdDate", "claimCode",
                          "status"]),
     "Claim": {"type": "object", "required": ["id", "transactionId", "status"],
-              "properties": {"id": S, "transactionId": S, "status": S}},
+              "properties": {"id": S, "transactionId": S, "status": {
+                  "enum": ["queued", "sending", "sent", "failed", "needs_review"]},
+                  "review": {"type": ["object", "null"], "description":
+                             "needs_review: why, and NHSO's records that may be this claim",
+                             "properties": {"reason": S, "candidates": {
+                                 "type": "array", "items": {"type": "object"}}}},
+                  "resolution": {"type": ["object", "null"], "description":
+                                 "staff's choice on a review: action, claimCode, by, at"}}},
     "VisitInput": {
         "type": "object", "additionalProperties": True,
         "description": "The claim the visit becomes (every field of POST /v1/claims, "
@@ -107,9 +115,13 @@ def nhso_paths() -> dict[str, Any]:
     register_visit["requestBody"]["content"][JSON]["schema"] = ref("VisitInput")
     return {
         "/v1/claims": {
-            "post": _nhso_op("Queue a close-claim for NHSO (sent by the outbox, never twice)",
+            "post": _nhso_op("Queue a close-claim for NHSO (sent by the outbox, never twice). "
+                             "The same visit under another transactionId is refused (409 "
+                             "claim_same_visit, naming the existing claim) unless newVisit",
                              json_ok(ref("Claim"), "Queued", status="202"), error="Error",
-                             statuses=v1_errors, tags=v1, body=True),
+                             statuses=v1_errors, tags=v1, body=True,
+                             params=[query_param("newVisit", B,
+                                                 "true: another visit at the same time")]),
             "get": _nhso_op("Claims in the outbox", json_ok(obj({
                 "claims": {"type": "array", "items": ref("Claim")}, "count": INT})),
                 error="Error", statuses=(400, 503), tags=v1,
@@ -121,6 +133,11 @@ def nhso_paths() -> dict[str, Any]:
             "Send waiting claims now; with status \"failed\", queue refused claims again",
             json_ok(obj({"requeued": INT, "queued": INT}, ["requeued", "queued"])),
             error="Error", statuses=(400, 415, 503), tags=v1, body=True)},
+        "/v1/claims/{id}/review": {"post": _nhso_op(
+            "Staff's choice on a claim in needs_review: {\"action\": \"take\", "
+            "\"claimCode\": listed code} or {\"action\": \"resend\"}; recorded with the claim",
+            json_ok(ref("Claim")), error="Error", statuses=(400, 404, 409, 415, 503), tags=v1,
+            params=[{"name": "id", "in": "path", "required": True, "schema": S}], body=True)},
         "/v1/claims/{id}": {"get": _nhso_op(
             "One claim and what happened to it", json_ok(ref("Claim")), error="Error",
             statuses=(404, 503), tags=v1,

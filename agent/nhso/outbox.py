@@ -4,9 +4,12 @@ A claim is committed here before the caller hears ``202``; from then on only thi
 what happened to it, so a ``kill -9`` at any moment loses nothing. ``transactionId`` is the
 idempotency key (UNIQUE). States:
 
-    queued  -> sending -> sent        NHSO answered with an EP code
-                       -> failed      NHSO refused it (4xx); a corrected resubmission requeues it
-                       -> queued      no answer; retried later
+    queued  -> sending -> sent          NHSO answered with an EP code
+                       -> failed        NHSO refused it (4xx); a corrected resubmission requeues it
+                       -> queued        no answer; retried later
+                       -> needs_review  the answer was lost and Check Authen Status could not
+                                        tell which record is this claim: nothing is sent until
+                                        staff choose (send again, or take a listed code)
 
 ``in_doubt`` is set, and committed, before every send and cleared only when NHSO's answer
 is recorded or Check Authen Status showed the claim never arrived: a claim found in doubt
@@ -30,12 +33,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import osroom
-from ..errors import ClaimConflict, OutboxUnavailable
-from .validation import BANGKOK, service_date
+from ..errors import (
+    ClaimConflict,
+    ClaimNotFound,
+    ClaimNotInReview,
+    ClaimSameVisit,
+    OutboxUnavailable,
+)
+from .validation import BANGKOK, ValidationFailed, service_date
 
 T = TypeVar("T")
-STATUSES = ("queued", "sending", "sent", "failed")
-UNSENT = ("queued", "sending", "failed")
+STATUSES = ("queued", "sending", "sent", "failed", "needs_review")
+UNSENT = ("queued", "sending", "failed", "needs_review")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS claims (
@@ -58,13 +67,26 @@ CREATE TABLE IF NOT EXISTS claims (
     due_flagged     INTEGER NOT NULL DEFAULT 0,
     created_at      REAL NOT NULL,
     updated_at      REAL NOT NULL,
-    sent_at         REAL
+    sent_at         REAL,
+    service_at      INTEGER NOT NULL DEFAULT 0,  -- the body's serviceDateTime (epoch ms)
+    status_checks   INTEGER NOT NULL DEFAULT 0,  -- Check Authen Status answers without it
+    review          TEXT,               -- needs_review: {reason, candidates[]} (JSON)
+    resolution      TEXT                -- staff's choice on a review (JSON), kept
 );
 CREATE INDEX IF NOT EXISTS claims_next ON claims (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS claims_day ON claims (service_date, status);
 CREATE INDEX IF NOT EXISTS claims_pid ON claims (pid, service_date);
 """
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added by later schema versions, for files an older agent wrote.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE claims ADD COLUMN service_at INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE claims ADD COLUMN status_checks INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE claims ADD COLUMN review TEXT",
+        "ALTER TABLE claims ADD COLUMN resolution TEXT",
+        "UPDATE claims SET service_at = CAST(json_extract(body, '$.serviceDateTime') "
+        "AS INTEGER)"),
+}
 
 
 def _iso(ts: float | None) -> str | None:
@@ -99,6 +121,10 @@ class Claim:
     created_at: float
     updated_at: float
     sent_at: float | None
+    service_at: int = 0
+    status_checks: int = 0
+    review: dict[str, Any] | None = None
+    resolution: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Claim:
@@ -106,6 +132,8 @@ class Claim:
         values["body"] = json.loads(values["body"])
         for flag in ("in_doubt", "recovered", "due_flagged"):
             values[flag] = bool(values[flag])
+        for name in ("review", "resolution"):
+            values[name] = json.loads(values[name]) if values[name] else None
         return cls(**values)
 
     def view(self) -> dict[str, Any]:
@@ -118,6 +146,7 @@ class Claim:
                       if self.error_code else None),
             "due": self.due_flagged, "createdAt": _iso(self.created_at),
             "updatedAt": _iso(self.updated_at), "sentAt": _iso(self.sent_at),
+            "review": self.review, "resolution": self.resolution,
             "claim": self.body,
         }
 
@@ -195,6 +224,13 @@ class Outbox:
             raise OutboxUnavailable(f"{self.path} was written by a newer agent "
                                     f"(schema {version})")
         db.executescript(SCHEMA)
+        if 0 < version < SCHEMA_VERSION:
+            db.execute("BEGIN IMMEDIATE")
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     async def close(self) -> None:
@@ -234,11 +270,15 @@ class Outbox:
 
     # -- submitting ---------------------------------------------------------------------
 
-    async def submit(self, body: dict[str, Any]) -> tuple[Claim, bool]:
-        """Store a validated NHSO claim body; (claim, True) when new or requeued."""
-        return await self._run(self._submit, body)
+    async def submit(self, body: dict[str, Any], *,
+                     new_visit: bool = False) -> tuple[Claim, bool]:
+        """Store a validated NHSO claim body; (claim, True) when new or requeued.
 
-    def _submit(self, body: dict[str, Any]) -> tuple[Claim, bool]:
+        One visit, one claim: the same patient, hospital, service and service time under
+        another transactionId is refused (ClaimSameVisit) unless ``new_visit``."""
+        return await self._run(self._submit, body, new_visit)
+
+    def _submit(self, body: dict[str, Any], new_visit: bool) -> tuple[Claim, bool]:
         now = time.time()
         text = canonical(body)
         db = self.db
@@ -246,8 +286,8 @@ class Outbox:
         try:
             row = db.execute("SELECT * FROM claims WHERE transaction_id = ?",
                              (body["transactionId"],)).fetchone()
-            if row is not None:
-                existing = Claim.from_row(row)
+            existing = Claim.from_row(row) if row is not None else None
+            if existing is not None:
                 if canonical(existing.body) == text:
                     db.execute("ROLLBACK")
                     return existing, False
@@ -255,26 +295,28 @@ class Outbox:
                     db.execute("ROLLBACK")
                     raise ClaimConflict(f"transactionId {existing.transaction_id} is "
                                         f"{existing.status} with a different body")
+            if not new_visit:
+                self._refuse_same_visit(body)
+            fields = (body["pid"], body["hcode"], body["claimServiceCode"],
+                      service_date(body["serviceDateTime"]), int(body["serviceDateTime"]))
+            if existing is not None:
                 # NHSO refused the earlier body, so it holds nothing under this id: the
                 # corrected claim takes the old one's place.
                 db.execute(
                     """UPDATE claims SET body=?, pid=?, hcode=?, service_code=?, service_date=?,
-                       status='queued', in_doubt=0, attempts=0, next_attempt_at=?,
-                       authen_code=NULL, seq=NULL, recovered=0, error_code=NULL,
-                       error_message=NULL, due_flagged=0, updated_at=?, sent_at=NULL
-                       WHERE id=?""",
-                    (text, body["pid"], body["hcode"], body["claimServiceCode"],
-                     service_date(body["serviceDateTime"]), now, now, existing.id))
+                       service_at=?, status='queued', in_doubt=0, attempts=0,
+                       next_attempt_at=?, authen_code=NULL, seq=NULL, recovered=0,
+                       error_code=NULL, error_message=NULL, due_flagged=0, status_checks=0,
+                       review=NULL, resolution=NULL, updated_at=?, sent_at=NULL WHERE id=?""",
+                    (text, *fields, now, now, existing.id))
                 claim_id = existing.id
             else:
                 claim_id = str(uuid.uuid4())
                 db.execute(
                     """INSERT INTO claims (id, transaction_id, body, pid, hcode, service_code,
-                       service_date, status, next_attempt_at, created_at, updated_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)""",
-                    (claim_id, body["transactionId"], text, body["pid"], body["hcode"],
-                     body["claimServiceCode"], service_date(body["serviceDateTime"]),
-                     now, now, now))
+                       service_date, service_at, status, next_attempt_at, created_at,
+                       updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)""",
+                    (claim_id, body["transactionId"], text, *fields, now, now, now))
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -283,6 +325,23 @@ class Outbox:
         claim = self._one("SELECT * FROM claims WHERE id = ?", claim_id)
         assert claim is not None
         return claim, True
+
+    def _refuse_same_visit(self, body: dict[str, Any]) -> None:
+        """A claim of ours for the same visit under another transactionId (a HIS that made
+        a new id on a retry) would reach NHSO twice. A refused one does not count: NHSO
+        holds nothing of it."""
+        row = self.db.execute(
+            "SELECT id, transaction_id, status FROM claims WHERE pid=? AND hcode=? AND "
+            "service_code=? AND service_at=? AND transaction_id != ? AND status != 'failed' "
+            "ORDER BY created_at LIMIT 1",
+            (body["pid"], body["hcode"], body["claimServiceCode"],
+             int(body["serviceDateTime"]), body["transactionId"])).fetchone()
+        if row is not None:
+            raise ClaimSameVisit(
+                f"claim {row['id']} (transactionId {row['transaction_id']}, {row['status']}) "
+                f"is the same visit; send newVisit=true if this is another visit",
+                existing={"id": row["id"], "transactionId": row["transaction_id"],
+                          "status": row["status"]})
 
     # -- reading -------------------------------------------------------------------------
 
@@ -326,8 +385,18 @@ class Outbox:
     def _unsent_summary(self) -> tuple[float | None, int]:
         oldest, due = self.db.execute(
             "SELECT MIN(created_at), SUM(due_flagged) FROM claims "
-            "WHERE status IN ('queued', 'sending')").fetchone()
+            "WHERE status IN ('queued', 'sending', 'needs_review')").fetchone()
         return oldest, int(due or 0)
+
+    async def patient_day(self, pid: str, day: str) -> ClaimList:
+        """Every claim of one patient on one service day (Check Authen Status lists them
+        together: they are settled together)."""
+        return await self._run(self._patient_day, pid, day)
+
+    def _patient_day(self, pid: str, day: str) -> ClaimList:
+        rows = self.db.execute("SELECT * FROM claims WHERE pid = ? AND service_date = ? "
+                               "ORDER BY created_at, id", (pid, day))
+        return [Claim.from_row(r) for r in rows]
 
     async def codes_in_use(self, pid: str, day: str) -> set[str]:
         """EP codes already matched to claims of this person and day."""
@@ -363,8 +432,10 @@ class Outbox:
 
     def _take_due(self) -> Claim | None:
         now = time.time()
+        # Claims that may be at NHSO first: they are settled before anything else is sent.
         row = self.db.execute("SELECT id FROM claims WHERE status='queued' AND next_attempt_at "
-                              "<= ? ORDER BY next_attempt_at LIMIT 1", (now,)).fetchone()
+                              "<= ? ORDER BY in_doubt DESC, next_attempt_at LIMIT 1",
+                              (now,)).fetchone()
         if row is None:
             return None
         self._write("UPDATE claims SET status='sending', updated_at=? WHERE id=?", now, row[0])
@@ -382,7 +453,7 @@ class Outbox:
     async def mark_attempt(self, claim_id: str) -> None:
         """Committed before the request leaves: from here the claim may be at NHSO."""
         await self._run(self._write, "UPDATE claims SET in_doubt=1, attempts=attempts+1, "
-                        "updated_at=? WHERE id=?", time.time(), claim_id)
+                        "status_checks=0, updated_at=? WHERE id=?", time.time(), claim_id)
 
     async def mark_sent(self, claim_id: str, authen_code: str, seq: str | None, *,
                         recovered: bool = False) -> Claim:
@@ -409,6 +480,72 @@ class Outbox:
                         "error_code=?, error_message=?, updated_at=? WHERE id=?",
                         int(in_doubt), now + delay, error_code, error_message, now, claim_id)
         return await self._must_get(claim_id)
+
+    async def note_absent(self, claim_id: str, delay: float) -> Claim:
+        """Check Authen Status did not list this claim: counted, and asked again after
+        ``delay`` before it is ever sent again (NHSO may record it late)."""
+        now = time.time()
+        await self._run(self._write,
+                        "UPDATE claims SET status='queued', in_doubt=1, "
+                        "status_checks=status_checks+1, next_attempt_at=?, updated_at=? "
+                        "WHERE id=?", now + delay, now, claim_id)
+        return await self._must_get(claim_id)
+
+    async def mark_review(self, claim_id: str, review: dict[str, Any]) -> Claim:
+        """Check Authen Status could not tell which record is this claim: held for staff.
+        It stays in doubt (it may be at NHSO) and is never sent until staff choose."""
+        await self._run(self._write,
+                        "UPDATE claims SET status='needs_review', in_doubt=1, review=?, "
+                        "error_code=NULL, error_message=NULL, updated_at=? WHERE id=?",
+                        json.dumps(review, ensure_ascii=False), time.time(), claim_id)
+        return await self._must_get(claim_id)
+
+    async def resolve_review(self, claim_id: str, action: str, code: str | None,
+                             by: str) -> Claim:
+        """Staff's choice on a claim in review, recorded with it: ``take`` one of the
+        listed codes (the claim is at NHSO under it) or ``resend`` (it is not)."""
+        return await self._run(self._resolve_review, claim_id, action, code, by)
+
+    def _resolve_review(self, claim_id: str, action: str, code: str | None,
+                        by: str) -> Claim:
+        now = time.time()
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            claim = self._one("SELECT * FROM claims WHERE id = ?", claim_id)
+            if claim is None:
+                raise ClaimNotFound()
+            if claim.status != "needs_review":
+                raise ClaimNotInReview(f"claim {claim_id} is {claim.status}")
+            listed = [c.get("claimCode") for c in (claim.review or {}).get("candidates", [])]
+            if action == "take" and code not in listed:
+                raise ValidationFailed([{"field": "claimCode",
+                                         "message": "must be one of " + ", ".join(map(str, listed)),
+                                         "message_th": "ต้องเป็นรหัสที่แสดงไว้"}])
+            holder = db.execute("SELECT id FROM claims WHERE authen_code = ? AND pid = ? AND "
+                                "service_date = ? AND id != ?",
+                                (code, claim.pid, claim.service_date, claim_id)).fetchone()
+            if action == "take" and holder is not None:
+                # Another claim took that record since the review began: one code, one claim.
+                raise ClaimConflict(f"{code} is already recorded for claim {holder[0]}")
+            resolution = json.dumps({"action": action, "claimCode": code, "by": by,
+                                     "at": _iso(now)}, ensure_ascii=False)
+            if action == "take":
+                db.execute("UPDATE claims SET status='sent', in_doubt=0, authen_code=?, "
+                           "recovered=1, resolution=?, updated_at=?, sent_at=? WHERE id=?",
+                           (code, resolution, now, now, claim_id))
+            else:
+                db.execute("UPDATE claims SET status='queued', in_doubt=0, status_checks=0, "
+                           "next_attempt_at=?, resolution=?, updated_at=? WHERE id=?",
+                           (now, resolution, now, claim_id))
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        done = self._one("SELECT * FROM claims WHERE id = ?", claim_id)
+        assert done is not None
+        return done
 
     async def wake_all(self) -> None:
         """Make every queued claim due now (e.g. after a new token was set)."""
@@ -453,7 +590,8 @@ class Outbox:
         cutoff_op = "<=" if late_today else "<"
         rows = self.db.execute(
             f"SELECT * FROM claims WHERE due_flagged=0 AND status IN ('queued','sending',"
-            f"'failed') AND service_date {cutoff_op} ? ORDER BY service_date, created_at",
+            f"'failed','needs_review') AND service_date {cutoff_op} ? "
+            f"ORDER BY service_date, created_at",
             (today,)).fetchall()
         claims = [Claim.from_row(r) for r in rows]
         if claims:

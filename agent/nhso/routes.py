@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from ..api.keys import CARD_SERVICE
-from ..api.query import is_ascii_digits
+from ..api.query import is_ascii_digits, parse_flag
 from ..api.responses import error_response, public_text
 from ..api.security import read_body
 from ..api.strict_json import loads as strict_loads
@@ -138,9 +138,41 @@ def _service(request: web.Request) -> NhsoService:
 
 @v1
 async def post_claim(request: web.Request) -> web.Response:
-    claim, created = await _service(request).claims.submit(await _json_body(request))
+    unknown = sorted(set(request.query) - {"newVisit"})
+    if unknown:
+        raise _bad(unknown[0], "is not a known parameter", "ไม่รู้จักพารามิเตอร์นี้")
+    # One visit, one claim: the same visit under a new transactionId is refused unless the
+    # caller says it is another visit (claim_same_visit names the existing claim).
+    new_visit = parse_flag(request.query.get("newVisit", ""), "newVisit")
+    claim, created = await _service(request).claims.submit(await _json_body(request),
+                                                           new_visit=new_visit)
     return web.json_response({"id": claim.id, "transactionId": claim.transaction_id,
                               "status": claim.status, "duplicate": not created}, status=202)
+
+
+REVIEW_ACTIONS = ("resend", "take")
+
+
+@v1
+async def review_claim(request: web.Request) -> web.Response:
+    """Staff's choice on a claim in ``needs_review``: ``{"action": "resend"}`` (NHSO does not
+    have it: send it again) or ``{"action": "take", "claimCode": "EP..."}`` (it is at NHSO
+    under that listed code). Recorded with the claim (``resolution``)."""
+    body = await _json_body(request)
+    if not isinstance(body, dict) or set(body) - {"action", "claimCode"}:
+        raise _bad("", "expected {\"action\": \"resend\"|\"take\", \"claimCode\"?}",
+                   "ต้องเป็น {action, claimCode}")
+    action = body.get("action")
+    if action not in REVIEW_ACTIONS:
+        raise _bad("action", "must be \"resend\" or \"take\"", "ต้องเป็น resend หรือ take")
+    code = body.get("claimCode")
+    if action == "take" and not isinstance(code, str):
+        raise _bad("claimCode", "the listed code to take", "ต้องระบุรหัสที่แสดงไว้")
+    if action == "resend" and code is not None:
+        raise _bad("claimCode", "only with \"take\"", "ใช้กับ take เท่านั้น")
+    by = public_text(request.headers.get("Origin") or "a program on this computer")[:200]
+    claim = await _service(request).claims.review(request.match_info["id"], action, code, by)
+    return web.json_response(claim.view())
 
 
 RETRYABLE = ("queued", "failed")
@@ -390,6 +422,7 @@ def mount_nhso(app: web.Application, service: NhsoService) -> None:
     r.add_post("/v1/claims", post_claim)
     r.add_get("/v1/claims", list_claims)
     r.add_post("/v1/claims/retry", retry_claims)
+    r.add_post("/v1/claims/{id}/review", review_claim)
     r.add_get("/v1/claims/{id}", get_claim)
     r.add_post("/v1/visits", post_visit)
     r.add_get("/v1/visits", list_visits)

@@ -1,15 +1,21 @@
 """Delivers outbox claims to NHSO: retries with backoff, never the same claim twice.
 
-A few workers take due claims from the outbox. Before a claim that may already be at NHSO
-(``in_doubt``: a crash or a lost answer after the request left) is sent again, Check Authen
-Status is asked whether NHSO already holds a closed claim (an ``EP`` code) for that person,
-day, service and hospital that no other claim of ours accounts for; if so, that code is
-recorded and nothing is sent. Claims of the same person, day and service are handled one
-at a time so two of them can never take the same code.
+A few workers take due claims from the outbox, those that may already be at NHSO first.
+Before a claim that may be at NHSO (``in_doubt``: a crash or a lost answer after the
+request left) is sent again, Check Authen Status is asked and its records are judged by
+``matching.settle`` together with every other claim of that patient and day:
 
-Network errors, timeouts and 5xx are retried with exponential backoff; NHSO's 4xx answers
-fail the claim with NHSO's message; "Invalid token." keeps claims queued until a token works.
-A housekeeping loop flags claims still unsent near the end of their service day
+* one record that is certainly this claim → its code is recorded, nothing is sent;
+* no record → asked once more after ``inDoubtRecheck`` seconds (NHSO may record late),
+  then sent again;
+* records that cannot be told apart → ``needs_review``: nothing is sent until staff
+  choose (``ClaimDesk.review``).
+
+Claims of the same patient and day are handled one at a time so two of them can never
+take the same code. Network errors, timeouts and 5xx are retried with exponential backoff;
+NHSO's 4xx answers fail the claim with NHSO's message; "Invalid token." keeps claims queued
+(retried soon at first, then every ``tokenRetry``) and at once when a new token is set. A
+housekeeping loop flags claims still unsent near the end of their service day
 (``claim.due``) and purges old ones.
 """
 
@@ -31,7 +37,8 @@ from ..errors import (
     NhsoTokenInvalid,
     NhsoTokenMissing,
 )
-from .client import NhsoClient, is_in_doubt, json_object
+from . import matching
+from .client import NhsoClient, is_in_doubt
 from .outbox import Claim, Outbox
 from .settings import NhsoSettings
 
@@ -40,6 +47,9 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, dict[str, Any]], None]
 PURGE_INTERVAL = 3600.0
 IDLE_POLL = 5.0            # re-check the outbox at least this often when idle
+# Check Authen Status answers without the claim before it is sent again (docs/nhso.md:
+# the second check is ``inDoubtRecheck`` s after the first, for NHSO's late recording).
+STATUS_CHECKS = 2
 
 
 def backoff(settings: NhsoSettings, attempts: int) -> float:
@@ -47,59 +57,19 @@ def backoff(settings: NhsoSettings, attempts: int) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
-def match_history(claim: Claim, status: dict[str, Any], codes_in_use: set[str]) -> str | None:
-    """The EP code in a Check Authen Status answer that is this claim, if any."""
-    histories = status.get("serviceHistories")
-    if not isinstance(histories, list):
-        return None
-    candidates: list[dict[str, Any]] = []
-    for item in histories:
-        if not isinstance(item, dict):
-            continue
-        code = item.get("claimCode")
-        hospital = json_object(item.get("hospital"))
-        service = json_object(item.get("service"))
-        if (isinstance(code, str) and code.startswith("EP") and code not in codes_in_use
-                and str(hospital.get("hcode", "")) == claim.hcode
-                and str(service.get("code", "")) == claim.service_code):
-            candidates.append(item)
-    if not candidates:
-        return None
-    # Among several (two visits of one person on one day), prefer the one at our time.
-    ours = claim.body.get("serviceDateTime")
-    for item in candidates:
-        if _same_time(item.get("serviceDateTime"), ours):
-            return str(item["claimCode"])
-    return str(candidates[0]["claimCode"])
-
-
-def _same_time(theirs: Any, ours_ms: Any) -> bool:
-    if not isinstance(ours_ms, int):
-        return False
-    if isinstance(theirs, (int, float)) and not isinstance(theirs, bool):
-        return abs(int(theirs) - ours_ms) < 60_000
-    if isinstance(theirs, str):
-        try:
-            parsed = dt.datetime.fromisoformat(theirs)
-        except ValueError:
-            return False
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.timezone(dt.timedelta(hours=7)))
-        return abs(parsed.timestamp() * 1000 - ours_ms) < 60_000
-    return False
-
-
 class ClaimSender:
     def __init__(self, settings: NhsoSettings, outbox: Outbox, client: NhsoClient,
-                 publish: Publish, *, on_token_invalid: Callable[[], None] | None = None) -> None:
+                 publish: Publish, *,
+                 token_retry_delay: Callable[[], float] | None = None) -> None:
         self.settings = settings
         self.outbox = outbox
         self.client = client
         self.publish = publish
-        self.on_token_invalid = on_token_invalid
+        # How long claims wait after "Invalid token." (TokenState.retry_delay).
+        self.token_retry_delay = token_retry_delay or (lambda: settings.token_retry)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._locks: dict[tuple[str, str, str], list[Any]] = {}
+        self._locks: dict[tuple[str, str], list[Any]] = {}
         self.sent = 0
         self.recovered = 0
 
@@ -162,7 +132,8 @@ class ClaimSender:
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, claim: Claim) -> AsyncIterator[None]:
-        key = (claim.pid, claim.service_date, claim.service_code)
+        # One patient-day at a time: Check Authen Status lists the whole day's records.
+        key = (claim.pid, claim.service_date)
         entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
         entry[1] += 1
         try:
@@ -178,18 +149,22 @@ class ClaimSender:
             in_doubt = claim.in_doubt
             if in_doubt:
                 try:
-                    code = await self._find_at_nhso(claim)
+                    verdict = await self._settle(claim)
                 except AgentError as exc:
                     await self._retry(claim, exc, in_doubt=True)
                     return
-                log.debug("claim %s: in doubt, NHSO has %s", claim.id, code or "nothing")
-                if code is not None:
-                    done = await self.outbox.mark_sent(claim.id, code, None, recovered=True)
-                    self.recovered += 1
-                    log.info("claim %s was already at NHSO; recorded without resending",
-                             claim.id)
-                    self._published_sent(done)
+                if not verdict.absent:
+                    await self._settled(claim, verdict)
                     return
+                if claim.status_checks + 1 < STATUS_CHECKS:
+                    # Not listed (yet): NHSO may record a request it was still working on
+                    # when the answer was lost. Ask again before anything is sent.
+                    log.info("claim %s: not at NHSO yet; asking again in %.0f s", claim.id,
+                             self.settings.in_doubt_recheck)
+                    await self.outbox.note_absent(claim.id, self.settings.in_doubt_recheck)
+                    return
+                log.info("claim %s: not at NHSO after %d checks; sending it again",
+                         claim.id, STATUS_CHECKS)
                 in_doubt = False
             await self.outbox.mark_attempt(claim.id)
             log.debug("claim %s: attempt %d", claim.id, claim.attempts + 1)
@@ -215,17 +190,40 @@ class ClaimSender:
                                     "status": "sent", "authenCode": claim.authen_code,
                                     "seq": claim.seq, "recovered": claim.recovered})
 
-    async def _find_at_nhso(self, claim: Claim) -> str | None:
+    async def _settle(self, claim: Claim) -> matching.Verdict:
+        """This claim's verdict, judged with every claim of ours of that patient and day
+        that may be at NHSO (matching.settle)."""
         status = await self.client.check_authen_status(claim.pid, claim.service_date,
                                                        claim.service_code)
-        used = await self.outbox.codes_in_use(claim.pid, claim.service_date)
-        return match_history(claim, status, used)
+        found = matching.records(status)
+        day = await self.outbox.patient_day(claim.pid, claim.service_date)
+        used = {c.authen_code for c in day if c.authen_code and c.id != claim.id}
+        group = [matching.Visit.of(c.id, c.body) for c in day
+                 if c.id == claim.id
+                 or (c.in_doubt and c.status in ("queued", "sending", "needs_review"))]
+        return matching.settle(claim.id, group, found, used)
+
+    async def _settled(self, claim: Claim, verdict: matching.Verdict) -> None:
+        if verdict.code is not None:
+            done = await self.outbox.mark_sent(claim.id, verdict.code, None, recovered=True)
+            self.recovered += 1
+            log.info("claim %s was already at NHSO; recorded without resending", claim.id)
+            self._published_sent(done)
+            return
+        review = {"reason": verdict.reason, "reason_th": matching.REASONS_TH[verdict.reason],
+                  "candidates": [r.view() for r in verdict.candidates]}
+        held = await self.outbox.mark_review(claim.id, review)
+        log.warning("claim %s needs review: %s (%d record(s)); nothing is sent until staff "
+                    "choose", claim.id, verdict.reason, len(verdict.candidates))
+        self.publish("claim.needs_review", {
+            "id": held.id, "transactionId": held.transaction_id, "status": held.status,
+            "reason": verdict.reason, "candidates": review["candidates"]})
 
     async def _retry(self, claim: Claim, exc: AgentError, *, in_doubt: bool) -> None:
-        if isinstance(exc, (NhsoTokenInvalid, NhsoTokenMissing, KeyringUnavailable)):
+        if isinstance(exc, NhsoTokenInvalid):
+            delay = self.token_retry_delay()
+        elif isinstance(exc, (NhsoTokenMissing, KeyringUnavailable)):
             delay = self.settings.token_retry
-            if isinstance(exc, NhsoTokenInvalid) and self.on_token_invalid:
-                self.on_token_invalid()
         else:
             delay = backoff(self.settings, claim.attempts + 1)
             if in_doubt:

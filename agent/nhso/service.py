@@ -38,10 +38,13 @@ class NhsoService:
         self.outbox = Outbox(settings.outbox_path)
         token_store = token_store or TokenStore()
         self.tokens = TokenState(token_store, on_new_token=self._new_token,
-                                 check_interval=token_check_interval)
+                                 check_interval=token_check_interval, publish=self.publish)
         self.client = NhsoClient(settings, self.tokens.require)
-        self.sender = ClaimSender(settings, self.outbox, self.client, self.publish,
-                                  on_token_invalid=self.tokens.forget)
+        # Every NHSO answer tells the token's state (refused: shown at once, everywhere).
+        self.client.on_token = self.tokens.nhso_answered
+        self.sender = ClaimSender(
+            settings, self.outbox, self.client, self.publish,
+            token_retry_delay=lambda: self.tokens.retry_delay(settings.token_retry))
         self.claims = ClaimDesk(settings, self.outbox, self.sender, self.tokens, self.publish)
         self.lookups = NhsoLookups(settings, self.client, self.tokens)
         self.visit_source = VisitSource(settings, token_store.sibling(VISIT_SOURCE_KEY))
@@ -94,4 +97,5 @@ class NhsoService:
                 "missing": self.settings.missing_for_claims(),
                 "settingsError": self.settings_error,
                 "tokenConfigured": await self.tokens.configured(),
+                "token": self.tokens.health(),
                 "outbox": await self.outbox.counts()}

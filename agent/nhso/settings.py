@@ -102,6 +102,7 @@ class NhsoSettings:
     retry_base: float = 2.0         # first retry delay, doubled each time
     retry_max: float = 300.0
     in_doubt_delay: float = 20.0    # wait before asking NHSO whether an unanswered claim landed
+    in_doubt_recheck: float = 30.0  # not listed: ask once more this much later before resending
     token_retry: float = 300.0      # delay after "Invalid token." (a new token wakes the sender)
     due_check_interval: float = 60.0
     coverage_cache_seconds: float = 120.0
@@ -183,6 +184,7 @@ TABLE = KeyTable((
     _key("requestTimeout", "request_timeout"), _key("connectTimeout", "connect_timeout"),
     _key("senderConcurrency", "sender_concurrency"), _key("retryBase", "retry_base"),
     _key("retryMax", "retry_max"), _key("inDoubtDelay", "in_doubt_delay"),
+    _key("inDoubtRecheck", "in_doubt_recheck"),
     _key("tokenRetry", "token_retry"), _key("dueCheckInterval", "due_check_interval"),
     _key("coverageCacheSeconds", "coverage_cache_seconds"),
     _key("authenCodeApi", "authen_code_api"),
@@ -245,8 +247,10 @@ def validate(settings: NhsoSettings) -> NhsoSettings:
         problems.append("visitSourceTimeout must be more than 0 and at most 60 seconds")
     if not 1 <= settings.authen_lookback_days <= MAX_LOOKBACK_DAYS:
         problems.append(f"authenLookbackDays must be 1-{MAX_LOOKBACK_DAYS}")
-    if settings.in_doubt_delay < 0 or settings.coverage_cache_seconds < 0:
-        problems.append("inDoubtDelay and coverageCacheSeconds must not be negative")
+    if (settings.in_doubt_delay < 0 or settings.in_doubt_recheck < 0
+            or settings.coverage_cache_seconds < 0):
+        problems.append("inDoubtDelay, inDoubtRecheck and coverageCacheSeconds must not be "
+                        "negative")
     if problems:
         raise SettingsError("; ".join(problems))
     return settings

@@ -10,9 +10,11 @@ silently becomes the default store on headless Linux.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import keyring
 import keyring.errors
@@ -28,6 +30,18 @@ USERNAME = "nhso-token"
 # Windows Credential Manager holds at most ~1280 characters per secret.
 MAX_TOKEN_LENGTH = 1200
 TOKEN_CACHE_SECONDS = 30.0      # a token set with the CLI reaches a running agent this fast
+# After "Invalid token.": retry this soon at first (NHSO has refused good tokens during its
+# own outages and accepted them again), then as long as the refusal has lasted, up to
+# ``tokenRetry``.
+TOKEN_FIRST_RETRY = 15.0
+
+# What staff and admins are told while NHSO refuses the token (status page, tray, /v1/status).
+REFUSED_ACTION_EN = ("Claims are kept and sent when NHSO accepts the token again. If this "
+                     "lasts, ask IT to set a new NHSO token (tray: NHSO token…, or "
+                     "`thaicard-agent token set`).")
+REFUSED_ACTION_TH = ("รายการปิดสิทธิยังเก็บไว้และจะส่งเมื่อ สปสช. ยอมรับ Token อีกครั้ง หากยังเป็นอยู่ "
+                     "ให้แจ้งฝ่ายไอทีตั้ง Token ใหม่ (เมนูถาด: Token สปสช.… หรือคำสั่ง "
+                     "`thaicard-agent token set`)")
 
 
 def backend_name(backend: KeyringBackend) -> str:
@@ -160,13 +174,19 @@ class TokenState:
 
     def __init__(self, store: TokenStore, *,
                  on_new_token: Callable[[], Awaitable[None]] | None = None,
-                 check_interval: float = TOKEN_CACHE_SECONDS) -> None:
+                 check_interval: float = TOKEN_CACHE_SECONDS,
+                 publish: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.store = store
         self.check_interval = check_interval
         self._on_new_token = on_new_token
+        self._publish = publish
         self._cached: tuple[float, str | None] | None = None
         self._seen: str | None = None
         self._watch: asyncio.Task[None] | None = None
+        # What NHSO last said of the token: None (not used yet), True, or False since when.
+        self._accepted: bool | None = None
+        self._refused_since: float | None = None
+        self._refused_message = ""
 
     def start(self) -> None:
         self._watch = asyncio.create_task(self._watch_loop(), name="nhso-token-watch")
@@ -187,6 +207,7 @@ class TokenState:
                 # A new token (``token set`` in another process): claims that waited for
                 # one are tried now rather than after ``tokenRetry``.
                 log.info("NHSO token changed; retrying queued claims")
+                self._verdict(None)
                 if self._on_new_token is not None:
                     await self._on_new_token()
             self._seen = value or ""
@@ -210,6 +231,52 @@ class TokenState:
     def forget(self) -> None:
         """Re-read the keyring at the next call (after NHSO refused the token)."""
         self._cached = None
+
+    # -- what NHSO says of the token ------------------------------------------------------
+
+    def nhso_answered(self, accepted: bool, message: str = "") -> None:
+        """Every NHSO answer tells whether the token works (the client calls this)."""
+        if not accepted:
+            self._refused_message = message[:300]
+            self.forget()               # a token set meanwhile is read at the next call
+        self._verdict(accepted)
+
+    def _verdict(self, accepted: bool | None) -> None:
+        was = self._accepted
+        self._accepted = accepted
+        if accepted is False:
+            if self._refused_since is None:
+                self._refused_since = time.time()
+        else:
+            self._refused_since = None
+        if was is not accepted and (accepted is False or was is False):
+            if accepted is False:
+                log.warning("NHSO refuses the token; claims are kept and retried")
+            else:
+                log.info("NHSO token: %s", "accepted again" if accepted else "replaced")
+            if self._publish is not None:
+                self._publish("nhso.token", self.health())
+
+    def retry_delay(self, longest: float) -> float:
+        """How long claims wait after "Invalid token.": ``TOKEN_FIRST_RETRY`` at first, then
+        as long as the refusal has lasted (so it doubles), at most ``longest``."""
+        if self._refused_since is None:
+            return min(longest, TOKEN_FIRST_RETRY)
+        lasted = time.time() - self._refused_since
+        return min(longest, max(TOKEN_FIRST_RETRY, lasted))
+
+    def health(self) -> dict[str, Any]:
+        """The token's state for /v1/status, the status page and the tray: ``refused``
+        (NHSO said "Invalid token."), ``accepted``, or ``unchecked`` (not used yet)."""
+        if self._accepted is False:
+            since = self._refused_since or time.time()
+            return {"state": "refused",
+                    "since": dt.datetime.fromtimestamp(since, dt.UTC).astimezone()
+                    .isoformat(timespec="seconds"),
+                    "message": self._refused_message,
+                    "action_en": REFUSED_ACTION_EN, "action_th": REFUSED_ACTION_TH}
+        return {"state": "accepted" if self._accepted else "unchecked", "since": None,
+                "message": "", "action_en": "", "action_th": ""}
 
     async def configured(self) -> bool | None:
         """True/False, or None when the keyring cannot be asked."""

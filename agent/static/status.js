@@ -132,6 +132,75 @@ async function allowOrigin(origin) {
   loadRefusals();
 }
 
+// NHSO: a refused token and claims in review, which nothing sends until staff choose.
+function renderReview(claim) {
+  const box = document.createElement("div");
+  box.className = "review";
+  box.dataset.claim = claim.id;
+  const c = claim.claim || {};
+  const when = new Date(c.serviceDateTime).toLocaleString("th-TH", {timeZone: "Asia/Bangkok"});
+  const head = document.createElement("p");
+  head.textContent = `เคลม ${claim.transactionId} (${maskCitizenId(c.pid)}, ${when}, ` +
+    `${c.claimServiceCode}) — ${claim.review ? `${claim.review.reason_th} · ${claim.review.reason}` : ""}`;
+  box.append(head);
+  const list = document.createElement("ul");
+  for (const cand of (claim.review ? claim.review.candidates : [])) {
+    const li = document.createElement("li");
+    li.textContent = `${cand.claimCode} — ${cand.serviceDateTime || "ไม่ระบุเวลา · no time"} ` +
+      `${cand.hcode || ""} ${cand.sourceChannel || ""} `;
+    const take = document.createElement("button");
+    take.className = "review-take";
+    take.textContent = `ใช้รหัสนี้ · Take ${cand.claimCode}`;
+    take.onclick = () => review(claim.id, {action: "take", claimCode: cand.claimCode});
+    li.append(take);
+    list.append(li);
+  }
+  const resend = document.createElement("button");
+  resend.className = "review-resend";
+  resend.textContent = "ไม่ใช่รายการของเรา ส่งใหม่ · None is ours: send again";
+  resend.onclick = () => review(claim.id, {action: "resend"});
+  box.append(list, resend);
+  return box;
+}
+
+async function review(id, choice) {
+  const out = $("review-result");
+  out.hidden = false;
+  try {
+    await agent.request(`/v1/claims/${encodeURIComponent(id)}/review`, {method: "POST",
+      headers: {"Content-Type": "application/json"}, body: JSON.stringify(choice)});
+    out.textContent = "บันทึกการเลือกแล้ว · Choice recorded";
+  } catch (err) {
+    out.textContent = `${err.message || err}`;
+  }
+  loadNhso();
+}
+
+async function loadNhso() {
+  try {
+    const status = await agent.status();
+    const nhso = status.nhso || {};
+    if (!nhso.available) return;
+    const token = nhso.token || {};
+    const refused = $("token-refused");
+    refused.hidden = token.state !== "refused";
+    if (!refused.hidden) {
+      refused.textContent = `สปสช. ไม่ยอมรับ Token ตั้งแต่ ${token.since} · NHSO refuses the ` +
+        `token since ${token.since}: ${token.message}. ${token.action_th} · ${token.action_en}`;
+    }
+    const answer = await agent.request("/v1/claims?status=needs_review");
+    const claims = (answer && answer.claims) || [];
+    $("review-list").replaceChildren(...claims.map(renderReview));
+    $("nhso-section").hidden = refused.hidden && claims.length === 0;
+  } catch (err) { console.warn(err); }
+}
+
+agent.on("claim.needs_review", loadNhso);
+agent.on("claim.sent", loadNhso);
+agent.on("claim.queued", loadNhso);
+agent.on("nhso.token", loadNhso);
+agent.on("snapshot", loadNhso);
+
 agent.on("access.refused", loadRefusals);
 agent.on("snapshot", loadRefusals);
 

@@ -118,9 +118,17 @@ TEXTS: dict[str, tuple[str, str, str, str]] = {
                          "รอก่อนตรวจเคลมที่ไม่ได้คำตอบ (วินาที)",
                          "Wait before asking NHSO whether an unanswered claim landed.",
                          "เวลารอก่อนถาม สปสช. ว่าเคลมที่ไม่ได้คำตอบถูกบันทึกหรือไม่"),
+    "nhsoInDoubtRecheck": ("Second check of an unanswered claim (s)",
+                           "ตรวจเคลมที่ไม่ได้คำตอบซ้ำครั้งที่สอง (วินาที)",
+                           "When NHSO does not list an unanswered claim, ask once more this "
+                           "many seconds later before sending it again (NHSO may record late).",
+                           "เมื่อ สปสช. ยังไม่แสดงเคลมที่ไม่ได้คำตอบ ให้ถามซ้ำอีกครั้งหลังจาก"
+                           "จำนวนวินาทีนี้ก่อนส่งใหม่ (สปสช. อาจบันทึกช้า)"),
     "nhsoTokenRetry": ("Retry after an invalid token (s)", "ส่งซ้ำหลัง Token ไม่ถูกต้อง (วินาที)",
-                       "Delay after \"Invalid token.\" (a new token wakes the sender).",
-                       "เวลารอหลังได้ \"Invalid token.\" (Token ใหม่จะปลุกการส่งทันที)"),
+                       "Longest delay after \"Invalid token.\" (retried sooner at first; a "
+                       "new token wakes the sender).",
+                       "เวลารอนานที่สุดหลังได้ \"Invalid token.\" (ช่วงแรกจะลองเร็วกว่านี้ "
+                       "Token ใหม่จะปลุกการส่งทันที)"),
     "nhsoDueCheckInterval": ("Due check interval (s)", "ช่วงตรวจเคลมค้าง (วินาที)",
                              "How often unsent claims are checked against the due time.",
                              "ความถี่ในการตรวจเคลมที่ยังไม่ส่งเทียบกับเวลาครบกำหนด"),
