@@ -360,3 +360,22 @@ async def test_visits_from_the_his_visit_source(aiohttp_client, tmp_path, contra
         await shot(page, "15-staff-his-source-not-answering")
     finally:
         source.kill()
+
+
+async def test_a_visit_already_claimed_another_way_goes_to_staff(kiosk):
+    """The HIS also sent the visit's claim itself, under another transactionId: the
+    outbox refuses a second claim for the same visit, and the patient is sent to staff."""
+    agent, browser, server = kiosk
+    visit = await register(agent, 1)
+    resp = await agent.client.post("/v1/claims", json={**visit["claim"],
+                                                       "transactionId": "10699-OTHER-1"})
+    assert resp.status == 202, await resp.text()
+    page = await open_kiosk(agent, browser)
+    await insert(agent, page)
+    await state(page, "visits")
+    await page.evaluate("document.querySelector('.confirm').click()")
+    await state(page, "staff", "review")
+    assert "ต้องให้เจ้าหน้าที่ตรวจสอบ" in await shown_text(page)
+    await shot(page, "17-staff-visit-already-claimed")
+    assert (await agent.get_json(f"/v1/visits/{visit['id']}"))["status"] == "waiting"
+    assert len((await agent.get_json("/v1/claims"))["claims"]) == 1

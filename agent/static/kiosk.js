@@ -220,7 +220,11 @@ async function confirm(visit) {
   } catch (err) {
     if (mine !== generation) return;
     if (["no_card", "card_removed"].includes(err.code)) return;   // the removal event clears
-    setState("staff", err.code === "visit_card_mismatch" ? "notYours" : "sourceDown");
+    // Staff must look at the visit itself (closed, or its claim already made another way),
+    // at the card, or at the agent and the HIS.
+    const reason = { visit_card_mismatch: "notYours", visit_closed: "review",
+      claim_same_visit: "review", claim_conflict: "review" }[err.code] || "sourceDown";
+    setState("staff", reason);
     return;
   }
   if (mine !== generation) return;
