@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 profile="${1:-run}"
 
 RUN_PACKAGES=(pcscd libpcsclite1 libpcsclite-dev swig build-essential python3-venv python3-dev)
-TEST_PACKAGES=(vsmartcard-vpcd pcsc-tools chromium libnss3-tools dbus dbus-x11 gnome-keyring
+TEST_PACKAGES=(vsmartcard-vpcd pcsc-tools chromium firefox-esr libnss3-tools dbus dbus-x11 gnome-keyring
                xvfb trayer xdotool imagemagick x11-utils wixl msitools shellcheck
                fonts-tlwg-loma-ttf openssl iproute2)
 

@@ -222,8 +222,13 @@ def test_firefox_skip_domains_cover_pages_by_host(tmp_path: Path) -> None:
     assert by_check(check_browsers(ctx))["browser:firefox"].verdict == "warn"
     policies = tmp_path / "firefox" / "policies"
     policies.mkdir(parents=True)
+    # Firefox matches the host itself or a "*." pattern, not a bare parent domain
+    # (tests/test_firefox_policy.py has the whole rule).
     (policies / "policies.json").write_text(json.dumps(
         {"policies": {"LocalNetworkAccess": {"SkipDomains": ["example.go.th"]}}}))
+    assert by_check(check_browsers(ctx))["browser:firefox"].verdict == "warn"
+    (policies / "policies.json").write_text(json.dumps(
+        {"policies": {"LocalNetworkAccess": {"SkipDomains": ["*.example.go.th"]}}}))
     assert by_check(check_browsers(ctx))["browser:firefox"].verdict == "ok"
 
 

@@ -33,6 +33,8 @@ NHSO = "https://authenservice.nhso.go.th"
 BROWSER_POLICY_FILES = ("/etc/chromium/policies/managed/thaicard-agent.json",
                         "/etc/opt/chrome/policies/managed/thaicard-agent.json",
                         "/etc/opt/edge/policies/managed/thaicard-agent.json")
+FIREFOX_POLICY = Path("/etc/firefox/policies/policies.json")
+FIREFOX_STATE = Path("/var/lib/thaicard-agent/firefox-policy.json")
 
 
 def build_deb(out: Path, **env: str) -> Path:
@@ -95,11 +97,30 @@ def test_kiosk_build_opens_the_kiosk_at_login(tmp_path):
     assert refused.returncode == 1 and "KIOSK" in refused.stderr
 
 
+def maintainer_scripts(deb: Path, into: Path) -> dict[str, str]:
+    subprocess.run(["dpkg-deb", "-e", str(deb), str(into)], check=True)
+    return {p.name: p.read_text(encoding="utf-8") for p in into.iterdir()
+            if p.name in ("postinst", "prerm", "postrm")}
+
+
+def test_firefox_policy_is_merged_by_the_scripts_not_shipped(deb, tmp_path):
+    # A shipped policies.json would replace the hospital's one file: none is in the package.
+    assert not [p for p in deb_files(deb) if "firefox" in p]
+    scripts = maintainer_scripts(deb, tmp_path / "control")
+    assert set(scripts) == {"postinst", "prerm"}        # a postrm would leave state "rc"
+    assert f"firefox-policy add {NHSO} ||" in scripts["postinst"]
+    assert "firefox-policy remove ||" in scripts["prerm"]
+    out = run(["shellcheck", "--shell=sh", *(str(tmp_path / "control" / n) for n in scripts)])
+    assert out.returncode == 0, out.stdout
+
+
 def test_site_build_writes_the_origins_everywhere(tmp_path):
     origins = ["https://his.example.go.th", "https://lab.example.go.th:8443"]
     deb = build_deb(tmp_path / "out", ALLOWED_ORIGINS=" ".join(origins))
     root = tmp_path / "root"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    scripts = maintainer_scripts(deb, tmp_path / "control")
+    assert f"firefox-policy add {' '.join(origins)} ||" in scripts["postinst"]
     for path in BROWSER_POLICY_FILES:
         policy = json.loads((root / path.lstrip("/")).read_text(encoding="utf-8"))
         assert policy == {"LocalNetworkAccessAllowedForUrls": origins,
@@ -144,6 +165,18 @@ def installed_package(deb):
 
 def test_install_run_remove(deb, installed_package, tmp_path):
     shipped = [p for p in deb_files(deb) if p not in installed_package]
+    from agent.osroom.linux import firefox_policy_file
+
+    firefox_file = firefox_policy_file()
+    if firefox_file is None:                # no Firefox here: nothing is written for it
+        assert not FIREFOX_STATE.exists()
+        created_firefox_file = None
+    else:                                   # CI has firefox-esr: the postinst merged into it
+        policy = json.loads(firefox_file.read_text(encoding="utf-8"))
+        assert "authenservice.nhso.go.th" in policy["policies"]["LocalNetworkAccess"][
+            "SkipDomains"]
+        change = json.loads(FIREFOX_STATE.read_text(encoding="utf-8"))
+        created_firefox_file = firefox_file if change["created_file"] else None
     # Installed and runnable from PATH.
     out = run(["/usr/bin/thaicard-agent", "--version"])
     assert out.returncode == 0 and out.stdout.strip() == f"thaicard-agent {package_version()}"
@@ -163,5 +196,86 @@ def test_install_run_remove(deb, installed_package, tmp_path):
     assert result.returncode == 0, result.stderr
     assert not _installed()
     assert [p for p in shipped if os.path.lexists(p)] == []      # files and the folders we made
+    assert not FIREFOX_STATE.parent.exists()
+    if created_firefox_file is not None:    # a file only we had written goes with the package
+        assert not created_firefox_file.exists()
     status_line = run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", "thaicard-agent"]).stdout
     assert not status_line.startswith("rc"), "config files were left behind"
+
+
+@pytest.fixture
+def admin_firefox_policy():
+    """The hospital's own /etc/firefox/policies/policies.json (this machine's is kept aside
+    and put back)."""
+    if os.geteuid() != 0:
+        pytest.skip("installing a .deb needs root (CI runs as root)")
+    # The lock is also taken by the install test above and the real-Firefox test: all
+    # three change /etc/firefox and the package database.
+    with machine_lock("dpkg"):
+        saved = FIREFOX_POLICY.read_bytes() if FIREFOX_POLICY.exists() else None
+        made = [d for d in (FIREFOX_POLICY.parent.parent, FIREFOX_POLICY.parent)
+                if not d.exists()]
+        FIREFOX_POLICY.parent.mkdir(parents=True, exist_ok=True)
+        admin = {"policies": {
+            "DisableTelemetry": True,
+            "LocalNetworkAccess": {"Enabled": True, "SkipDomains": ["printer.hospital.local"]},
+            "Homepage": {"URL": "https://intranet.hospital.local/", "Locked": True}}}
+        FIREFOX_POLICY.write_text(json.dumps(admin, indent=4) + "\n", encoding="utf-8")
+        try:
+            yield admin
+        finally:
+            if saved is None:
+                FIREFOX_POLICY.unlink(missing_ok=True)
+                for folder in reversed(made):
+                    folder.rmdir()
+            else:
+                FIREFOX_POLICY.write_bytes(saved)
+
+
+def test_install_merges_into_the_admins_firefox_policy_and_remove_restores_it(
+        deb, admin_firefox_policy):
+    subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True)
+    try:
+        result = run(["dpkg", "-i", str(deb)], timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        merged = json.loads(FIREFOX_POLICY.read_text(encoding="utf-8"))
+        expected = json.loads(json.dumps(admin_firefox_policy))
+        expected["policies"]["LocalNetworkAccess"]["SkipDomains"].append(
+            "authenservice.nhso.go.th")
+        assert merged == expected               # the admin's keys, plus our host name
+        # The same version again (dpkg runs the old prerm, then the new postinst).
+        result = run(["dpkg", "-i", str(deb)], timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(FIREFOX_POLICY.read_text(encoding="utf-8")) == expected
+        # doctor reads the merged file as Firefox would.
+        from agent.osroom.linux import linux_browser_policies
+
+        firefox = next(p for p in linux_browser_policies() if p.browser == "Firefox")
+        assert "authenservice.nhso.go.th" in firefox.origins
+        assert firefox.where == (str(FIREFOX_POLICY),)
+
+        result = run(["dpkg", "-r", "thaicard-agent"], timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(FIREFOX_POLICY.read_text(encoding="utf-8")) == admin_firefox_policy
+        assert not FIREFOX_STATE.exists() and not FIREFOX_STATE.parent.exists()
+    finally:
+        subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True,
+                       timeout=300)
+
+
+def test_a_broken_admin_firefox_policy_is_left_alone_and_install_succeeds(
+        deb, admin_firefox_policy):
+    broken = '{"policies": {"DisableTelemetry": true,}}\n'     # a trailing comma
+    FIREFOX_POLICY.write_text(broken, encoding="utf-8")
+    subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True)
+    try:
+        result = run(["dpkg", "-i", str(deb)], timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "left unchanged" in result.stderr and "Firefox" in result.stderr
+        assert FIREFOX_POLICY.read_text(encoding="utf-8") == broken
+        result = run(["dpkg", "-r", "thaicard-agent"], timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert FIREFOX_POLICY.read_text(encoding="utf-8") == broken
+    finally:
+        subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True,
+                       timeout=300)

@@ -51,6 +51,13 @@ def test_configuration_profile_sets_browser_and_agent_policies():
     for browser in ("com.google.Chrome", "com.microsoft.Edge"):
         assert settings[browser] == {"LocalNetworkAccessAllowedForUrls": [NHSO],
                                      "LoopbackNetworkAllowedForUrls": [NHSO]}
+    # Firefox reads a profile's policies only with EnterprisePoliciesEnabled (Mozilla's
+    # mac README), and its SkipDomains lists host names, not origins.
+    from agent.firefox_policy import skip_domains
+
+    assert settings["org.mozilla.firefox"] == {
+        "EnterprisePoliciesEnabled": True,
+        "LocalNetworkAccess": {"SkipDomains": skip_domains([NHSO])}}
     # The agent refuses unknown policy keys: the profile must use its names.
     from agent.config import load_config
 
@@ -138,3 +145,19 @@ def test_build_pkg_stages_the_package_root(tmp_path):
     dist = ET.fromstring((stage / "distribution.xml").read_text(encoding="utf-8"))
     assert dist.find("options").get("hostArchitectures") == "arm64"
     assert next(r for r in dist.iter("pkg-ref") if r.text).get("version") == package_version()
+
+
+def test_pkg_merges_the_firefox_policy_and_uninstall_takes_it_out():
+    """The pkg's scripts call the same tested merge as the deb (tests/test_firefox_policy.py),
+    from the installed app, and uninstall.sh removes our entries before the app is gone."""
+    app_cli = '"/Applications/Thai Card Agent.app/Contents/MacOS/thaicard-agent"'
+    postinstall = (MACOS / "scripts" / "postinstall").read_text(encoding="utf-8")
+    assert re.search(re.escape(app_cli) + r" firefox-policy add \\\n\s+" + re.escape(NHSO)
+                     + r" \|\|", postinstall)
+    uninstall = (MACOS / "uninstall.sh").read_text(encoding="utf-8")
+    remove_at = uninstall.index(f"{app_cli} firefox-policy remove")
+    assert remove_at < uninstall.index('rm -rf "/Applications/Thai Card Agent.app"')
+    from agent.osroom.macos import FIREFOX_DISTRIBUTION, INSTALLER_STATE_DIR
+
+    assert str(INSTALLER_STATE_DIR) in uninstall
+    assert FIREFOX_DISTRIBUTION.parts[0] == "Firefox.app"

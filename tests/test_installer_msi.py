@@ -70,6 +70,37 @@ def test_checker_catches_broken_packages(msi, tmp_path):
     assert "component C.InstallInfo is permanent" in problems
 
 
+def test_checker_catches_broken_firefox_policy(msi, tmp_path):
+    """A missing Firefox slot, a slot written over a hospital's list, and the NHSO default
+    set after the component conditions were evaluated are each reported."""
+    broken = tmp_path / "broken.msi"
+    shutil.copyfile(msi, broken)
+    for query in ("DELETE FROM `Registry` WHERE `Name` = '3' AND `Key` = "
+                  "'Software\\Policies\\Mozilla\\Firefox\\LocalNetworkAccess\\SkipDomains'",
+                  "UPDATE `Component` SET `Condition` = 'BROWSER_POLICIES = \"1\" AND "
+                  "FIREFOX_DOMAIN1' WHERE `Component` = 'C.Firefox.1'",
+                  "UPDATE `InstallExecuteSequence` SET `Sequence` = 1403 "
+                  "WHERE `Action` = 'FirefoxDomainForNhso'"):
+        subprocess.run(["msibuild", str(broken), "-q", query], check=True)
+    problems = "\n".join(check_msi.check_msi(broken))
+    assert "LocalNetworkAccess\\SkipDomains\\3" in problems
+    assert "Firefox slot 1: condition" in problems
+    assert "FirefoxDomainForNhso runs after the component conditions" in problems
+
+
+def test_firefox_list_is_read_as_mozilla_reads_it(msi):
+    """Values named 1..4 (Firefox reads a registry list only from value "1" on), host names
+    from FIREFOX_DOMAINn, and the default host is the one doctor expects for the NHSO page."""
+    from agent.firefox_policy import skip_domains
+
+    rows = [r for r in table(msi, "Registry").rows
+            if r["Key"] == check_msi.FIREFOX_KEY]
+    assert sorted((r["Name"], r["Value"]) for r in rows) == [
+        (str(n), f"[FIREFOX_DOMAIN{n}]") for n in range(1, 5)]
+    default = table(msi, "CustomAction").where(Action="FirefoxDomainForNhso")[0]
+    assert [default["Target"]] == skip_domains([check_msi.NHSO_AUTHEN_ORIGIN])
+
+
 def test_payload_lands_in_program_files(msi, payload, tmp_path):
     out = run(["msiextract", "-C", str(tmp_path), str(msi)])
     assert out.returncode == 0, out.stderr
@@ -95,13 +126,13 @@ def test_wxs_stays_wix3_source():
     source = build_msi.WXS.read_text(encoding="utf-8")
     stripped = build_msi.wixl_source(source)
     assert stripped.conditions["C.Browser.3"] == 'BROWSER_POLICIES = "1" AND ORIGIN3'
-    assert len(stripped.conditions) == 10
+    assert len(stripped.conditions) == 14           # 9, Firefox's 4, the kiosk
     assert stripped.conditions["C.Kiosk"] == 'KIOSK = "1"'
     assert {"PORT", "ORIGIN1", "BROWSER_POLICIES", "AUTOSTART", "KIOSK"} <= set(stripped.secure)
     tree = ET.fromstring(stripped.xml)
     ns = {"w": build_msi.NS}
     assert not tree.findall(".//w:Component/w:Condition", ns)
-    assert len(tree.findall("./w:Product/w:Condition", ns)) == 9     # launch conditions stay
+    assert len(tree.findall("./w:Product/w:Condition", ns)) == 11    # launch conditions stay
     assert "Secure=" not in stripped.xml and 'Platform="x64"' in source
 
 

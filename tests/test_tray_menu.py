@@ -406,13 +406,16 @@ class ClaimsServer:
             "pcsc": {"state": "available", "error": None}, "readers": [], "reads": 0,
             "events": {"clients": 0, "last_seq": 0}, "refused": 0,
             "refusals": {"counts": {}, "recent": []}, "lan": {"enabled": False},
-            "nhso": {"available": True, "tokenConfigured": True},
+            "nhso": {"available": True, "tokenConfigured": True,
+                     "token": {"state": "accepted", "since": None, "message": "",
+                               "action_en": "", "action_th": ""}},
             "config": config.public_view()})
 
     async def claims(self, request: web.Request) -> web.Response:
         wanted = {"failed": [agent_claim_view(n, "failed") for n in range(self.failed)],
                   "queued,sending": [agent_claim_view(10 + n, "queued")
-                                     for n in range(self.pending)]}[request.query["status"]]
+                                     for n in range(self.pending)],
+                  "needs_review": []}[request.query["status"]]
         return self.answer("/v1/claims", "get", {"claims": wanted, "count": len(wanted)})
 
     async def retry(self, request: web.Request) -> web.Response:

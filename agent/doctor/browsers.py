@@ -13,6 +13,18 @@ from ..config import LOCAL_APP_ORIGINS
 from .checks import Context, _f
 from .report import Finding
 
+CHROMIUM_REMEDY = (
+    "Reinstall the package with the origins (MSI ORIGINn, deb ALLOWED_ORIGINS) or add them "
+    "to the browser policy by GPO/MDM (docs/admin.md).",
+    "ติดตั้งใหม่พร้อมระบุเว็บ (MSI ORIGINn, deb ALLOWED_ORIGINS) หรือเพิ่มในนโยบายเบราว์เซอร์"
+    "ผ่าน GPO/MDM")
+FIREFOX_REMEDY = (
+    "Firefox lists host names, not origins: reinstall with them (MSI FIREFOX_DOMAINn, deb "
+    "ALLOWED_ORIGINS) or add them to LocalNetworkAccess -> SkipDomains by GPO/MDM or in "
+    "policies.json (docs/admin.md, \"Firefox\").",
+    "Firefox ระบุเป็นชื่อโฮสต์ ไม่ใช่ origin: ติดตั้งใหม่พร้อมระบุ (MSI FIREFOX_DOMAINn, deb "
+    "ALLOWED_ORIGINS) หรือเพิ่มใน LocalNetworkAccess -> SkipDomains ผ่าน GPO/MDM หรือ policies.json")
+
 # The agent's own pages need no browser policy.
 OWN_HOSTS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
 
@@ -23,13 +35,18 @@ def needed_origins(ctx: Context) -> list[str]:
 
 
 def _covered(browser: str, origin: str, listed: frozenset[str]) -> bool:
-    """Chromium lists origins; Firefox's ``SkipDomains`` lists domains (a host or its
-    parent domain), so a page is covered there by its host name."""
+    """Chromium lists origins; Firefox's ``SkipDomains`` lists host patterns and matches the
+    page's host the way Firefox does (docs/reference.md): ``*`` any host, ``*.example.org``
+    that domain and every host under it, anything else that host only."""
     if browser != "Firefox":
         return origin in listed
     host = urlsplit(origin).hostname or ""
-    domains = {(urlsplit(d).hostname or d) if "://" in d else d for d in listed}
-    return any(host == d or host.endswith("." + d) for d in domains)
+    for pattern in listed:
+        if pattern == "*" or pattern == host:
+            return True
+        if pattern.startswith("*.") and (host == pattern[2:] or host.endswith(pattern[1:])):
+            return True
+    return False
 
 
 def check_browsers(ctx: Context) -> list[Finding]:
@@ -60,11 +77,7 @@ def check_browsers(ctx: Context) -> list[Finding]:
         else:
             explain_en += "Users are asked to allow local network access on each page."
             explain_th += "ผู้ใช้จะถูกถามให้อนุญาตการเข้าถึงเครือข่ายภายในทุกหน้า"
-        out.append(_f(check, verdict, title, (explain_en, explain_th),
-                      ("Reinstall the package with the origins (MSI ORIGINn, deb "
-                       "ALLOWED_ORIGINS) or add them to the browser policy by GPO/MDM "
-                       "(docs/admin.md).",
-                       "ติดตั้งใหม่พร้อมระบุเว็บ (MSI ORIGINn, deb ALLOWED_ORIGINS) หรือเพิ่มใน"
-                       "นโยบายเบราว์เซอร์ผ่าน GPO/MDM"),
+        remedy = FIREFOX_REMEDY if not chromium else CHROMIUM_REMEDY
+        out.append(_f(check, verdict, title, (explain_en, explain_th), remedy,
                       browser=policy.browser, missing=missing, where=list(policy.where)))
     return out

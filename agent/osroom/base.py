@@ -100,6 +100,15 @@ class OsRoom:
         """(name, executable) of the installed Chromium-based browsers, best kiosk first."""
         return []
 
+    def firefox_policy_file(self) -> Path | None:
+        """The policies.json this system's Firefox reads, for the installers to merge into;
+        None when Firefox is not installed or its policies live elsewhere (the registry)."""
+        return None
+
+    def installer_state_dir(self) -> Path | None:
+        """Where the installers record what they merged into files they do not own."""
+        return None
+
     def port_owner(self, port: int) -> str | None:
         """The program listening on 127.0.0.1:port ("name (pid N)"), None when unknown."""
         return None

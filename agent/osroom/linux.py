@@ -32,6 +32,12 @@ CHROMIUM_FAMILY = {
     "Chromium": (("chromium", "chromium-browser"), "chromium/policies/managed"),
 }
 FIREFOX = (("firefox", "firefox-esr"), "firefox/policies/policies.json")
+# Where Firefox is installed by Mozilla's tarball, distributions' packages and the snap.
+# Each install folder may hold a distribution/policies.json, read only when the system-wide
+# file under /etc does not exist (docs/admin.md, "Firefox"): a system has one effective file.
+FIREFOX_INSTALL_DIRS = ("usr/lib/firefox", "usr/lib/firefox-esr", "usr/lib64/firefox",
+                        "opt/firefox", "snap/firefox")
+INSTALLER_STATE_DIR = Path("/var/lib/thaicard-agent")
 
 
 def _json_or_empty(path: Path) -> dict[str, Any]:
@@ -56,8 +62,11 @@ def linux_browser_policies(etc: Path = Path("/etc"),
         out.append(BrowserPolicy(name, any(which(p) for p in programs), frozenset(origins),
                                  tuple(str(f) for f in files) or (str(directory),)))
     programs, file = FIREFOX
-    path = etc / file
-    out.append(BrowserPolicy("Firefox", any(which(p) for p in programs),
+    root = etc.parent
+    installed = any(which(p) for p in programs) or any(
+        (root / d).is_dir() for d in FIREFOX_INSTALL_DIRS)
+    path = firefox_policy_file(etc, which) or etc / file
+    out.append(BrowserPolicy("Firefox", installed,
                              frozenset(firefox_policy_origins(_json_or_empty(path))),
                              (str(path),)))
     return out
@@ -75,6 +84,29 @@ def linux_kiosk_browsers(which: Callable[[str], str | None] = shutil.which,
         if found:
             out.append((name, found))
     return out
+
+
+def firefox_policy_file(etc: Path = Path("/etc"),
+                        which: Callable[[str], str | None] = shutil.which) -> Path | None:
+    """The one policies.json Firefox reads here: /etc/firefox/policies/policies.json when it
+    exists, else an install folder's distribution/policies.json that exists, else (Firefox
+    installed, no file yet) the /etc one, which every build reads. None: no Firefox.
+
+    Creating the /etc file while a distribution file exists would hide the admin's
+    policies there, so the installers merge into whichever file is in force.
+    """
+    programs, file = FIREFOX
+    system = etc / file
+    if system.is_file():
+        return system
+    root = etc.parent                   # "/" (tests: the tmp folder that holds "etc")
+    for folder in FIREFOX_INSTALL_DIRS:
+        candidate = root / folder / "distribution" / "policies.json"
+        if candidate.is_file():
+            return candidate
+    if any(which(p) for p in programs) or any((root / d).is_dir() for d in FIREFOX_INSTALL_DIRS):
+        return system
+    return None
 
 
 def proc_port_owner(port: int, proc: Path = Path("/proc")) -> str | None:
@@ -191,6 +223,12 @@ class LinuxRoom(OsRoom):
 
     def kiosk_browsers(self) -> list[tuple[str, str]]:
         return linux_kiosk_browsers()
+
+    def firefox_policy_file(self) -> Path | None:
+        return firefox_policy_file(self.etc)
+
+    def installer_state_dir(self) -> Path | None:
+        return INSTALLER_STATE_DIR
 
     def port_owner(self, port: int) -> str | None:
         return proc_port_owner(port)

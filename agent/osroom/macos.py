@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import plistlib
@@ -27,6 +28,9 @@ BROWSERS = {"Chrome": ("Google Chrome.app", "com.google.Chrome"),
             "Chromium": ("Chromium.app", "org.chromium.Chromium"),
             "Firefox": ("Firefox.app", "org.mozilla.firefox")}
 SYSLOG_SOCKET = Path("/var/run/syslog")     # unified logging takes syslog messages here
+# Where Mozilla documents policies.json on macOS (docs/reference.md); the pkg merges into it.
+FIREFOX_DISTRIBUTION = Path("Firefox.app/Contents/Resources/distribution/policies.json")
+INSTALLER_STATE_DIR = Path("/Library/Application Support/thaicard-agent")
 
 
 def mac_browser_policies(managed: Path = MANAGED,
@@ -40,9 +44,17 @@ def mac_browser_policies(managed: Path = MANAGED,
         except (OSError, plistlib.InvalidFileException, ValueError):
             data = {}
         data = data if isinstance(data, dict) else {}
-        origins = (firefox_policy_origins({"policies": data}) if name == "Firefox"
-                   else chromium_policy_origins(data))
-        out.append(BrowserPolicy(name, (apps / app).exists(), frozenset(origins), (str(path),)))
+        where = [str(path)]
+        if name != "Firefox":
+            origins = chromium_policy_origins(data)
+        elif "LocalNetworkAccess" in data:
+            # Firefox takes a policy from the profile over the same one in policies.json.
+            origins = firefox_policy_origins({"policies": data})
+        else:
+            json_file = apps / FIREFOX_DISTRIBUTION
+            origins = firefox_policy_origins(_json_or_empty(json_file))
+            where.append(str(json_file))
+        out.append(BrowserPolicy(name, (apps / app).exists(), frozenset(origins), tuple(where)))
     return out
 
 
@@ -58,6 +70,14 @@ def mac_kiosk_browsers(apps: Path = Path("/Applications")) -> list[tuple[str, st
         if exe.exists():
             out.append((name, str(exe)))
     return out
+
+
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def read_managed_preferences(path: Path = POLICY_FILE) -> dict[str, Any]:
@@ -122,6 +142,13 @@ class MacRoom(OsRoom):
 
     def kiosk_browsers(self) -> list[tuple[str, str]]:
         return mac_kiosk_browsers()
+
+    def firefox_policy_file(self) -> Path | None:
+        app = Path("/Applications") / FIREFOX_DISTRIBUTION
+        return app if app.parents[3].is_dir() else None      # Firefox.app is there
+
+    def installer_state_dir(self) -> Path | None:
+        return INSTALLER_STATE_DIR
 
     def port_owner(self, port: int) -> str | None:
         try:

@@ -87,7 +87,7 @@ def registry_browser_policies(registry: Any = None) -> list[BrowserPolicy]:
         out.append(BrowserPolicy(name, _installed(reg, exe), frozenset(origins),
                                  (f"HKLM\\{key}",)))
     out.append(BrowserPolicy("Firefox", _installed(reg, "firefox.exe"),
-                             frozenset(_list_values(reg, FIREFOX_LNA_KEY)),
+                             frozenset(firefox_registry_list(reg, FIREFOX_LNA_KEY)),
                              (f"HKLM\\{FIREFOX_LNA_KEY}",)))
     return out
 
@@ -109,6 +109,15 @@ def registry_kiosk_browsers(registry: Any = None) -> list[tuple[str, str]]:
         if path:
             out.append((name, str(path).strip('"')))
     return out
+
+
+def firefox_registry_list(reg: Any, path: str) -> list[str]:
+    """A registry list as Firefox reads it: a list only when its first value is named "1";
+    otherwise Firefox takes an object and rejects the policy, so nothing is listed."""
+    values = _values(reg, path)
+    if not values or values[0][0] != "1":
+        return []
+    return [str(value).rstrip("/") for _name, value in values]
 
 
 def netstat_port_owner(port: int, run: Callable[..., Any] = subprocess.run) -> str | None:

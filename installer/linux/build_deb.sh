@@ -5,7 +5,8 @@
 # distribution the package targets: the bundle needs that glibc or newer).
 # Environment:
 #   ALLOWED_ORIGINS   web origins (space separated) written to the Chromium/Chrome/Edge
-#                     policies; default: the NHSO authen page. When set, also written to
+#                     policies and (their host names) merged into Firefox's policies.json
+#                     at install; default: the NHSO authen page. When set, also written to
 #                     the agent's admin policy /etc/thaicard-agent/policy.json.
 #   KIOSK             1: a self-service kiosk PC: the kiosk page opens full screen in
 #                     every graphical session (thaicard-agent kiosk, docs/kiosk.md)
@@ -25,12 +26,14 @@ origins="${ALLOWED_ORIGINS:-$default_origin}"
 origin_re='^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$'
 
 json_list=""
+word_list=""
 for origin in ${origins//,/ }; do
   if ! [[ "$origin" =~ $origin_re ]]; then
     echo "ALLOWED_ORIGINS: '$origin' is not an origin (https://host[:port])" >&2
     exit 1
   fi
   json_list+="${json_list:+, }\"$origin\""
+  word_list+="${word_list:+ }$origin"
 done
 [ -n "$json_list" ] || { echo "ALLOWED_ORIGINS is empty" >&2; exit 1; }
 case "${KIOSK:-0}" in
@@ -75,6 +78,36 @@ if [ -n "${ALLOWED_ORIGINS:-}" ]; then
   install -d "$pkg/etc/thaicard-agent"
   printf '{\n  "allowedOrigins": [%s]\n}\n' "$json_list" > "$pkg/etc/thaicard-agent/policy.json"
 fi
+
+# Firefox reads one policies.json, which may be the hospital's own: the maintainer scripts
+# merge our SkipDomains entries into the file in force and take out exactly those again
+# (thaicard-agent firefox-policy; docs/admin.md "Firefox"), instead of shipping a file.
+# A broken admin file is left alone with a message: it never fails the install.
+cat > "$pkg/DEBIAN/postinst" <<EOF
+#!/bin/sh
+set -e
+case "\$1" in
+  configure|abort-upgrade|abort-remove|abort-deconfigure)
+    /opt/thaicard-agent/thaicard-agent firefox-policy add $word_list || \\
+      echo "thaicard-agent: Firefox policy not changed / ไม่ได้แก้ไขนโยบาย Firefox" >&2
+    ;;
+esac
+exit 0
+EOF
+# No postrm: with one, dpkg -r would keep the package in the config-files state.
+cat > "$pkg/DEBIAN/prerm" <<'EOF'
+#!/bin/sh
+set -e
+case "$1" in
+  remove|upgrade|deconfigure|failed-upgrade)
+    /opt/thaicard-agent/thaicard-agent firefox-policy remove || \
+      echo "thaicard-agent: Firefox policy not changed / ไม่ได้แก้ไขนโยบาย Firefox" >&2
+    [ "$1" != remove ] || rmdir /var/lib/thaicard-agent 2>/dev/null || true
+    ;;
+esac
+exit 0
+EOF
+chmod 0755 "$pkg/DEBIAN/postinst" "$pkg/DEBIAN/prerm"
 
 cat > "$pkg/usr/share/doc/thaicard-agent/copyright" <<'EOF'
 Thai Card Agent

@@ -32,9 +32,17 @@ BROWSER_KEYS = (
 )
 ORIGIN_SLOTS = 4
 BROWSER_VALUE_NAME = "818900{n}"
+# Firefox's list (Mozilla's ADMX): values 1, 2, ... of host names; read as a list only when
+# the first value is named "1", so ours must be 1..4 and never overwrite a hospital's list.
+FIREFOX_KEY = r"Software\Policies\Mozilla\Firefox\LocalNetworkAccess\SkipDomains"
+FIREFOX_SLOTS = 4
+FIREFOX_GUARD = "(NOT FIREFOX_LIST_FIRST OR FIREFOX_LIST_FIRST = FIREFOX_DOMAIN1)"
+NHSO_AUTHEN_HOST = "authenservice.nhso.go.th"
+REG_LOCATOR_RAW_64 = 2 | 16
 PUBLIC_PROPERTIES = ("PORT", "ALLOWED_ORIGINS", "DEFAULT_TERMINAL", "BACKEND", "LOG_LEVEL",
                      "BROWSER_POLICIES", "AUTOSTART", "KIOSK",
-                     *(f"ORIGIN{n}" for n in range(1, ORIGIN_SLOTS + 1)))
+                     *(f"ORIGIN{n}" for n in range(1, ORIGIN_SLOTS + 1)),
+                     *(f"FIREFOX_DOMAIN{n}" for n in range(1, FIREFOX_SLOTS + 1)))
 # Policy value name -> property it comes from (the agent reads these names, agent/config.py).
 POLICY_VALUES = {"AllowedOrigins": " ".join(f"[ORIGIN{n}]" for n in range(1, ORIGIN_SLOTS + 1)),
                  "Port": "#[PORT]", "DefaultTerminal": "[DEFAULT_TERMINAL]",
@@ -94,7 +102,8 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
 
     tables = {name: read_table(msi, name) for name in (
         "Property", "Component", "Registry", "Shortcut", "Upgrade", "File", "Directory",
-        "CustomAction", "InstallExecuteSequence", "LaunchCondition", "FeatureComponents")}
+        "CustomAction", "InstallExecuteSequence", "LaunchCondition", "FeatureComponents",
+        "AppSearch", "RegLocator")}
     props = {r["Property"]: r["Value"] for r in tables["Property"].rows}
     summary = read_summary(msi)
 
@@ -200,7 +209,8 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
     need(set(PUBLIC_PROPERTIES) <= secure,
          f"not Secure: {sorted(set(PUBLIC_PROPERTIES) - secure)}")
     conditions = " ".join(r["Condition"] for r in tables["LaunchCondition"].rows)
-    for prop in ("PORT", "BACKEND", "LOG_LEVEL", "ALLOWED_ORIGINS", "ORIGIN1"):
+    for prop in ("PORT", "BACKEND", "LOG_LEVEL", "ALLOWED_ORIGINS", "ORIGIN1",
+                 *(f"FIREFOX_DOMAIN{n}" for n in range(1, FIREFOX_SLOTS + 1))):
         need(f"NOT {prop} OR" in conditions, f"{prop} is not validated by a launch condition")
 
     # MajorUpgrade: same UpgradeCode, older versions removed, downgrades refused.
@@ -211,6 +221,42 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
          f"UpgradeCode {props.get('UpgradeCode')}")
     sequence = {r["Action"]: r for r in tables["InstallExecuteSequence"].rows}
     need("RemoveExistingProducts" in sequence, "RemoveExistingProducts is not scheduled")
+
+    # Firefox: host names 1..4 under the opt-out, only where no hospital list is in the way,
+    # removed on uninstall with their components (none is permanent: checked above).
+    for n in range(1, FIREFOX_SLOTS + 1):
+        row = reg(FIREFOX_KEY, str(n))
+        need(row is not None, f"no {FIREFOX_KEY}\\{n}")
+        if row is None:
+            continue
+        need(row["Value"] == f"[FIREFOX_DOMAIN{n}]", f"Firefox slot {n} = {row['Value']!r}")
+        need(components[row["Component_"]]["Condition"] ==
+             f'(BROWSER_POLICIES = "1" AND FIREFOX_DOMAIN{n} AND {FIREFOX_GUARD})'
+             ' OR REMOVE~="ALL"',
+             f"Firefox slot {n}: condition {components[row['Component_']]['Condition']!r}")
+    firefox_names = sorted(r["Name"] for r in registry.where(Root=HKLM, Key=FIREFOX_KEY))
+    need(firefox_names == [str(n) for n in range(1, FIREFOX_SLOTS + 1)],
+         f"Firefox list values {firefox_names}")
+    search = tables["AppSearch"].where(Property="FIREFOX_LIST_FIRST")
+    locator = (tables["RegLocator"].where(Signature_=search[0]["Signature_"])
+               if len(search) == 1 else [])
+    need(len(locator) == 1 and locator[0]["Root"] == HKLM and locator[0]["Key"] == FIREFOX_KEY
+         and locator[0]["Name"] == "1" and int(locator[0]["Type"]) == REG_LOCATOR_RAW_64,
+         "FIREFOX_LIST_FIRST does not read the existing list's value 1 (64-bit, raw)")
+    default = tables["CustomAction"].where(Action="FirefoxDomainForNhso")
+    need(len(default) == 1 and default[0]["Source"] == "FIREFOX_DOMAIN1"
+         and default[0]["Target"] == NHSO_AUTHEN_HOST,
+         "FIREFOX_DOMAIN1 is not defaulted to the NHSO page's host")
+    if "FirefoxDomainForNhso" in sequence and "CostInitialize" in sequence:
+        # Component conditions are evaluated at CostFinalize: the default must be set before.
+        need(int(sequence["FirefoxDomainForNhso"]["Sequence"])
+             < int(sequence["CostInitialize"]["Sequence"]),
+             "FirefoxDomainForNhso runs after the component conditions are evaluated")
+        need(NHSO_AUTHEN_ORIGIN in sequence["FirefoxDomainForNhso"]["Condition"]
+             and "NOT FIREFOX_DOMAIN1" in sequence["FirefoxDomainForNhso"]["Condition"],
+             "FirefoxDomainForNhso overrides a given FIREFOX_DOMAIN1 or ignores ORIGIN1")
+    else:
+        need(False, "FirefoxDomainForNhso is not scheduled")
 
     # A running tray must not block uninstall/upgrade.
     stop = tables["CustomAction"].where(Action="StopRunningAgent")
