@@ -24,6 +24,7 @@ from .core import list_readers, open_backend, read_once
 from .doctor.cli import add_commands as add_doctor_commands
 from .errors import AgentError
 from .firefox_policy import add_commands as add_firefox_policy_commands
+from .kiosk_cli import add_kiosk_command
 from .lan.cli import add_lan_commands
 from .nhso.cli import add_token_commands
 from .server_cli import add_commands as add_server_commands
@@ -78,6 +79,7 @@ def build_parser(extra: Iterable[CommandRegistrar] | None = None) -> argparse.Ar
     p.set_defaults(func=cmd_readers)
 
     registrars = [add_server_commands, add_token_commands, add_lan_commands, add_doctor_commands,
+                  add_kiosk_command,
                   add_firefox_policy_commands,
                   *(installed_commands() if extra is None else extra)]
     for register in registrars:

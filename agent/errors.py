@@ -75,6 +75,23 @@ ERROR_TABLE: dict[str, ErrorInfo] = {
         ErrorInfo("claim_conflict", 409, 2,
                   "That transactionId is already used by a different claim.",
                   "transactionId นี้ถูกใช้กับรายการปิดสิทธิอื่นแล้ว"),
+        ErrorInfo("visit_not_found", 404, 2, "No visit with that id.",
+                  "ไม่พบรายการรับบริการที่รอยืนยันตามรหัสที่ระบุ"),
+        ErrorInfo("visit_conflict", 409, 2,
+                  "That transactionId is already used by a different visit.",
+                  "transactionId นี้ถูกใช้กับรายการรับบริการอื่นแล้ว"),
+        ErrorInfo("visit_closed", 409, 2,
+                  "The visit can no longer be confirmed (cancelled or expired).",
+                  "รายการรับบริการนี้ยืนยันไม่ได้แล้ว (ถูกยกเลิกหรือหมดเวลา) กรุณาติดต่อเจ้าหน้าที่"),
+        ErrorInfo("visit_source_unavailable", 503, 13,
+                  "The hospital's visit list (the visit source) could not be asked.",
+                  "ติดต่อระบบรายการรับบริการของโรงพยาบาลไม่ได้ กรุณาติดต่อเจ้าหน้าที่"),
+        ErrorInfo("browser_not_found", 404, 17,
+                  "No Chromium-based browser (Edge, Chrome, Chromium) was found for the kiosk.",
+                  "ไม่พบเบราว์เซอร์ Edge, Chrome หรือ Chromium สำหรับเปิดหน้าจอ KIOSK"),
+        ErrorInfo("visit_card_mismatch", 409, 4,
+                  "The card in the reader is not the card of this visit's patient.",
+                  "บัตรในเครื่องอ่านไม่ใช่บัตรของผู้รับบริการรายนี้"),
         ErrorInfo("claim_same_visit", 409, 2,
                   "A claim for the same visit (patient, hospital, service and service time) "
                   "exists under another transactionId; say newVisit=true if this is "
@@ -329,6 +346,28 @@ class ClaimConflict(AgentError):
     code = "claim_conflict"
 
 
+class VisitNotFound(AgentError):
+    code = "visit_not_found"
+
+
+class VisitConflict(AgentError):
+    code = "visit_conflict"
+
+
+class VisitClosed(AgentError):
+    code = "visit_closed"
+
+
+class VisitSourceUnavailable(AgentError):
+    code = "visit_source_unavailable"
+
+
+class BrowserNotFound(AgentError):
+    code = "browser_not_found"
+
+
+class VisitCardMismatch(AgentError):
+    code = "visit_card_mismatch"
 class ClaimSameVisit(AgentError):
     code = "claim_same_visit"
 

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -155,3 +156,33 @@ class MemoryKeyring(KeyringBackend):
     def delete_password(self, service: str, username: str) -> None:
         if self.secrets.pop((service, username), None) is None:
             raise PasswordDeleteError("no such password")
+
+
+def self_signed_cert(folder: Path) -> tuple[str, str]:
+    """A certificate (and its key) for https://127.0.0.1, made with openssl."""
+    cert, key = folder / "localhost-cert.pem", folder / "localhost-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+class VisitSourceProc(Proc):
+    """The reference visit source (testrig/visit_source.py) as a process on HTTPS."""
+
+    def __init__(self, folder: Path, key: str, env: dict[str, str]) -> None:
+        self.cert, cert_key = self_signed_cert(folder)
+        super().__init__(["testrig.visit_source", "--port", "0", "--key", key, "--cert",
+                          self.cert, "--cert-key", cert_key], env, folder / "visit-source.log")
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def control(self, path: str, body: Any = None) -> Any:
+        """A control route (``/_control/...``) over the source's own TLS."""
+        context = ssl.create_default_context(cafile=self.cert)
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data,
+                                     method="POST" if data else "GET",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=context, timeout=10) as resp:
+            return json.loads(resp.read())

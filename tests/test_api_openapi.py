@@ -80,7 +80,7 @@ async def test_success_responses_match_the_schemas(doc_and_agent):
     doc, agent = doc_and_agent
     checked: set = set()
     for template, url in [
-        ("/", "/"), ("/static/{file}", "/static/status.js"),
+        ("/", "/"), ("/kiosk", "/kiosk"), ("/static/{file}", "/static/status.js"),
         ("/api/smartcard/terminals", "/api/smartcard/terminals"),
         ("/api/smartcard/read", "/api/smartcard/read?readImageFlag=true"),
         ("/api/smartcard/read-card-only", "/api/smartcard/read-card-only?readImageFlag=false"),

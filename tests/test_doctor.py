@@ -282,6 +282,19 @@ def test_nhso_good_then_wrong_token(nhso_server: Any) -> None:
     assert nhso_findings(None)["nhso_token"].verdict == "warn"
 
 
+def test_visit_source_needs_its_key(nhso_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "visit_source" not in nhso_findings(TOKEN)              # not configured: silent
+    monkeypatch.setenv("THAICARD_NHSO_VISIT_SOURCE_URL", "https://his.example.test/visits")
+    found = nhso_findings(TOKEN)["visit_source"]
+    assert found.verdict == "warn" and "visit-source key set" in found.action_en
+    keyring = MemoryKeyring()
+    store = TokenStore(keyring)
+    store.set(TOKEN)
+    store.sibling("visit-source-key").set("the-kiosk-key-0123456789")
+    found = by_check(check_nhso(Context(config=Config()), store))["visit_source"]
+    assert found.verdict == "ok" and "the-kiosk-key" not in json.dumps(found.to_json())
+
+
 def test_nhso_clock_skew_warns_then_fails(nhso_server: Any) -> None:
     http("POST", f"{nhso_server.url}/_control/clock", {"offset": 300})
     clock = nhso_findings(TOKEN)["clock"]

@@ -44,6 +44,12 @@ ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("POST", "/v1/claims", ()),
     ("POST", "/v1/claims/retry", ()),
     ("GET", "/v1/claims/{p}", ()),
+    ("POST", "/v1/claims/{p}/review", ()),
+    ("GET", "/v1/visits", ("pid", "date", "status", "limit")),
+    ("POST", "/v1/visits", ()),
+    ("GET", "/v1/visits/{p}", ()),
+    ("DELETE", "/v1/visits/{p}", ()),
+    ("POST", "/v1/visits/{p}/confirm", ("wait",)),
     ("GET", "/v1/nhso/authen-status", ("pid", "date", "serviceCode")),
     ("GET", "/v1/nhso/status", ()),
     ("GET", "/api/nhso-service/latest-authen-code/{p}", ()),
@@ -59,6 +65,7 @@ ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("GET", "/v1/client.js", ()),
     ("GET", "/v1/events", ("types", "readers", "photo")),
     ("GET", "/", ()),
+    ("GET", "/kiosk", ()),
     ("GET", "/static/{p}", ()),
 ]
 # 5xx that are not our failure: NHSO behind the agent (never reachable in these tests), and
@@ -314,7 +321,9 @@ def test_no_route_of_the_agent_is_left_out(agent):
 
 def _param(template: str) -> str:
     return {"/v1/readers/{p}/card": "name", "/v1/readers/{p}/photo": "name",
-            "/static/{p}": "file", "/v1/claims/{p}": "id"}.get(template, "pid")
+            "/static/{p}": "file", "/v1/claims/{p}": "id", "/v1/claims/{p}/review": "id",
+            "/v1/visits/{p}": "id",
+            "/v1/visits/{p}/confirm": "id"}.get(template, "pid")
 
 
 def test_allowed_page_still_served(agent):

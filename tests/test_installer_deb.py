@@ -84,6 +84,19 @@ def test_layout(deb):
     assert files["/opt/thaicard-agent/thaicard-agent"].startswith("-rwxr-xr-x root/root")
     # No admin policy unless the builder asked for one: it would override user settings.
     assert "/etc/thaicard-agent/policy.json" not in files
+    assert "/etc/xdg/autostart/thaicard-agent-kiosk.desktop" not in files     # KIOSK=1 only
+
+
+def test_kiosk_build_opens_the_kiosk_at_login(tmp_path):
+    deb = build_deb(tmp_path / "out", KIOSK="1")
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    entry = (root / "etc/xdg/autostart/thaicard-agent-kiosk.desktop").read_text()
+    assert "\nExec=/usr/bin/thaicard-agent kiosk\n" in entry
+    assert (root / "etc/xdg/autostart/thaicard-agent.desktop").exists()    # the tray too
+    refused = run(["bash", str(BUILD_DEB), str(frozen_bundle()), str(tmp_path / "bad")],
+                  env={**os.environ, "KIOSK": "yes"})
+    assert refused.returncode == 1 and "KIOSK" in refused.stderr
 
 
 def maintainer_scripts(deb: Path, into: Path) -> dict[str, str]:

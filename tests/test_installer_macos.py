@@ -101,6 +101,33 @@ def test_pkg_scripts_pass_shellcheck():
     assert out.returncode == 0, out.stdout
 
 
+def test_kiosk_launch_agent_opens_the_kiosk():
+    kiosk = load_plist("th.thaicard.agent.kiosk.plist")
+    assert kiosk["Label"] == "th.thaicard.agent.kiosk"
+    assert kiosk["ProgramArguments"] == [APP_EXE, "kiosk"]
+    assert kiosk["RunAtLoad"] is True and kiosk["LimitLoadToSessionType"] == "Aqua"
+
+
+def test_kiosk_build_stages_the_kiosk_launch_agent(tmp_path):
+    app = tmp_path / "dist" / "Thai Card Agent.app" / "Contents" / "MacOS"
+    app.mkdir(parents=True)
+    (app / "thaicard-agent-tray").write_text("#!/bin/sh\n")
+    agents = {}
+    for kiosk in ("0", "1"):
+        out = run(["bash", str(MACOS / "build_pkg.sh"), str(tmp_path / "dist"),
+                   str(tmp_path / f"out{kiosk}"), "--stage-only"],
+                  env={"PATH": "/usr/bin:/bin", "PKG_ARCH": "arm64", "KIOSK": kiosk})
+        assert out.returncode == 0, out.stderr
+        folder = tmp_path / f"out{kiosk}" / "stage" / "root" / "Library" / "LaunchAgents"
+        agents[kiosk] = sorted(p.name for p in folder.iterdir())
+    assert agents == {"0": ["th.thaicard.agent.tray.plist"],
+                      "1": ["th.thaicard.agent.kiosk.plist", "th.thaicard.agent.tray.plist"]}
+    refused = run(["bash", str(MACOS / "build_pkg.sh"), str(tmp_path / "dist"),
+                   str(tmp_path / "bad"), "--stage-only"],
+                  env={"PATH": "/usr/bin:/bin", "PKG_ARCH": "arm64", "KIOSK": "yes"})
+    assert refused.returncode == 1 and "KIOSK" in refused.stderr
+
+
 def test_build_pkg_stages_the_package_root(tmp_path):
     """build_pkg.sh up to pkgbuild, with a stand-in app bundle."""
     app = tmp_path / "dist" / "Thai Card Agent.app" / "Contents" / "MacOS"

@@ -60,6 +60,7 @@ def test_checker_catches_broken_packages(msi, tmp_path):
     for query in ("DELETE FROM `Registry` WHERE `Name` = '8189002' AND "
                   "`Key` = 'Software\\Policies\\Microsoft\\Edge\\LoopbackNetworkAllowedForUrls'",
                   "UPDATE `Component` SET `Condition` = '' WHERE `Component` = 'C.Autostart'",
+                  "UPDATE `Component` SET `Condition` = '' WHERE `Component` = 'C.Kiosk'",
                   "UPDATE `Component` SET `Attributes` = 272 WHERE `Component` = 'C.InstallInfo'",
                   # conditioned as before the fix: false at uninstall, the value stayed
                   "UPDATE `Component` SET `Condition` = 'PORT' "
@@ -68,6 +69,7 @@ def test_checker_catches_broken_packages(msi, tmp_path):
     problems = "\n".join(check_msi.check_msi(broken))
     assert "Edge\\LoopbackNetworkAllowedForUrls\\8189002" in problems
     assert "Run value not conditioned on AUTOSTART" in problems
+    assert "kiosk Run value not conditioned on KIOSK" in problems
     assert "component C.InstallInfo is permanent" in problems
     assert "component C.Policy.Port is conditioned ('PORT') but not on uninstall" in problems
 
@@ -129,8 +131,9 @@ def test_wxs_stays_wix3_source():
     stripped = build_msi.wixl_source(source)
     assert (stripped.conditions["C.Browser.3"]
             == '(BROWSER_POLICIES = "1" AND ORIGIN3) OR REMOVE~="ALL"')
-    assert len(stripped.conditions) == 13           # 9, and Firefox's 4
-    assert {"PORT", "ORIGIN1", "BROWSER_POLICIES", "AUTOSTART"} <= set(stripped.secure)
+    assert len(stripped.conditions) == 14           # 9, Firefox's 4, the kiosk
+    assert stripped.conditions["C.Kiosk"] == '(KIOSK = "1") OR REMOVE~="ALL"'
+    assert {"PORT", "ORIGIN1", "BROWSER_POLICIES", "AUTOSTART", "KIOSK"} <= set(stripped.secure)
     tree = ET.fromstring(stripped.xml)
     ns = {"w": build_msi.NS}
     assert not tree.findall(".//w:Component/w:Condition", ns)

@@ -403,7 +403,8 @@ class ClaimsServer:
         return self.answer("/v1/status", "get", {
             "name": "thaicard-agent", "version": __version__,
             "started_at": "2026-03-10T09:00:00+07:00", "uptime_s": 1.0, "backend": "pcsc",
-            "pcsc": {"state": "available", "error": None}, "readers": [], "reads": 0,
+            "pcsc": {"state": "available", "error": None, "detail": None}, "readers": [],
+            "reads": 0,
             "events": {"clients": 0, "last_seq": 0}, "refused": 0,
             "refusals": {"counts": {}, "recent": []}, "lan": {"enabled": False},
             "nhso": {"available": True, "tokenConfigured": True,

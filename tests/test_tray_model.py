@@ -120,6 +120,24 @@ def test_claims_counts_from_events_and_failure_notice() -> None:
     assert (st.claims_pending, st.claims_failed) == (5, 0)
 
 
+def test_visits_needing_staff_are_notified_by_their_label() -> None:
+    st = state_for(Status.IDLE)
+    due = st.apply(ev("visit.due", None, id="v1", transactionId="10699-VN1",
+                      status="waiting", label="ห้องตรวจ 3, 09:40", serviceDate="2026-12-01",
+                      claimId=None))
+    assert [(n.key, n.kwargs()) for n in due] == [
+        ("notify.visit_due", {"label": "ห้องตรวจ 3, 09:40"})]
+    expired = st.apply(ev("visit.expired", None, id="v2", transactionId="10699-VN2",
+                          status="expired", label="", serviceDate="2026-11-30",
+                          claimId=None))
+    assert [(n.key, n.kwargs()) for n in expired] == [
+        ("notify.visit_expired", {"label": "10699-VN2"})]
+    for notice in due + expired:
+        for lang in ("th", "en"):
+            assert notice.kwargs()["label"] in i18n.text(notice.key, lang, **notice.kwargs())
+    assert st.apply(ev("visit.confirmed", None, id="v1")) == []      # nothing to do
+
+
 def test_unknown_and_malformed_events_are_ignored() -> None:
     st = state_for(Status.IDLE)
     assert st.apply({"type": "something.new", "x": 1}) == []

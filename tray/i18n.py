@@ -76,6 +76,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "th": "สปสช. ไม่ยอมรับ Token ของหน่วยบริการ เคลมยังเก็บไว้และจะส่งใหม่"},
     "notify.claim_failed": {"en": "A claim could not be sent to NHSO: {code}",
                             "th": "ส่งปิดสิทธิไปยัง สปสช. ไม่สำเร็จ: {code}"},
+    "notify.visit_due": {
+        "en": "Visit \"{label}\" is still not confirmed by the patient: NHSO pays only "
+              "visits closed today",
+        "th": "รายการ \"{label}\" ผู้รับบริการยังไม่ได้ยืนยัน สปสช. จ่ายเฉพาะรายการที่ปิดภายในวันนี้"},
+    "notify.visit_expired": {
+        "en": "Visit \"{label}\" was never confirmed and has expired (its service day ended)",
+        "th": "รายการ \"{label}\" ไม่ได้รับการยืนยันภายในวันรับบริการ จึงหมดอายุแล้ว"},
     "notify.page_refused": {
         "en": "A page from {source} tried to read the card and was refused (not allowed). "
               "See the status page to allow it.",

@@ -231,6 +231,13 @@ class TrayState:
             return [Notice("notify.claim_failed", (("code", str(code or "nhso_rejected")),))]
         return []
 
+    def _visit(self, _reader: str | None, ev: dict[str, Any]) -> list[Notice]:
+        """A visit staff must see to: still unconfirmed late in the day, or expired. The
+        label is what staff wrote for it (no citizen id travels in visit events)."""
+        label = str(ev.get("label") or ev.get("transactionId") or "?")[:80]
+        key = "notify.visit_due" if ev.get("type") == "visit.due" else "notify.visit_expired"
+        return [Notice(key, (("label", label),))]
+
     def _token(self, _reader: str | None, ev: dict[str, Any]) -> list[Notice]:
         was = self.token_refused
         self.token_refused = ev.get("state") == "refused"
@@ -278,6 +285,8 @@ _HANDLERS = {
     "claim.needs_review": TrayState._claim,
     "nhso.token": TrayState._token,
     "access.refused": TrayState._refused,
+    "visit.due": TrayState._visit,
+    "visit.expired": TrayState._visit,
 }
 
 

@@ -33,7 +33,8 @@ from .query import parse_flag
 # Each route's scope, by its path template. Routes without card data are public (None).
 # A route missing here needs every scope: a new route is closed until it is listed.
 ROUTE_SCOPES: dict[str, str | None] = {
-    "/": None, "/static/{file}": None, "/v1/client.js": None, "/v1/openapi.json": None,
+    "/": None, "/kiosk": None, "/static/{file}": None, "/v1/client.js": None,
+    "/v1/openapi.json": None,
     "/api/smartcard/terminals": "card", "/api/smartcard/read": "card",
     "/api/smartcard/read-card-only": "card", "/api/preference": "card",
     "/api/api/preference": "card",
@@ -47,6 +48,7 @@ ROUTE_SCOPES: dict[str, str | None] = {
     "/v1/claims": "claims", "/v1/claims/retry": "claims", "/v1/claims/{id}": "claims",
     "/v1/claims/{id}/review": "claims",
     "/api/nhso-service/confirm-save": "claims",
+    "/v1/visits": "claims", "/v1/visits/{id}": "claims", "/v1/visits/{id}/confirm": "claims",
     # A coverage lookup at NHSO for any citizen id: spends the hospital's token.
     "/api/smartcard/probe/{pid}": "nhso",
     "/api/nhso-service/save-as-draft": "claims",

@@ -327,11 +327,17 @@ def base_paths() -> dict[str, Any]:
                       "responses": {"200": {"description": "HTML",
                                             "content": {"text/html": {"schema": S}}},
                                     **error_responses(*GUARD_STATUSES)}}},
+        "/kiosk": {"get": {"summary": "Self-service kiosk: the patient's card confirms "
+                                      "today's visits (Thai and English)", "tags": page,
+                           "responses": {"200": {"description": "HTML",
+                                                 "content": {"text/html": {"schema": S}}},
+                                         **error_responses(*GUARD_STATUSES)}}},
         "/static/{file}": {"get": {
-            "summary": "Status page assets", "tags": page,
+            "summary": "Status page and kiosk assets", "tags": page,
             "parameters": [{"name": "file", "in": "path", "required": True,
                             "schema": {"type": "string", "enum": ["status.js", "status.css",
-                                                                  "example.html"]}}],
+                                                                  "example.html", "kiosk.js",
+                                                                  "kiosk.css"]}}],
             "responses": {"200": {"description": "The asset", "content": {
                 "text/javascript": {"schema": S}, "text/css": {"schema": S},
                 "text/html": {"schema": S}}}, **error_responses(*GUARD_STATUSES, 404)}}},

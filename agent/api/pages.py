@@ -1,4 +1,5 @@
-"""The status page (``/``), its assets (``/static/...``) and the JavaScript client."""
+"""The status page (``/``), the kiosk (``/kiosk``), their assets (``/static/...``) and
+the JavaScript client."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ STATIC_FILES = {
     "status.js": "text/javascript",
     "status.css": "text/css",
     "example.html": "text/html",
+    "kiosk.js": "text/javascript",
+    "kiosk.css": "text/css",
 }
 
 
@@ -37,6 +40,13 @@ async def index(request: web.Request) -> web.Response:
     return _page(_read("index.html"), "text/html", request)
 
 
+async def kiosk(request: web.Request) -> web.Response:
+    """The self-service kiosk (docs/kiosk.md). The agent's own origin, so it holds every
+    scope like the status page; the CSP and ``frame-ancestors 'none'`` keep other sites
+    from framing it or reading what it shows."""
+    return _page(_read("kiosk.html"), "text/html", request)
+
+
 async def static_file(request: web.Request) -> web.Response:
     name = request.match_info["file"]
     if name not in STATIC_FILES:
@@ -53,5 +63,6 @@ async def client_js(request: web.Request) -> web.Response:
 
 def setup_pages(app: web.Application) -> None:
     app.router.add_get("/", index)
+    app.router.add_get("/kiosk", kiosk)
     app.router.add_get("/static/{file}", static_file)
     app.router.add_get("/v1/client.js", client_js)

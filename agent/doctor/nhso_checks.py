@@ -23,6 +23,7 @@ from ..nhso.client import NhsoClient, make_ssl_context
 from ..nhso.settings import NhsoSettings, load_settings
 from ..nhso.token import TokenStore
 from ..nhso.validation import BANGKOK
+from ..nhso.visit_source import KEY_USERNAME as VISIT_SOURCE_KEY
 from .checks import Context, _f
 from .report import Finding
 
@@ -89,7 +90,31 @@ def check_nhso(ctx: Context, store: TokenStore | None = None) -> list[Finding]:
         found.append(_clock_finding(probe.date))
     found.append(_token_finding(settings, token, probe))
     found.append(check_claims(settings))
+    if settings.visit_source_url:
+        found.append(_visit_source_finding(settings, store))
     return found
+
+
+VISIT_SOURCE_TITLE = ("Kiosk: the HIS's visit source", "KIOSK: แหล่งรายการรับบริการของ HIS")
+
+
+def _visit_source_finding(settings: NhsoSettings, store: TokenStore) -> Finding:
+    """Its key is set (the HIS itself is not asked: a question needs a patient's id)."""
+    try:
+        key = store.sibling(VISIT_SOURCE_KEY).get()
+    except AgentError:
+        key = None
+    where = settings.visit_source_url
+    if not key:
+        return _f("visit_source", "warn", VISIT_SOURCE_TITLE,
+                  (f"{where} is set but its key is not: the kiosk cannot list visits.",
+                   f"ตั้ง {where} แล้วแต่ยังไม่มีกุญแจ หน้าจอ KIOSK จะหารายการรับบริการไม่ได้"),
+                  ("Store it: thaicard-agent visit-source key set (docs/kiosk.md).",
+                   "บันทึกกุญแจด้วยคำสั่ง thaicard-agent visit-source key set"), url=where)
+    return _f("visit_source", "ok", VISIT_SOURCE_TITLE,
+              (f"{where}, key stored, time-out {settings.visit_source_timeout:g} s.",
+               f"{where} มีกุญแจแล้ว รอคำตอบ {settings.visit_source_timeout:g} วินาที"),
+              url=where)
 
 
 def _settings_finding(settings: NhsoSettings) -> Finding:

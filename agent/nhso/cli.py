@@ -1,8 +1,9 @@
-"""``thaicard-agent token set|status|clear`` and ``thaicard-agent nhso config|show``.
+"""``thaicard-agent token set|status|clear``, ``thaicard-agent nhso config|show`` and
+``thaicard-agent visit-source key set|status|clear``.
 
-The token is read from a hidden prompt or from stdin (``... token set < file``), never from
-the command line, where other users could see it in the process list and shells keep it in
-their history.
+The token and the key are read from a hidden prompt or from stdin (``... token set <
+file``), never from the command line, where other users could see them in the process list
+and shells keep them in their history.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from ..errors import ERROR_TABLE
 from ..usecases import clear_token, set_token, update_nhso_settings
 from .settings import ZONES, load_settings
 from .token import TokenStore, backend_name, mask
+from .visit_source import KEY_USERNAME as VISIT_SOURCE_KEY
 
 # What ``nhso config`` options set: option dest -> JSON key of the settings file.
 CONFIG_OPTIONS = {
     "hcode": "hcode", "source_id": "sourceId", "recorder_pid": "recorderPid", "zone": "zone",
     "base_url": "baseUrl", "retention_days": "retentionDays", "due_time": "dueTime",
-    "authen_code_api": "authenCodeApi",
+    "authen_code_api": "authenCodeApi", "visit_source_url": "visitSourceUrl",
+    "visit_source_timeout": "visitSourceTimeout",
 }
 
 
@@ -57,9 +60,28 @@ def add_token_commands(
                                       "day are flagged")
     p.add_argument("--authen-code-api", choices=["on", "off"],
                    help="let confirm-save call the (unverified) AuthenCode API")
+    p.add_argument("--visit-source-url", help="the HIS's https:// endpoint listing a "
+                                              "patient's visits of a day (docs/kiosk.md); "
+                                              "empty: none")
+    p.add_argument("--visit-source-timeout", type=float,
+                   help="seconds to wait for the visit source (default 5)")
     p.set_defaults(func=cmd_nhso_config)
     p = nsub.add_parser("show", help="print the settings as JSON")
     p.set_defaults(func=cmd_nhso_show)
+
+    source = subparsers.add_parser(
+        "visit-source", help="the key of the HIS's visit source (docs/kiosk.md)",
+        description="Store, show (masked) or remove the key the agent sends to the HIS's "
+                    "visit source. It is kept in the operating system's keyring.")
+    ssub = source.add_subparsers(dest="visit_source_command", metavar="ACTION", required=True)
+    key = ssub.add_parser("key", help="the visit source's key")
+    ksub = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
+    p = ksub.add_parser("set", help="store the key (read from a hidden prompt or stdin)")
+    p.set_defaults(func=cmd_visit_key_set)
+    p = ksub.add_parser("status", help="show whether a key is stored (masked)")
+    p.set_defaults(func=cmd_visit_key_status)
+    p = ksub.add_parser("clear", help="remove the key from the keyring")
+    p.set_defaults(func=cmd_visit_key_clear)
 
 
 def _say(th: str, en: str, *, stream: Any = None) -> None:
@@ -137,3 +159,38 @@ def cmd_nhso_show(args: argparse.Namespace) -> int:
     print()
     return 0
 
+
+
+def _visit_key_store(store: TokenStore | None) -> TokenStore:
+    return (store or TokenStore()).sibling(VISIT_SOURCE_KEY)
+
+
+def cmd_visit_key_set(args: argparse.Namespace, store: TokenStore | None = None) -> int:
+    keys = _visit_key_store(store)
+    if sys.stdin is not None and sys.stdin.isatty():
+        key = getpass.getpass("visit source key (ไม่แสดงขณะพิมพ์ / hidden): ")
+    else:
+        key = sys.stdin.readline() if sys.stdin is not None else ""
+    keys.set(key)
+    shown = mask(key.strip())
+    _say(f"บันทึกกุญแจของระบบรายการรับบริการแล้ว: {shown}",
+         f"Visit source key stored: {shown} [{backend_name(keys.backend)}]")
+    return 0
+
+
+def cmd_visit_key_status(args: argparse.Namespace, store: TokenStore | None = None) -> int:
+    keys = _visit_key_store(store)
+    key = keys.get()
+    if not key:
+        _say("ยังไม่ได้ตั้งกุญแจของระบบรายการรับบริการ", "No visit source key is stored.")
+        return ERROR_TABLE["visit_source_unavailable"].exit_code
+    _say(f"กุญแจ: {mask(key)}", f"Key: {mask(key)} [{backend_name(keys.backend)}]")
+    return 0
+
+
+def cmd_visit_key_clear(args: argparse.Namespace, store: TokenStore | None = None) -> int:
+    if _visit_key_store(store).clear():
+        _say("ลบกุญแจของระบบรายการรับบริการแล้ว", "The visit source key was removed.")
+    else:
+        _say("ไม่มีกุญแจให้ลบ", "There was no visit source key to remove.")
+    return 0

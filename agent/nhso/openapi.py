@@ -51,6 +51,37 @@ NHSO_SCHEMAS: dict[str, Any] = {
                                  "type": "array", "items": {"type": "object"}}}},
                   "resolution": {"type": ["object", "null"], "description":
                                  "staff's choice on a review: action, claimCode, by, at"}}},
+    "VisitInput": {
+        "type": "object", "additionalProperties": True,
+        "description": "The claim the visit becomes (every field of POST /v1/claims, "
+                       "checked the same way; pid is the patient whose card confirms "
+                       "it) plus an optional label",
+        "required": ["pid", "transactionId", "visitNumber", "mainInsclCode",
+                     "claimServiceCode", "serviceDateTime", "invoiceDateTime",
+                     "totalAmount", "paidAmount", "privilegeAmount"],
+        "properties": {"pid": {**S, "pattern": "^[0-9]{13}$"}, "transactionId": S,
+                       "label": {**S, "maxLength": 80,
+                                 "description": "What staff and the patient recognise, "
+                                                "e.g. \"ห้องตรวจ 3, 09:40\""}}},
+    "Visit": obj({"id": S, "transactionId": S,
+                  "status": {"enum": ["waiting", "confirmed", "cancelled", "expired"]},
+                  "label": S, "serviceDate": {**S, "description": "YYYY-MM-DD, Bangkok"},
+                  "claimId": S_NULL, "due": {"type": "boolean"}, "createdAt": S,
+                  "updatedAt": S, "claim": {"type": "object"}},
+                 ["id", "transactionId", "status", "label", "serviceDate", "claimId"]),
+    "VisitSourceAnswer": obj(
+        {"visits": {"type": "array", "maxItems": 50, "items": ref("VisitInput")}},
+        ["visits"],
+        description="Not a route of the agent: what a HIS's visit source answers to "
+                    "GET <visitSourceUrl>?pid=<13 digits>&date=<YYYY-MM-DD, Bangkok> sent "
+                    "with Authorization: Bearer <key> over HTTPS (docs/kiosk.md). Visits "
+                    "of other patients or days, and invalid ones, are left out"),
+    "VisitConfirmed": obj({"visit": ref("Visit"), "claimId": S,
+                           "status": {**S, "description": "the claim's status"},
+                           "claimCode": {**S_NULL, "description": "NHSO's EP code once "
+                                         "the claim is sent (null while on its way)"},
+                           "error": {"type": ["object", "null"]}},
+                          ["visit", "claimId", "status", "claimCode"]),
 }
 
 
@@ -73,7 +104,15 @@ def nhso_paths() -> dict[str, Any]:
     pid = {"name": "pid", "in": "path", "required": True,
            "schema": {**S, "pattern": "^[0-9]{13}$"}}
     any_json = {"type": ["object", "array"]}
+    visit_id = {"name": "id", "in": "path", "required": True, "schema": S}
     v1_errors = (400, 404, 409, 415, 502, 503)
+    register_visit = _nhso_op(
+        "Register a visit waiting for the patient's card (kiosk, confirmVisit); the same "
+        "transactionId and body again is a duplicate, not a second visit",
+        {**json_ok(ref("Visit"), "Registered", status="201"),
+         **json_ok(ref("Visit"), "Already registered")},
+        error="Error", statuses=(400, 409, 415, 503), tags=v1, body=True)
+    register_visit["requestBody"]["content"][JSON]["schema"] = ref("VisitInput")
     return {
         "/v1/claims": {
             "post": _nhso_op("Queue a close-claim for NHSO (sent by the outbox, never twice). "
@@ -103,6 +142,32 @@ def nhso_paths() -> dict[str, Any]:
             "One claim and what happened to it", json_ok(ref("Claim")), error="Error",
             statuses=(404, 503), tags=v1,
             params=[{"name": "id", "in": "path", "required": True, "schema": S}])},
+        "/v1/visits": {
+            "post": register_visit,
+            "get": _nhso_op("Visits, by patient, day and status (expired ones are marked "
+                            "when the Bangkok service day is over)", json_ok(obj({
+                                "visits": {"type": "array", "items": ref("Visit")},
+                                "count": INT})), error="Error", statuses=(400, 503),
+                            tags=v1,
+                            params=[query_param("pid", S, "citizen id"),
+                                    query_param("date", S, "YYYY-MM-DD or today (Bangkok)"),
+                                    query_param("status", S, "comma-separated statuses"),
+                                    query_param("limit", INT, "1-1000")]),
+        },
+        "/v1/visits/{id}": {
+            "get": _nhso_op("One visit", json_ok(ref("Visit")), error="Error",
+                            statuses=(404, 503), tags=v1, params=[visit_id]),
+            "delete": _nhso_op("Cancel a waiting visit", json_ok(ref("Visit")),
+                               error="Error", statuses=(404, 409, 503), tags=v1,
+                               params=[visit_id]),
+        },
+        "/v1/visits/{id}/confirm": {"post": _nhso_op(
+            "The patient confirms with their card: a card with the visit's citizen id must "
+            "be in a reader now; the visit becomes a claim in the outbox exactly once",
+            json_ok(ref("VisitConfirmed")), error="Error",
+            statuses=(400, 404, 409, 415, 500, 503), tags=v1,
+            params=[visit_id, query_param("wait", INT, "0-30 seconds to wait for NHSO's "
+                                          "answer (the EP code)")])},
         "/v1/nhso/authen-status": {"get": _nhso_op(
             "NHSO Check Authen Status for a person and day", json_ok({"type": "object"}),
             error="Error", statuses=(400, 502, 503), tags=v1,

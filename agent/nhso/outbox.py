@@ -245,6 +245,11 @@ class Outbox:
             self._db.close()
             self._db = None
 
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(db)`` on the outbox's thread: other tables of this file (``visits.py``)
+        share its connection, its durability settings and its one-at-a-time order."""
+        return await self._run(lambda: fn(self.db))
+
     @property
     def db(self) -> sqlite3.Connection:
         assert self._db is not None

@@ -19,11 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ..api.keys import CARD_SERVICE
 from ..api.query import is_ascii_digits, parse_flag
 from ..api.responses import error_response, public_text
 from ..api.security import read_body
 from ..api.strict_json import loads as strict_loads
-from ..errors import AgentError, ClaimNotFound, CompatUnsupported
+from ..errors import AgentError, ClaimNotFound, CompatUnsupported, NoCard, VisitCardMismatch
 from .claims import Publish
 from .openapi import document_nhso
 from .outbox import STATUSES
@@ -37,6 +38,7 @@ from .validation import (
     validate_confirm_save,
     validate_pid_param,
 )
+from .visits import VISIT_STATUSES, Visit
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +239,118 @@ async def nhso_status(request: web.Request) -> web.Response:
     return web.json_response(status)
 
 
+# -- visits waiting for the patient's card ----------------------------------------------
+
+MAX_CONFIRM_WAIT = 30          # seconds a confirm may wait for NHSO's answer
+CARD_WAIT = 10.0               # seconds for a card just inserted to be read
+
+
+def _statuses(value: str | None, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        return ()
+    statuses = tuple(s.strip() for s in value.split(",") if s.strip())
+    if any(s not in allowed for s in statuses):
+        raise _bad("status", "must be one or more of " + ", ".join(allowed),
+                   "ต้องเป็น " + ", ".join(allowed))
+    return statuses
+
+
+def _limit(value: str | None) -> int:
+    if not value:
+        return MAX_LIST
+    if not is_ascii_digits(value) or not 1 <= int(value) <= MAX_LIST:
+        raise _bad("limit", f"must be 1-{MAX_LIST}", f"ต้องอยู่ระหว่าง 1-{MAX_LIST}")
+    return int(value)
+
+
+@v1
+async def post_visit(request: web.Request) -> web.Response:
+    visit, created = await _service(request).visits.register(await _json_body(request))
+    return web.json_response({**visit.view(), "duplicate": not created},
+                             status=201 if created else 200)
+
+
+@v1
+async def list_visits(request: web.Request) -> web.Response:
+    query = request.query
+    unknown = sorted(set(query) - {"pid", "date", "status", "limit"})
+    if unknown:
+        raise _bad(unknown[0], "is not a known parameter", "ไม่รู้จักพารามิเตอร์นี้")
+    pid = validate_pid_param(query["pid"]) if "pid" in query else None
+    day = None
+    if "date" in query:
+        day = parse_date(None if query["date"] == "today" else query["date"])
+    visits = await _service(request).visits.find(
+        pid=pid, day=day, statuses=_statuses(query.get("status"), VISIT_STATUSES),
+        limit=_limit(query.get("limit")))
+    return web.json_response({"visits": [v.view() for v in visits], "count": len(visits)})
+
+
+@v1
+async def get_visit(request: web.Request) -> web.Response:
+    return web.json_response((await _service(request).visits.get(request.match_info["id"])
+                              ).view())
+
+
+@v1
+async def cancel_visit(request: web.Request) -> web.Response:
+    visit = await _service(request).visits.cancel(request.match_info["id"])
+    return web.json_response(visit.view())
+
+
+async def require_card_of(request: web.Request, pid: str) -> None:
+    """A card with this citizen id is in a reader now: the patient's card is the consent.
+
+    Asked of the core (its door, ``CardService``), never of the caller's word.
+    """
+    cards = request.app.get(CARD_SERVICE)
+    present = [name for name, has in cards.terminals() if has] if cards is not None else []
+    if cards is None or not present:
+        raise NoCard("the patient's card must be in the reader to confirm")
+    for name in present:
+        try:
+            _, card = await cards.get_card(name, timeout=CARD_WAIT)
+        except AgentError:
+            continue                       # an unreadable card is not the patient's
+        if card.text.citizen_id == pid:
+            return
+    raise VisitCardMismatch()
+
+
+def _wait_seconds(request: web.Request) -> float:
+    value = request.query.get("wait", "0")
+    if not is_ascii_digits(value) or int(value) > MAX_CONFIRM_WAIT:
+        raise _bad("wait", f"must be 0-{MAX_CONFIRM_WAIT} (seconds)",
+                   f"ต้องอยู่ระหว่าง 0-{MAX_CONFIRM_WAIT} วินาที")
+    return float(value)
+
+
+def confirm_view(visit: Visit, claim: Any) -> dict[str, Any]:
+    return {"visit": visit.view(), "claimId": claim.id, "status": claim.status,
+            "claimCode": claim.authen_code,
+            "error": ({"code": claim.error_code, "message": claim.error_message}
+                      if claim.error_code else None)}
+
+
+@v1
+async def confirm_visit(request: web.Request) -> web.Response:
+    """``?wait=N``: up to N seconds for NHSO's answer, so a kiosk can show the EP code."""
+    unknown = sorted(set(request.query) - {"wait"})
+    if unknown:
+        raise _bad(unknown[0], "is not a known parameter", "ไม่รู้จักพารามิเตอร์นี้")
+    wait = _wait_seconds(request)
+    raw = await read_body(request)
+    if raw.strip() and strict_loads(raw) != {}:
+        raise _bad("", "the body must be empty or {}", "ข้อมูลต้องว่าง หรือเป็น {}")
+    desk = _service(request).visits
+    visit = await desk.get(request.match_info["id"])
+    await require_card_of(request, visit.pid)
+    visit, claim = await desk.confirm(visit.id)
+    if wait:
+        claim = await desk.settled(claim.id, wait) or claim
+    return web.json_response(confirm_view(visit, claim))
+
+
 # -- compat /api/nhso-service ---------------------------------------------------------------
 
 # What latest-authen-code callers index, also on a failure (a fresh install has no token).
@@ -310,6 +424,11 @@ def mount_nhso(app: web.Application, service: NhsoService) -> None:
     r.add_post("/v1/claims/retry", retry_claims)
     r.add_post("/v1/claims/{id}/review", review_claim)
     r.add_get("/v1/claims/{id}", get_claim)
+    r.add_post("/v1/visits", post_visit)
+    r.add_get("/v1/visits", list_visits)
+    r.add_get("/v1/visits/{id}", get_visit)
+    r.add_delete("/v1/visits/{id}", cancel_visit)
+    r.add_post("/v1/visits/{id}/confirm", confirm_visit)
     r.add_get("/v1/nhso/authen-status", authen_status)
     r.add_get("/v1/nhso/status", nhso_status)
     r.add_get("/api/nhso-service/latest-authen-code/{pid}", latest_authen_code)

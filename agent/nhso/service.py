@@ -3,6 +3,7 @@
     tokens  (token.TokenState)      the keyring, cached and watched
     claims  (claims.ClaimDesk)      validate, put in the outbox, send, list
     lookups (lookups.NhsoLookups)   coverage, authen codes, confirm-save
+    visits  (visits.VisitDesk)      visits waiting for the patient's card, then claims
 
 ``routes.py`` exposes them over HTTP; the web room asks ``lookups`` (as its
 ``CoverageLookup``) to fill the coverage fields of ``/api/smartcard/read``. Claim events go
@@ -22,6 +23,9 @@ from .outbox import Outbox
 from .sender import ClaimSender
 from .settings import NhsoSettings
 from .token import TOKEN_CACHE_SECONDS, TokenState, TokenStore
+from .visit_source import KEY_USERNAME as VISIT_SOURCE_KEY
+from .visit_source import VisitSource
+from .visits import VisitDesk
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,8 @@ class NhsoService:
         self.settings = settings
         self.listeners: list[Publish] = [publish] if publish else []
         self.outbox = Outbox(settings.outbox_path)
-        self.tokens = TokenState(token_store or TokenStore(), on_new_token=self._new_token,
+        token_store = token_store or TokenStore()
+        self.tokens = TokenState(token_store, on_new_token=self._new_token,
                                  check_interval=token_check_interval, publish=self.publish)
         self.client = NhsoClient(settings, self.tokens.require)
         # Every NHSO answer tells the token's state (refused: shown at once, everywhere).
@@ -42,6 +47,10 @@ class NhsoService:
             token_retry_delay=lambda: self.tokens.retry_delay(settings.token_retry))
         self.claims = ClaimDesk(settings, self.outbox, self.sender, self.tokens, self.publish)
         self.lookups = NhsoLookups(settings, self.client, self.tokens)
+        self.visit_source = VisitSource(settings, token_store.sibling(VISIT_SOURCE_KEY))
+        self.visits = VisitDesk(settings, self.outbox, self.claims, self.publish,
+                                source=self.visit_source)
+        self.listeners.append(self.visits.on_event)
 
     @property
     def settings_error(self) -> str | None:
@@ -62,10 +71,12 @@ class NhsoService:
         await self.client.start()
         if self.outbox.is_open:
             await self.sender.start()
+            await self.visits.start()
         self.tokens.start()
 
     async def stop(self) -> None:
         await self.tokens.stop()
+        await self.visits.stop()
         await self.sender.stop()
         await self.client.close()
         await self.outbox.close()

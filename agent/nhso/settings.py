@@ -110,6 +110,10 @@ class NhsoSettings:
     # Days latest-authen-code looks back: Check Authen Status answers one day per request
     # and NHSO publishes no limit, so this bounds the requests per lookup (docs/nhso.md).
     authen_lookback_days: int = 7
+    # The HIS's HTTPS endpoint listing a patient's visits of a day (visit_source.py); its
+    # key lives in the keyring. Empty: only visits registered on this PC.
+    visit_source_url: str = ""
+    visit_source_timeout: float = 5.0
     config_dir: Path = field(default_factory=lambda: default_config_dir())
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     # Where each setting came from (default, site, user, env, cli, policy).
@@ -142,7 +146,10 @@ class NhsoSettings:
                 "recorderPidSet": bool(self.recorder_pid), "zone": self.zone,
                 "baseUrl": self.base_url or None, "tokenHcode": self.token_hcode or None,
                 "retentionDays": self.retention_days, "dueTime": self.due_time,
-                "authenCodeApi": self.authen_code_api, "policyKeys": self.policy_keys}
+                "authenCodeApi": self.authen_code_api,
+                "visitSourceUrl": self.visit_source_url or None,
+                "visitSourceTimeout": self.visit_source_timeout,
+                "policyKeys": self.policy_keys}
 
     @property
     def policy_keys(self) -> list[str]:
@@ -182,6 +189,8 @@ TABLE = KeyTable((
     _key("coverageCacheSeconds", "coverage_cache_seconds"),
     _key("authenCodeApi", "authen_code_api"),
     _key("authenLookbackDays", "authen_lookback_days"),
+    _key("visitSourceUrl", "visit_source_url"),
+    _key("visitSourceTimeout", "visit_source_timeout"),
 ), error=SettingsError, policy_prefix=POLICY_PREFIX, fold_case=False, env_empty_is_unset=False)
 
 # JSON key -> dataclass field (kept for callers of the old table).
@@ -231,6 +240,11 @@ def validate(settings: NhsoSettings) -> NhsoSettings:
                 "token_retry", "due_check_interval"):
         if getattr(settings, key) <= 0:
             problems.append(f"{key} must be positive")
+    if settings.visit_source_url and not re.fullmatch(r"https://[^\s/?#]+(/[^\s?#]*)?",
+                                                      settings.visit_source_url):
+        problems.append("visitSourceUrl must be an https:// URL without a query")
+    if not 0 < settings.visit_source_timeout <= 60:
+        problems.append("visitSourceTimeout must be more than 0 and at most 60 seconds")
     if not 1 <= settings.authen_lookback_days <= MAX_LOOKBACK_DAYS:
         problems.append(f"authenLookbackDays must be 1-{MAX_LOOKBACK_DAYS}")
     if (settings.in_doubt_delay < 0 or settings.in_doubt_recheck < 0

@@ -105,6 +105,14 @@ class TokenStore:
         self.username = username
 
     @property
+    def what(self) -> str:
+        return "NHSO token" if self.username == USERNAME else self.username
+
+    def sibling(self, username: str) -> TokenStore:
+        """Another secret of the agent in the same keyring (the visit source's key)."""
+        return TokenStore(self._backend, service=self.service, username=username)
+
+    @property
     def backend(self) -> KeyringBackend:
         return self._backend if self._backend is not None else keyring.get_keyring()
 
@@ -141,7 +149,7 @@ class TokenStore:
             backend.set_password(self.service, self.username, token)
         except keyring.errors.KeyringError as exc:
             raise KeyringUnavailable(f"{backend_name(backend)}: {type(exc).__name__}") from None
-        log.info("NHSO token stored in %s", backend_name(backend))
+        log.info("%s stored in %s", self.what, backend_name(backend))
 
     def clear(self) -> bool:
         """Remove the token; False when there was none."""
@@ -155,7 +163,7 @@ class TokenStore:
             return False
         except keyring.errors.KeyringError as exc:
             raise KeyringUnavailable(f"{backend_name(backend)}: {type(exc).__name__}") from None
-        log.info("NHSO token removed from %s", backend_name(backend))
+        log.info("%s removed from %s", self.what, backend_name(backend))
         return True
 
 

@@ -96,6 +96,10 @@ class OsRoom:
         """Each known browser's local-network policies; [] where this OS has no reader."""
         return []
 
+    def kiosk_browsers(self) -> list[tuple[str, str]]:
+        """(name, executable) of the installed Chromium-based browsers, best kiosk first."""
+        return []
+
     def firefox_policy_file(self) -> Path | None:
         """The policies.json this system's Firefox reads, for the installers to merge into;
         None when Firefox is not installed or its policies live elsewhere (the registry)."""

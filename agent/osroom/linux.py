@@ -72,6 +72,20 @@ def linux_browser_policies(etc: Path = Path("/etc"),
     return out
 
 
+# Which browser a kiosk PC opens first when several are installed.
+KIOSK_ORDER = ("Chrome", "Edge", "Chromium")
+
+
+def linux_kiosk_browsers(which: Callable[[str], str | None] = shutil.which,
+                         ) -> list[tuple[str, str]]:
+    out = []
+    for name in KIOSK_ORDER:
+        found = next((path for path in map(which, CHROMIUM_FAMILY[name][0]) if path), None)
+        if found:
+            out.append((name, found))
+    return out
+
+
 def firefox_policy_file(etc: Path = Path("/etc"),
                         which: Callable[[str], str | None] = shutil.which) -> Path | None:
     """The one policies.json Firefox reads here: /etc/firefox/policies/policies.json when it
@@ -206,6 +220,9 @@ class LinuxRoom(OsRoom):
 
     def browser_policies(self) -> list[BrowserPolicy]:
         return linux_browser_policies(self.etc)
+
+    def kiosk_browsers(self) -> list[tuple[str, str]]:
+        return linux_kiosk_browsers()
 
     def firefox_policy_file(self) -> Path | None:
         return firefox_policy_file(self.etc)

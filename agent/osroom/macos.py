@@ -58,6 +58,20 @@ def mac_browser_policies(managed: Path = MANAGED,
     return out
 
 
+KIOSK_ORDER = ("Chrome", "Edge", "Chromium")
+
+
+def mac_kiosk_browsers(apps: Path = Path("/Applications")) -> list[tuple[str, str]]:
+    """The executable inside each installed browser's bundle."""
+    out = []
+    for name in KIOSK_ORDER:
+        bundle = BROWSERS[name][0]
+        exe = apps / bundle / "Contents" / "MacOS" / bundle.removesuffix(".app")
+        if exe.exists():
+            out.append((name, str(exe)))
+    return out
+
+
 def _json_or_empty(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -125,6 +139,9 @@ class MacRoom(OsRoom):
 
     def browser_policies(self) -> list[BrowserPolicy]:
         return mac_browser_policies()
+
+    def kiosk_browsers(self) -> list[tuple[str, str]]:
+        return mac_kiosk_browsers()
 
     def firefox_policy_file(self) -> Path | None:
         app = Path("/Applications") / FIREFOX_DISTRIBUTION

@@ -92,6 +92,25 @@ def registry_browser_policies(registry: Any = None) -> list[BrowserPolicy]:
     return out
 
 
+# Edge first: every Windows 10/11 PC has it, and it has its own kiosk mode.
+KIOSK_ORDER = ("Edge", "Chrome", "Chromium")
+
+
+def registry_kiosk_browsers(registry: Any = None) -> list[tuple[str, str]]:
+    """Where each browser's executable is, from its App Paths entry (its default value)."""
+    reg = registry or _winreg()
+    out = []
+    for name in KIOSK_ORDER:
+        exe = BROWSER_KEYS[name][1]
+        try:
+            path = reg.QueryValue(reg.HKEY_LOCAL_MACHINE, APP_PATHS + "\\" + exe)
+        except OSError:
+            continue
+        if path:
+            out.append((name, str(path).strip('"')))
+    return out
+
+
 def firefox_registry_list(reg: Any, path: str) -> list[str]:
     """A registry list as Firefox reads it: a list only when its first value is named "1";
     otherwise Firefox takes an object and rejects the policy, so nothing is listed."""
@@ -165,6 +184,9 @@ class WindowsRoom(OsRoom):
 
     def browser_policies(self) -> list[BrowserPolicy]:
         return registry_browser_policies(self._registry)
+
+    def kiosk_browsers(self) -> list[tuple[str, str]]:
+        return registry_kiosk_browsers(self._registry)
 
     def port_owner(self, port: int) -> str | None:
         return netstat_port_owner(port)

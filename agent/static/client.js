@@ -8,6 +8,7 @@
 //   agent.connect();
 //   const card = await agent.read({ photo: true });   // or ask once over HTTP
 //   img.src = await agent.photoObjectUrl(reader);     // the photo as a blob: URL
+//   const done = await agent.confirmVisit(visit);     // the patient's card confirms a visit
 //
 // Events are the agent's envelopes {v, type, seq, time, reader, ...}; see
 // docs/integration.md. Your page's origin must be allowed by the agent's configuration,
@@ -66,6 +67,33 @@ export async function explainUnreachable() {
     en: "Cannot reach the card reader agent: check that Thai Card Agent is installed and running.",
   };
 }
+
+// A citizen id fit for a screen or a slip: the first and last digits only.
+export function maskedCitizenId(cid) {
+  if (!cid || cid.length !== 13) return "x".repeat((cid || "").length);
+  return `${cid[0]}-xxxx-xxxxx-xx-${cid[12]}`;
+}
+
+const CONFIRM_TEXT = {
+  th: {
+    title: "ยืนยันการเข้ารับบริการด้วยบัตรประชาชน", insert: "กรุณาให้ผู้รับบริการเสียบบัตรประชาชน",
+    reading: "กำลังอ่านบัตร…", mismatch: "บัตรนี้ไม่ใช่บัตรของผู้รับบริการรายนี้ กรุณาเสียบบัตรของผู้รับบริการ",
+    ready: "บัตรถูกต้อง กรุณาให้ผู้รับบริการกดยืนยัน", confirm: "ยืนยันการรับบริการ",
+    sending: "กำลังส่งข้อมูลถึง สปสช.…", confirmed: "ยืนยันแล้ว รหัสยืนยันการเข้ารับบริการ:",
+    refused: "สปสช. ไม่รับการยืนยันรายการนี้ ตรวจสอบรายการปิดสิทธิ",
+    pending: "บันทึกการยืนยันแล้ว จะส่งถึง สปสช. เมื่อเชื่อมต่อได้",
+    failed: "ยืนยันไม่สำเร็จ", cancel: "ยกเลิก", close: "ปิด",
+  },
+  en: {
+    title: "Confirm the visit with the patient's ID card", insert: "Please ask the patient to insert their ID card",
+    reading: "Reading the card…", mismatch: "This is not this patient's card: insert the patient's own card",
+    ready: "The card matches: the patient may press confirm", confirm: "Confirm this visit",
+    sending: "Sending to NHSO…", confirmed: "Confirmed. The visit's code:",
+    refused: "NHSO did not accept this confirmation: check the claim",
+    pending: "Confirmation saved; it is sent to NHSO when NHSO can be reached",
+    failed: "Could not confirm", cancel: "Cancel", close: "Close",
+  },
+};
 
 export class ThaiCardAgent {
   constructor({
@@ -154,6 +182,109 @@ export class ThaiCardAgent {
   async photoObjectUrl(reader) {
     const blob = await this.request(`/v1/readers/${encodeURIComponent(reader)}/photo`);
     return URL.createObjectURL(blob);
+  }
+
+  // -- the patient confirms a visit with their own card ----------------------------------
+  // A small dialog in your page: waits for the card, checks its citizen id against the
+  // visit's, lets the patient press "confirm", and shows the EP code. ``visit`` is a visit
+  // from POST /v1/visits (or its id). Resolves with the agent's answer {claimId, status,
+  // claimCode, visit, error}; rejects with AgentError code "cancelled" when staff close the
+  // dialog. Your origin needs the scopes claims, card and events (and photo, unless this
+  // client was made with photo: false). docs/kiosk.md.
+  async confirmVisit(visit, { parent = document.body, lang = "th", wait = 25 } = {}) {
+    if (typeof visit === "string") {
+      visit = await this.request(`/v1/visits/${encodeURIComponent(visit)}`);
+    }
+    const pid = visit.claim && visit.claim.pid;
+    const text = CONFIRM_TEXT[lang] || CONFIRM_TEXT.th;
+    const dialog = document.createElement("dialog");
+    dialog.className = "thaicard-confirm";
+    dialog.setAttribute("aria-label", text.title);
+    Object.assign(dialog.style, { font: "inherit", fontSize: "20px", padding: "24px",
+      borderRadius: "12px", minWidth: "320px", maxWidth: "90vw" });
+    const title = document.createElement("h2");
+    title.textContent = text.title;
+    const label = document.createElement("p");
+    label.textContent = visit.label || (visit.claim && visit.claim.visitNumber) || "";
+    const message = document.createElement("p");
+    message.className = "thaicard-confirm-message";
+    const code = document.createElement("p");
+    code.className = "thaicard-confirm-code";
+    Object.assign(code.style, { fontSize: "40px", fontWeight: "700", margin: "8px 0" });
+    const confirmButton = document.createElement("button");
+    confirmButton.type = "button";
+    confirmButton.className = "thaicard-confirm-ok";
+    confirmButton.textContent = text.confirm;
+    confirmButton.hidden = true;
+    const closeButton = document.createElement("button");
+    closeButton.type = "button";
+    closeButton.className = "thaicard-confirm-close";
+    closeButton.textContent = text.cancel;
+    for (const b of [confirmButton, closeButton]) {
+      Object.assign(b.style, { font: "inherit", minHeight: "48px", padding: "8px 24px",
+        marginInlineEnd: "12px" });
+    }
+    dialog.append(title, label, message, code, confirmButton, closeButton);
+    parent.append(dialog);
+    dialog.showModal();
+    dialog.dataset.state = "waiting";
+
+    const say = (state, words) => { dialog.dataset.state = state; message.textContent = words; };
+    const cardNow = () => Object.values(this.readers).find((r) => r.present && r.card);
+    const wasConnected = Boolean(this._ws);
+    const offs = [];
+    let finish;
+    const done = new Promise((resolve, reject) => { finish = { resolve, reject }; });
+    let answer = null;
+    const check = () => {
+      if (answer) return;
+      const reader = cardNow();
+      const anyCard = Object.values(this.readers).some((r) => r.present);
+      if (!reader) {
+        confirmButton.hidden = true;
+        say(anyCard ? "reading" : "waiting", anyCard ? text.reading : text.insert);
+      } else if (reader.card.citizen_id !== pid) {
+        confirmButton.hidden = true;
+        say("mismatch", text.mismatch);
+      } else {
+        confirmButton.hidden = false;
+        say("ready", text.ready);
+        confirmButton.focus();
+      }
+    };
+    for (const type of ["snapshot", "card.*"]) offs.push(this.on(type, check));
+    const cleanup = () => {
+      offs.forEach((off) => off());
+      if (!wasConnected) this.close();
+    };
+    confirmButton.onclick = async () => {
+      confirmButton.hidden = true;
+      say("sending", text.sending);
+      try {
+        answer = await this.request(`/v1/visits/${encodeURIComponent(visit.id)}/confirm?wait=${wait}`,
+          { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+      } catch (err) {
+        say("error", `${err.body?.message_th || text.failed} (${err.code})`);
+        check();
+        return;
+      }
+      code.textContent = answer.claimCode || "";
+      const fine = answer.status === "sent";
+      say(fine ? "confirmed" : "staff",
+        fine ? text.confirmed : answer.status === "failed" ? text.refused : text.pending);
+      closeButton.textContent = text.close;
+      closeButton.focus();
+    };
+    closeButton.onclick = () => dialog.close();
+    dialog.addEventListener("close", () => {
+      cleanup();
+      dialog.remove();
+      if (answer) finish.resolve(answer);
+      else finish.reject(new AgentError("closed before the visit was confirmed", { code: "cancelled" }));
+    });
+    this.connect();
+    check();
+    return done;
   }
 
   // -- events --------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
 #                     policies and (their host names) merged into Firefox's policies.json
 #                     at install; default: the NHSO authen page. When set, also written to
 #                     the agent's admin policy /etc/thaicard-agent/policy.json.
+#   KIOSK             1: a self-service kiosk PC: the kiosk page opens full screen in
+#                     every graphical session (thaicard-agent kiosk, docs/kiosk.md)
 #   DEB_VERSION       default: the agent's version
 #   DEB_COMPRESSION   dpkg-deb -Z value (default xz; gzip builds faster)
 set -euo pipefail
@@ -34,6 +36,10 @@ for origin in ${origins//,/ }; do
   word_list+="${word_list:+ }$origin"
 done
 [ -n "$json_list" ] || { echo "ALLOWED_ORIGINS is empty" >&2; exit 1; }
+case "${KIOSK:-0}" in
+  0|1) ;;
+  *) echo "KIOSK: '$KIOSK' must be 1 (a kiosk PC) or 0" >&2; exit 1 ;;
+esac
 
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
@@ -48,6 +54,9 @@ cp -a "$bundle" "$pkg/opt/thaicard-agent"
 ln -s /opt/thaicard-agent/thaicard-agent "$pkg/usr/bin/thaicard-agent"
 install -m 0644 "$here/thaicard-agent-autostart.desktop" "$pkg/etc/xdg/autostart/thaicard-agent.desktop"
 install -m 0644 "$here/thaicard-agent.desktop" "$pkg/usr/share/applications/thaicard-agent.desktop"
+if [ "${KIOSK:-0}" = 1 ]; then
+  install -m 0644 "$here/thaicard-agent-kiosk.desktop" "$pkg/etc/xdg/autostart/thaicard-agent-kiosk.desktop"
+fi
 install -m 0644 "$here/thaicard-agent.service" "$pkg/usr/lib/systemd/user/thaicard-agent.service"
 
 python="${PYTHON:-$root/.venv/bin/python}"

@@ -10,6 +10,8 @@
 #   MACOS_CODESIGN_IDENTITY   "Developer ID Application: <name> (<team id>)"
 #   MACOS_INSTALLER_IDENTITY  "Developer ID Installer: <name> (<team id>)"
 #   APPLE_ID, APPLE_TEAM_ID, APPLE_APP_PASSWORD   notarytool credentials (app-specific password)
+# A kiosk PC's package (docs/kiosk.md):
+#   KIOSK=1                   also opens the kiosk page full screen at every login
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -27,6 +29,10 @@ case "$arch" in
   aarch64) arch=arm64 ;;
   *) echo "unsupported architecture: $arch" >&2; exit 1 ;;
 esac
+case "${KIOSK:-0}" in
+  0|1) ;;
+  *) echo "KIOSK: '$KIOSK' must be 1 (a kiosk PC) or 0" >&2; exit 1 ;;
+esac
 
 stage="$out/stage"
 rm -rf "$stage"
@@ -38,6 +44,9 @@ else
   cp -a "$app" "$stage/root/Applications/$app_name"
 fi
 install -m 0644 "$here/th.thaicard.agent.tray.plist" "$stage/root/Library/LaunchAgents/"
+if [ "${KIOSK:-0}" = 1 ]; then
+  install -m 0644 "$here/th.thaicard.agent.kiosk.plist" "$stage/root/Library/LaunchAgents/"
+fi
 sed -e "s/@VERSION@/$version/g" -e "s/@ARCH@/$arch/g" "$here/distribution.xml" > "$stage/distribution.xml"
 
 if [ "$stage_only" = "--stage-only" ]; then

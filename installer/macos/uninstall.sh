@@ -12,12 +12,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 for uid in $(ps -axo uid=,comm= | awk '/[l]oginwindow$/ {print $1}' | sort -u); do
   launchctl bootout "gui/$uid/$LABEL" 2>/dev/null || true
+  launchctl bootout "gui/$uid/th.thaicard.agent.kiosk" 2>/dev/null || true
 done
 # Our Firefox SkipDomains entries, and only them (the pkg recorded what it added).
 "/Applications/Thai Card Agent.app/Contents/MacOS/thaicard-agent" firefox-policy remove \
   || echo "Firefox policy not changed" >&2
 rmdir "/Library/Application Support/thaicard-agent" 2>/dev/null || true
-rm -f "$PLIST"
+rm -f "$PLIST" /Library/LaunchAgents/th.thaicard.agent.kiosk.plist
 rm -rf "/Applications/Thai Card Agent.app"
 pkgutil --forget th.thaicard.agent >/dev/null 2>&1 || true
 echo "Thai Card Agent removed."

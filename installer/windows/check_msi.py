@@ -40,7 +40,7 @@ FIREFOX_GUARD = "(NOT FIREFOX_LIST_FIRST OR FIREFOX_LIST_FIRST = FIREFOX_DOMAIN1
 NHSO_AUTHEN_HOST = "authenservice.nhso.go.th"
 REG_LOCATOR_RAW_64 = 2 | 16
 PUBLIC_PROPERTIES = ("PORT", "ALLOWED_ORIGINS", "DEFAULT_TERMINAL", "BACKEND", "LOG_LEVEL",
-                     "BROWSER_POLICIES", "AUTOSTART",
+                     "BROWSER_POLICIES", "AUTOSTART", "KIOSK",
                      *(f"ORIGIN{n}" for n in range(1, ORIGIN_SLOTS + 1)),
                      *(f"FIREFOX_DOMAIN{n}" for n in range(1, FIREFOX_SLOTS + 1)))
 # Policy value name -> property it comes from (the agent reads these names, agent/config.py).
@@ -182,6 +182,16 @@ def check_msi(msi: Path, version: str | None = None) -> list[str]:
         need(install_condition(run["Component_"]) == 'AUTOSTART = "1"',
              "Run value not conditioned on AUTOSTART")
     need(props.get("AUTOSTART") == "1", "AUTOSTART does not default to 1")
+
+    # The kiosk (KIOSK=1 only): the kiosk page at every logon.
+    kiosk = reg(RUN_KEY, "ThaiCardAgentKiosk")
+    need(kiosk is not None, "no HKLM Run value ThaiCardAgentKiosk")
+    if kiosk is not None:
+        need(kiosk["Value"] == '"[INSTALLDIR]thaicard-agent-tray.exe" kiosk',
+             f"kiosk Run value is {kiosk['Value']!r}")
+        need(components[kiosk["Component_"]]["Condition"] == '(KIOSK = "1") OR REMOVE~="ALL"',
+             "kiosk Run value not conditioned on KIOSK")
+    need(props.get("KIOSK") in (None, ""), "KIOSK is on by default")
 
     # Agent policy: exactly the names the agent knows, from the public properties.
     policy_rows = registry.where(Root=HKLM, Key=POLICY_KEY)

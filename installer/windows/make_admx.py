@@ -141,6 +141,15 @@ TEXTS: dict[str, tuple[str, str, str, str]] = {
     "nhsoAuthenLookbackDays": ("Authen code look-back (days)", "ย้อนหาเลข Authen (วัน)",
                                "Days the latest authen code is looked up (1-31).",
                                "จำนวนวันที่ย้อนหาเลข Authen ล่าสุด (1-31)"),
+    "nhsoVisitSourceUrl": ("Kiosk: the HIS's visit source", "KIOSK: แหล่งรายการรับบริการของ HIS",
+                           "The HIS's https:// endpoint listing a patient's visits of a day "
+                           "(docs/kiosk.md); its key stays in each user's keyring.",
+                           "ที่อยู่ https:// ของ HIS ที่ให้รายการรับบริการของผู้ป่วยในวันนั้น "
+                           "(กุญแจเก็บในที่เก็บรหัสผ่านของผู้ใช้)"),
+    "nhsoVisitSourceTimeout": ("Kiosk: visit source time-out (seconds)",
+                               "KIOSK: เวลารอแหล่งรายการรับบริการ (วินาที)",
+                               "Seconds to wait for the visit source (at most 60).",
+                               "จำนวนวินาทีที่รอแหล่งรายการรับบริการ (ไม่เกิน 60)"),
     "lanListenerEnabled": ("Turn on the LAN listener", "เปิดการรับคำขอจาก LAN",
                            "Let listed HIS servers read the card over the LAN (docs/admin.md: "
                            "risks).", "ให้เซิร์ฟเวอร์ HIS ที่ระบุอ่านบัตรผ่าน LAN (ดูความเสี่ยง)"),
