@@ -112,7 +112,7 @@ def test_photo_that_is_not_a_whole_jpeg_field_is_refused(data):
 
 @SETTINGS
 @given(exact_size(L.NHSO_BLOCK.length), wrong_size(L.NHSO_BLOCK.length),
-       exact_size(23), st.binary(max_size=22))
+       exact_size(23), st.binary(max_size=22).filter(lambda b: len(b) != 16))
 def test_nhso_and_laser_decoders_take_any_bytes_of_their_size_only(nhso, short_nhso, laser,
                                                                     short_laser):
     coverage = decode_nhso(nhso)                 # garbage of the right size still decodes
@@ -125,7 +125,7 @@ def test_nhso_and_laser_decoders_take_any_bytes_of_their_size_only(nhso, short_n
     else:                                        # padding alone: no laser id on this card
         with pytest.raises(CardDataInvalid):
             decode_laser_id(laser)
-    with pytest.raises(CardDataInvalid):
+    with pytest.raises(CardDataInvalid):        # 16 bytes is the other form's answer
         decode_laser_id(short_laser)
 
 
