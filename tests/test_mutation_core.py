@@ -2,21 +2,44 @@
 a failed read, and the state before the first scan.
 
 Added where mutation testing (scripts/mutation.sh) showed agent/core.py could change
-unnoticed; only public methods are used (the module is being reshaped).
+unnoticed. Public methods, except two seams: the read's task (found by its name, to see it
+cancelled on removal) and ``_Restarts`` with a recorded sleep (its pauses, not a clock).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import datetime as dt
+import threading
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from agent.card import layout as L
 from agent.card.demo import demo_profile
-from agent.card.encode import encode_card
+from agent.card.encode import encode_card, encode_nhso
 from agent.card.simulator import ATR_NOT_THAI, SimulatedCard
-from agent.core import CardService
-from agent.errors import NotThaiIdCard, PcscUnavailable
+from agent.card.values import CardDate, CardProfile, NhsoCoverage
+from agent.core import (
+    CardService,
+    list_readers,
+    open_backend,
+    pick_reader,
+    read_applets,
+    read_once,
+)
+from agent.errors import (
+    CardRemoved,
+    NoCard,
+    NotFound,
+    NotThaiIdCard,
+    PcscUnavailable,
+    ReaderNotFound,
+    ReadTimeout,
+)
 from agent.readers.base import ReaderEvent
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
 from tests.core_support import next_event
@@ -72,3 +95,257 @@ async def test_before_the_first_scan() -> None:
         svc.choose_reader()
     assert caught.value.detail == "pcscd is not running"
     assert svc.pcsc_state() == "unavailable"
+
+
+# -- added with the second mutation run: the photo still coming, the opt-in applets on
+# request, demo controls, one-shot reads, and the restarts' pauses (on a recorded sleep) ---
+
+LASER_RECORD = bytes(range(1, 8)) + b"ME0123456789" + bytes(4)   # docs/reference.md: id at 7-22
+COVERAGE = NhsoCoverage("UCS", "89", "10699", "10699", "1", CardDate("25660101"),
+                        CardDate("25700101"), CardDate("25660101"), "0")
+
+
+class GatedBackend(DemoBackend):
+    """The demo reader, whose photo reads wait until the test opens ``gate``.
+
+    The wait is outside the backend's lock, so insertions and removals go on meanwhile.
+    """
+
+    def __init__(self, *readers: str) -> None:
+        super().__init__(readers, insert_demo_card=False)
+        self.gate = threading.Event()
+        self.photo_asked = threading.Event()
+
+    def connect(self, reader: str) -> Any:
+        channel = super().connect(reader)
+        real = channel.transmit
+
+        def transmit(apdu: bytes) -> bytes:
+            offset = apdu[2] << 8 | apdu[3]
+            if apdu[:2] == b"\x80\xb0" and L.PHOTO.offset <= offset < L.PHOTO.end:
+                self.photo_asked.set()
+                assert self.gate.wait(30), "the test never opened the gate"
+            return real(apdu)
+
+        channel.transmit = transmit  # type: ignore[method-assign]  # the gate in front
+        return channel
+
+
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[CardService, GatedBackend]]:
+    backend = GatedBackend(DEMO_READER)
+    # A long read timeout: a caller's own timeout must be the one that applies.
+    svc = CardService(backend, read_timeout=600)
+    await svc.start()
+    yield svc, backend
+    backend.gate.set()
+    await svc.stop()
+
+
+async def test_text_is_served_while_the_photo_is_still_coming(
+        gated: tuple[CardService, GatedBackend]) -> None:
+    svc, backend = gated
+    sub = svc.events.subscribe()
+    backend.insert(DEMO_READER, demo_card(0))
+    read = await next_event(sub, "card.read", DEMO_READER)
+    assert read.payload["photo_pending"] is True
+    view, card = await asyncio.wait_for(svc.get_card(), 10)       # text only, by default
+    assert card.photo is None and card.text == demo_profile(0).text
+    assert (view.name, view.present, view.status) == (DEMO_READER, True, "reading")
+    assert isinstance(view.read_at, dt.datetime) and view.read_at.tzinfo is not None
+    info = svc.readers()[0]
+    assert (info["status"], info["photo"], info["error"]) == ("reading", False, None)
+    with pytest.raises(ReadTimeout) as err:
+        await asyncio.wait_for(svc.get_card(photo=True, timeout=0.05), 10)
+    assert err.value.detail == DEMO_READER
+    assert svc.reads == 0
+    backend.gate.set()
+    photo = await next_event(sub, "card.photo", DEMO_READER)
+    assert photo.payload["photo"] == base64.b64encode(demo_profile(0).photo).decode()
+    assert photo.payload["size"] == len(demo_profile(0).photo)
+    assert photo.payload["format"] == "image/jpeg"
+    view, card = await svc.get_card(photo=True)
+    assert card.photo == demo_profile(0).photo and view.status == "ready" and svc.reads == 1
+    (with_card,) = svc.readers_with_cards()
+    assert with_card["card"]["photo"]["base64"] == photo.payload["photo"]
+    assert "base64" not in svc.readers_with_cards(photo=False)[0]["card"]["photo"]
+    assert svc.readers_with_cards(["Other"]) == []
+
+
+async def test_a_removal_while_the_photo_is_read_cancels_the_read(
+        gated: tuple[CardService, GatedBackend]) -> None:
+    svc, backend = gated
+    sub = svc.events.subscribe()
+    backend.insert(DEMO_READER, demo_card(0))
+    await next_event(sub, "card.read", DEMO_READER)
+    (task,) = [t for t in asyncio.all_tasks() if t.get_name() == f"read {DEMO_READER}"]
+    waiter = asyncio.ensure_future(svc.get_card(photo=True))
+    backend.remove(DEMO_READER)
+    await next_event(sub, "card.removed", DEMO_READER)
+    with pytest.raises(CardRemoved):
+        await waiter
+    assert task.cancelling() or task.done()        # not left to run out on its own
+    info = svc.readers()[0]
+    assert (info["present"], info["status"], info["atr"], info["photo"]) == \
+        (False, "empty", None, False)
+    with pytest.raises(NoCard) as err:
+        await svc.get_card()
+    assert err.value.detail == DEMO_READER
+
+
+async def test_a_photo_that_is_not_a_jpeg_is_reported(service: tuple[CardService,
+                                                                     DemoBackend]) -> None:
+    svc, backend = service
+    sub = svc.events.subscribe()
+    profile = demo_profile(0)
+    backend.insert(SECOND, SimulatedCard(encode_card(CardProfile(profile.text, b"no jpeg"))))
+    event = await next_event(sub, "card.photo", SECOND)
+    assert event.payload["photo"] is None
+    assert event.payload["error"]["code"] == "card_data_invalid"
+    info = {r["name"]: r for r in svc.readers()}[SECOND]
+    assert (info["status"], info["photo"]) == ("ready", False)
+
+
+async def test_opt_in_applets_are_read_once_each_and_shown_only_to_who_asked(
+        service: tuple[CardService, DemoBackend]) -> None:
+    svc, backend = service
+    sub = svc.events.subscribe()
+    card = SimulatedCard(encode_card(demo_profile(0)), nhso_image=encode_nhso(COVERAGE),
+                         laser_answer=LASER_RECORD)
+    backend.insert(SECOND, card)
+    await next_event(sub, "card.photo", SECOND)
+    before = card.apdus
+    _, got = await svc.get_card(SECOND, nhso=True)
+    # select + two reads of the 0x015A-byte block (two APDUs each)
+    assert card.apdus - before == 5
+    assert got.nhso == COVERAGE and got.laser_id is None and got.photo is not None
+    shown = got.to_json()
+    assert shown["nhso_applet"]["main_inscl"] == "UCS" and "laser_id" not in shown
+    _, again = await svc.get_card(SECOND, nhso=True)
+    assert card.apdus - before == 5 and again.nhso == COVERAGE       # not read twice
+    _, laser = await svc.get_card(SECOND, laser=True)
+    assert card.apdus - before == 5 + 3          # select, the header-alone form, its fetch
+    assert laser.laser_id == "ME0123456789" and laser.laser_command == bytes.fromhex("80000000")
+    assert laser.laser_error is None
+    assert laser.nhso is None and "nhso_applet" not in laser.to_json()
+    _, both = await svc.get_card(SECOND, nhso=True, laser=True)
+    assert card.apdus - before == 8 and both.nhso == COVERAGE and both.laser_id == "ME0123456789"
+    _, plain = await svc.get_card(SECOND)
+    assert plain.nhso is None and not plain.nhso_asked and plain.laser_id is None
+    assert "nhso_applet" not in plain.to_json() and "laser_id" not in plain.to_json()
+    # A new insertion forgets them: asked again, they are read again.
+    backend.remove(SECOND)
+    await next_event(sub, "card.removed", SECOND)
+    backend.insert(SECOND, card)
+    await next_event(sub, "card.photo", SECOND)
+    before = card.apdus
+    _, fresh = await svc.get_card(SECOND, nhso=True, laser=True)
+    assert card.apdus - before == 8 and fresh.nhso == COVERAGE
+
+
+async def test_applets_a_card_does_not_have(service: tuple[CardService, DemoBackend]) -> None:
+    svc, _ = service
+    _, got = await svc.get_card(DEMO_READER, nhso=True, laser=True)
+    assert got.nhso is None and got.nhso_asked and got.laser_id is None
+    assert got.laser_error is not None and got.laser_error.code == "laser_unavailable"
+    assert got.to_json()["nhso_applet"] is None
+
+
+async def test_demo_controls(service: tuple[CardService, DemoBackend]) -> None:
+    svc, backend = service
+    sub = svc.events.subscribe()
+    assert svc.demo and svc.demo_card_present() is True
+    assert svc.demo_insert(SECOND, variant=7) == SECOND
+    await next_event(sub, "card.read", SECOND)
+    _, card = await svc.get_card(SECOND)
+    assert card.text == demo_profile(7).text
+    for bad in (-1, 100):
+        with pytest.raises(ValueError, match="variant must be 0-99"):
+            svc.demo_insert(SECOND, variant=bad)
+    assert svc.demo_insert(SECOND, variant=99) == SECOND
+    await next_event(sub, "card.read", SECOND)
+    assert (await svc.get_card(SECOND))[1].text == demo_profile(99).text
+    assert svc.demo_remove(SECOND) == SECOND
+    await next_event(sub, "card.removed", SECOND)
+    assert svc.demo_remove() == DEMO_READER               # the one with a card
+    await next_event(sub, "card.removed", DEMO_READER)
+    assert svc.demo_card_present() is False
+    assert svc.demo_insert() == DEMO_READER               # the first reader, demo card 0
+    await next_event(sub, "card.read", DEMO_READER)
+    assert (await svc.get_card())[1].text == demo_profile(0).text
+    assert svc.choose_reader(SECOND).name == SECOND
+
+
+async def test_demo_controls_say_why_not(service: tuple[CardService, DemoBackend]) -> None:
+    from agent.readers.base import ReaderBackend
+
+    class NotDemo(ReaderBackend):
+        kind = "pcsc"
+
+        def snapshot(self) -> list[Any]:
+            return []
+
+        def wait_for_change(self, known: Any, timeout: Any = None) -> list[Any]:
+            return []
+
+        def cancel(self) -> None:
+            pass
+
+        def connect(self, reader: str) -> Any:
+            raise AssertionError
+
+    svc = CardService(NotDemo())
+    for control in (svc.demo_insert, svc.demo_remove):
+        with pytest.raises(NotFound) as err:
+            control()
+        assert err.value.detail == "only in demo mode"
+
+
+async def test_status_is_exact(service: tuple[CardService, DemoBackend]) -> None:
+    svc, _ = service
+    await svc.get_card(photo=True)
+    status = svc.status()
+    assert set(status) == {"backend", "pcsc", "readers", "reads", "uptime_s"}
+    assert status["backend"] == "demo" and status["pcsc"] == {"state": "available", "error": None}
+    assert status["readers"] == svc.readers() and status["reads"] == 1
+    assert isinstance(status["uptime_s"], float) and 0 <= status["uptime_s"] < 3600
+
+
+def test_reader_not_found_names_the_reader() -> None:
+    with pytest.raises(ReaderNotFound) as err:
+        pick_reader([("A", False)], "B")
+    assert err.value.detail == "B"
+
+
+def test_one_shot_read_and_reader_list() -> None:
+    backend = DemoBackend((DEMO_READER, SECOND), insert_demo_card=False)
+    backend.insert(SECOND, demo_card(3))
+    assert [(s.name, s.present) for s in list_readers(backend)] == \
+        [(DEMO_READER, False), (SECOND, True)]
+    name, card = read_once(backend)                 # the one with a card
+    assert name == SECOND and card.text == demo_profile(3).text and card.photo is not None
+    name, card = read_once(backend, SECOND, photo=False, nhso=True, laser=True)
+    assert card.photo is None and card.nhso_asked and card.laser_error is not None
+    with pytest.raises(NoCard) as err:
+        read_once(backend, DEMO_READER)
+    assert err.value.detail == DEMO_READER
+    applets = read_applets(backend, SECOND, nhso=True, laser=True)
+    assert applets.nhso_asked and applets.laser_asked and applets.nhso is None
+    assert open_backend("demo").kind == "demo"
+
+
+def test_restarts_pause_longer_each_time_and_name_the_reader(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.core as core
+    from agent.errors import CardReset, ReadInterrupted
+
+    pauses: list[float] = []
+    monkeypatch.setattr(core, "time", SimpleNamespace(sleep=pauses.append))
+    restarts = core._Restarts("R")
+    for _ in range(core.MAX_RESTARTS):
+        restarts.after(CardReset("reset by another program"))
+    assert pauses == pytest.approx([0.05, 0.10, 0.15, 0.20])
+    with pytest.raises(ReadInterrupted) as err:
+        restarts.after(CardReset("reset by another program"))
+    assert err.value.detail == "R: reset by another program (5 tries)"
+    assert len(pauses) == 4                         # no pause before giving up
