@@ -501,3 +501,81 @@ def test_decode_photo_refusals_say_which() -> None:
         decode_photo(bytes(L.PHOTO.length))
     with pytest.raises(CardDataInvalid, match="end marker"):
         decode_photo(b"\xff\xd8" + bytes(L.PHOTO.length - 2))
+
+
+def test_laser_answers_that_are_not_data() -> None:
+    # Form 1 says 90 00 with no data: not an answer; form 2 then gives the id.
+    sent, (data, form) = drive(Conversation(ATR_3B79).laser_id_script(),
+                               [OK, OK, b"\x61\x10", b"JT1234567890\0\0\0\0" + OK])
+    assert form == bytes.fromhex("8000000007") and data == b"JT1234567890\0\0\0\0"
+    # One byte of data at once is data.
+    _, (data, form) = drive(Conversation(ATR_3B79).laser_id_script(), [OK, b"Z" + OK])
+    assert (data, form) == (b"Z", bytes.fromhex("80000000"))
+
+
+def test_laser_fetch_refused_on_the_third_form_is_listed_in_capitals() -> None:
+    with pytest.raises(LaserUnavailable) as err:
+        drive(Conversation(ATR_3B79).laser_id_script(),
+              [OK, b"\x6d\x00", b"\x6d\x00", b"\x61\x17", b"\x6f\x00"])
+    assert err.value.detail == ("every laser id command refused: 80 00 00 00: 6D00; "
+                                "80 00 00 00 07: 6D00; 80 00 00 00 FF: 6F00")
+
+
+def test_a_laser_applet_that_never_finishes_names_the_step() -> None:
+    class Endless(SimulatedCard):
+        def process(self, apdu: bytes) -> bytes:
+            if apdu[:2] == b"\x00\xc0" and self._selected == L.LASER_AID:
+                return b"\x6c\x17"                  # always "wrong length"
+            return super().process(apdu)
+
+    card = Endless(encode_card(demo_profile(0)), laser_answer=LASER_RECORD)
+    applets = read_optional_applets(card.process, card.atr, laser=True)
+    assert applets.laser_error is not None
+    assert applets.laser_error.detail == "laser_id: card kept asking for more turns"
+
+
+def test_optional_applets_alone_read_only_what_is_asked() -> None:
+    cov = NhsoCoverage("UCS", "89", "10699", "10699", "1", CardDate("25660101"),
+                       CardDate("25700101"), CardDate("25660101"), "0")
+    card = SimulatedCard(encode_card(demo_profile(0)), nhso_image=encode_nhso(cov),
+                         laser_answer=LASER_RECORD)
+    got = read_optional_applets(card.process, card.atr, nhso=True)
+    assert got.nhso == cov and got.nhso_asked and not got.laser_asked and got.laser_id is None
+    assert card.apdus == 5                     # select + two reads of the NHSO block
+    got = read_optional_applets(card.process, card.atr)
+    assert (got.nhso, got.nhso_asked, got.laser_asked) == (None, False, False)
+
+
+def test_mask_uses_the_first_and_last_digit() -> None:
+    assert mask_citizen_id("3456789012345") == "3-4567-xxxxx-xx-5"
+
+
+# -- the import-time checks that hold the layout and the value classes together ------------
+def test_layout_check_refuses_a_table_typed_wrong() -> None:
+    f = L.Field
+    L._check((f("a", 0, 2), f("b", 2, 3)), 0)                 # contiguous, named once: fine
+    L._check((f("a", 4, 2), f("b", 6, 1)), 4)
+    with pytest.raises(RuntimeError, match=r"^card layout: two fields share a name$"):
+        L._check((f("a", 0, 2), f("a", 2, 3)), 0)
+    with pytest.raises(RuntimeError, match=r"^card layout: b at 0x0003, expected 0x0002$"):
+        L._check((f("a", 0, 2), f("b", 3, 3)), 0)
+    with pytest.raises(RuntimeError, match=r"^card layout: a at 0x0000, expected 0x0004$"):
+        L._check((f("a", 0, 2),), 4)
+    with pytest.raises(RuntimeError, match=r"^card layout: b at 0x0002"):
+        L._check((f("a", 0, 2), f("b", 2, 0)), 0)             # a field of no bytes
+    with pytest.raises(RuntimeError, match=r"^card layout: an NHSO agent key is made from two"):
+        L._check((f("a", 0, 2, compat=("pid",)), f("b", 2, 3, compat=("pid",))), 0)
+    L._check((f("a", 0, 1, compat=("pid", "nation")), f("b", 1, 1, compat=("sex",))), 0)
+
+
+def test_value_classes_must_name_their_layout_fields() -> None:
+    from agent.card import values
+
+    values._check_table(values.NhsoCoverage, L.NHSO_FIELDS)
+    values._check_table(values.CardText, L.FIELDS)             # the photo is not an attribute
+    with pytest.raises(RuntimeError,
+                       match=r"^NhsoCoverage and its layout disagree: \['change_count'\]$"):
+        values._check_table(values.NhsoCoverage, L.NHSO_FIELDS[:-1])
+    with pytest.raises(RuntimeError, match=r"disagree: \['photo', 'version'\]$"):
+        values._check_table(values.CardText, (*L.FIELDS[1:13], replace(L.PHOTO, kind=L.Kind.TEXT),
+                                              *L.FIELDS[14:]))
