@@ -9,6 +9,7 @@ statistics (on a fake clock: no timing is asserted against the real one).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -303,7 +304,10 @@ def test_simulator_get_response_le_and_p2() -> None:
     lenient.process(MOI_SELECT)
     lenient.process(bytes.fromhex("80B0000402000D"))
     assert lenient.process(bytes.fromhex("00C000010D")) == lenient.moi_image[4:17] + OK
-    card.reset()
+    card.process(MOI_SELECT)
+    card.process(bytes.fromhex("80B0000402000D"))
+    card.reset()                                     # a new insertion forgets both
+    assert card.process(bytes.fromhex("00C000000D")) == b"\x69\x85"
     assert card.process(bytes.fromhex("80B0000402000D")) == b"\x69\x86"
 
 
@@ -494,6 +498,13 @@ def test_encoder_refuses_what_a_card_cannot_hold() -> None:
     assert encode_field(L.ISSUE_DATE, CardDate("2566")) == b"2566    "
 
 
+def test_nhso_block_of_the_wrong_size_says_its_size() -> None:
+    from agent.card.decode import decode_nhso
+
+    with pytest.raises(CardDataInvalid, match=r"^NHSO block is 3 bytes, expected 346$"):
+        decode_nhso(b"UCS")
+
+
 def test_decode_photo_refusals_say_which() -> None:
     with pytest.raises(CardDataInvalid, match="5117 bytes"):
         decode_photo(b"\xff\xd8" + bytes(5115))
@@ -579,3 +590,35 @@ def test_value_classes_must_name_their_layout_fields() -> None:
     with pytest.raises(RuntimeError, match=r"disagree: \['photo', 'version'\]$"):
         values._check_table(values.CardText, (*L.FIELDS[1:13], replace(L.PHOTO, kind=L.Kind.TEXT),
                                               *L.FIELDS[14:]))
+
+
+def test_generation_is_read_from_the_first_marker_as_ascii() -> None:
+    assert card_generation(b"\x3bTH NID 1 TH NID 2") == "TH NID 1 TH NID 2"
+    assert card_generation(b"\x3bTH NID \xc3\xa9") == "TH NID \ufffd\ufffd"   # not UTF-8
+
+
+def test_the_photo_view_writes_no_text_key() -> None:
+    from agent.card.values import view_json
+
+    assert view_json(L.PHOTO, b"\xff\xd8\xff\xd9") == {}
+
+
+def test_demo_cards_are_whole_fake_people() -> None:
+    """Web developers build pages on the demo cards: each is a whole person whose names say
+    it is a demo, and card 0 is the one docs/integration.md shows."""
+    from agent.api.compat import card_fields
+    from agent.card.session import CardRead
+
+    assert demo_profile() == demo_profile(0)
+    for variant in range(4):
+        text = demo_profile(variant).text
+        for name, fake in ((text.name_th, ("ทดสอบ", "ตัวอย่าง")), (text.name_en, ("Demo", "Sample"))):
+            assert name.prefix and name.first in fake and name.last and not name.middle
+        assert text.citizen_id_valid and text.citizen_id.startswith("19999")
+    card = CardRead(atr=ATR_3B79, text=demo_profile(0).text)
+    shown = card_fields(card, image=False, now=dt.datetime(2025, 11, 7, 17, 26, 31).astimezone())
+    documented = {"pid": "1999900000005", "titleName": "003", "titleNameText": "นาย",
+                  "fname": "ทดสอบ", "lname": "ระบบอ่านบัตร", "nation": "099",
+                  "birthDate": "25300115", "sex": "ชาย", "age": "38 ปี 9 เดือน 23 วัน"}
+    assert {k: shown[k] for k in documented} == documented
+    assert demo_profile(0).text.name_en.full(thai=False) == "Mr. Demo Cardreader"
