@@ -41,6 +41,7 @@ from agent.card.values import (
     Address,
     CardDate,
     CardProfile,
+    CardText,
     Gender,
     Name,
     NhsoCoverage,
@@ -622,3 +623,36 @@ def test_demo_cards_are_whole_fake_people() -> None:
                   "birthDate": "25300115", "sex": "ชาย", "age": "38 ปี 9 เดือน 23 วัน"}
     assert {k: shown[k] for k in documented} == documented
     assert demo_profile(0).text.name_en.full(thai=False) == "Mr. Demo Cardreader"
+
+
+DEMO_ADDRESS = ("99/9", "หมู่ที่ 9", "", "ซอยสาธิต", "ถนนทดสอบ", "ตำบลตัวอย่าง", "อำเภอสาธิต",
+                "จังหวัดนนทบุรี")
+
+
+@pytest.mark.parametrize("variant, cid, th, en, gender, birth, expiry, request_no, under", [
+    (0, "1999900000005", Name("นาย", "ทดสอบ", "", "ระบบอ่านบัตร"),
+     Name("Mr.", "Demo", "", "Cardreader"), "1", "25300115", "25750114",
+     "12345678901/00000001", "12345678901234"),
+    (1, "1999900000102", Name("นางสาว", "ตัวอย่าง", "", "ใจดี"), Name("Miss", "Sample", "", "Jaidee"),
+     "2", "25420000", "99999999", "12345678902/00000002", "12345678901235"),
+    (2, "1999900000200", Name("นาย", "ทดสอบ", "", "ระบบอ่านบัตร"),
+     Name("Mr.", "Demo", "", "Cardreader"), "1", "25300115", "25750114",
+     "12345678903/00000003", "12345678901236"),
+    (99, "1999900009991", Name("นางสาว", "ตัวอย่าง", "", "ใจดี"),
+     Name("Miss", "Sample", "", "Jaidee"), "2", "25420000", "99999999",
+     "12345679000/00000100", "12345678901333"),
+])
+def test_the_demo_people(variant: int, cid: str, th: Name, en: Name, gender: str, birth: str,
+                         expiry: str, request_no: str, under: str) -> None:
+    """What the demo reader serves, field by field: demo pages and screenshots show it
+    (variant 0 is the answer in docs/integration.md); an odd variant has a year-only birth
+    date and a lifelong card, the cases pages must handle."""
+    profile = demo_profile(variant)
+    assert profile.text == CardText(
+        citizen_id=cid, name_th=th, name_en=en, birth_date=CardDate(birth),
+        gender=Gender(gender), issuer="ท้องถิ่นอำเภอทดสอบ/จังหวัดตัวอย่าง (ข้อมูลสาธิต)",
+        issue_date=CardDate("25660401"), expiry_date=CardDate(expiry),
+        address=Address(DEMO_ADDRESS), number_under_photo=under, issuer_code="1234567890123",
+        version="0003", request_number=request_no, card_type="01",
+        photo_length=len(profile.photo))
+    assert profile.text.citizen_id_valid
