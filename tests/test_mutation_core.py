@@ -32,6 +32,7 @@ from agent.core import (
     read_once,
 )
 from agent.errors import (
+    ApduFailed,
     CardRemoved,
     NoCard,
     NotFound,
@@ -349,3 +350,116 @@ def test_restarts_pause_longer_each_time_and_name_the_reader(
         restarts.after(CardReset("reset by another program"))
     assert err.value.detail == "R: reset by another program (5 tries)"
     assert len(pauses) == 4                         # no pause before giving up
+
+
+async def test_reader_and_card_events_carry_what_they_say() -> None:
+    backend = DemoBackend((DEMO_READER,), insert_demo_card=False)
+    svc = CardService(backend)
+    await svc.start()
+    try:
+        sub = svc.events.subscribe()
+        backend.add_reader(SECOND)
+        added = await next_event(sub, "reader.added", SECOND)
+        assert added.payload["readers"] == [DEMO_READER, SECOND]
+        card = demo_card(0)
+        backend.insert(SECOND, card)
+        inserted = await next_event(sub, "card.inserted", SECOND)
+        assert inserted.payload["atr"] == card.atr.hex(" ").upper()
+        await next_event(sub, "card.photo", SECOND)
+        backend.remove_reader(SECOND)
+        removed = await next_event(sub, "reader.removed", SECOND)
+        assert removed.payload["readers"] == [DEMO_READER] and svc.reader_names() == [DEMO_READER]
+        # A removal for a reader without a card (or unknown) changes nothing and says nothing.
+        svc._on_reader_event(ReaderEvent("card_removed", DEMO_READER))
+        svc._on_reader_event(ReaderEvent("card_removed", "Nowhere"))
+        svc.events.publish("reader.error", None, code="marker")
+        marker = await sub.get()
+        assert marker is not None and marker.payload["code"] == "marker"
+        # A reader that reports a card without an ATR.
+        svc._on_reader_event(ReaderEvent("card_inserted", DEMO_READER, atr=None))
+        assert (await next_event(sub, "card.inserted", DEMO_READER)).payload["atr"] is None
+    finally:
+        await svc.stop()
+
+
+class RefusingPhoto(SimulatedCard):
+    """A card that refuses every read of its photo (6982): not a data error, a failure."""
+
+    def process(self, apdu: bytes) -> bytes:
+        offset = (apdu[2] << 8 | apdu[3]) if len(apdu) >= 4 else 0
+        if apdu[:2] == b"\x80\xb0" and L.PHOTO.offset <= offset < L.PHOTO.end:
+            return b"\x69\x82"
+        return super().process(apdu)
+
+
+async def test_a_read_that_fails_after_the_text_ends_every_waiter(
+        gated: tuple[CardService, GatedBackend]) -> None:
+    svc, backend = gated
+    sub = svc.events.subscribe()
+    backend.insert(DEMO_READER, RefusingPhoto(encode_card(demo_profile(0))))
+    await next_event(sub, "card.read", DEMO_READER)
+    waiter = asyncio.ensure_future(svc.get_card(DEMO_READER, photo=True, timeout=5))
+    backend.gate.set()
+    failed = await next_event(sub, "card.error", DEMO_READER)
+    assert failed.payload["code"] == "apdu_failed"
+    with pytest.raises(ApduFailed):
+        await waiter
+    info = svc.readers()[0]
+    assert (info["status"], info["error"]["code"]) == ("error", "apdu_failed")
+
+
+async def test_an_unexpected_failure_is_an_internal_error_named_by_its_type() -> None:
+    class Broken(DemoBackend):
+        def connect(self, reader: str) -> Any:
+            raise ZeroDivisionError("a bug")
+
+    backend = Broken((DEMO_READER,), insert_demo_card=False)
+    svc = CardService(backend)
+    await svc.start()
+    try:
+        sub = svc.events.subscribe()
+        backend.insert(DEMO_READER, demo_card(0))
+        failed = await next_event(sub, "card.error", DEMO_READER)
+        assert (failed.payload["code"], failed.payload["detail"]) == \
+            ("internal_error", "ZeroDivisionError")
+    finally:
+        await svc.stop()
+
+
+def test_uptime_in_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.core as core
+
+    svc = CardService(DemoBackend((), insert_demo_card=False))
+    svc.started_at = 990.0
+    monkeypatch.setattr(core, "time", SimpleNamespace(monotonic=lambda: 1000.1234))
+    assert svc.status()["uptime_s"] == 10.1
+
+
+async def test_start_does_not_wait_forever_for_a_first_scan(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.core as core
+
+    class Silent(DemoBackend):
+        release = threading.Event()
+
+        def snapshot(self) -> list[Any]:
+            self.release.wait(30)                  # the first scan never comes in time
+            return []
+
+    backend = Silent((), insert_demo_card=False)
+    monkeypatch.setattr(core, "FIRST_SCAN_TIMEOUT", 0.05)
+    svc = CardService(backend)
+    await asyncio.wait_for(svc.start(), 10)
+    assert svc.pcsc_state() == "starting"
+    backend.release.set()
+    await svc.stop()
+
+
+async def test_reads_are_counted_per_insertion(service: tuple[CardService, DemoBackend]) -> None:
+    svc, backend = service
+    sub = svc.events.subscribe()
+    await svc.get_card(photo=True)
+    backend.insert(SECOND, demo_card(1))
+    await next_event(sub, "card.photo", SECOND)
+    await svc.get_card(SECOND, photo=True)
+    assert svc.reads == 2
