@@ -271,6 +271,8 @@ async def test_probe_refuses_a_pid_that_is_not_a_citizen_id(aiohttp_client: Any,
     agent = await start_agent(aiohttp_client, coverage=fake)
     body = await agent.get_json(f"/api/smartcard/probe/{pid}", 400)
     assert body["code"] == "bad_request" and fake.asked == []
+    assert body["detail"] == "pid must be a 13-digit citizen id with a valid check digit"
+    assert body["path"] == f"/api/smartcard/probe/{pid}"
 
 
 async def test_probe_without_the_nhso_room_and_with_a_failing_lookup(aiohttp_client: Any) -> None:
@@ -284,7 +286,8 @@ async def test_probe_without_the_nhso_room_and_with_a_failing_lookup(aiohttp_cli
 
     agent = await start_agent(aiohttp_client, coverage=Failing(True))
     body = await agent.get_json(f"/api/smartcard/probe/{PID}", 500)
-    assert body["code"] == "keyring_unavailable"
+    assert body["code"] == "keyring_unavailable" and body["detail"] == "locked"
+    assert body["path"] == f"/api/smartcard/probe/{PID}"
 
 
 @pytest.mark.parametrize("photo", [False, True])

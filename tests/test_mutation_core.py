@@ -463,3 +463,69 @@ async def test_reads_are_counted_per_insertion(service: tuple[CardService, DemoB
     await next_event(sub, "card.photo", SECOND)
     await svc.get_card(SECOND, photo=True)
     assert svc.reads == 2
+
+
+class NoAtrChannel(DemoBackend):
+    """A reader whose connection does not report the ATR: the reader state's ATR is used."""
+
+    def connect(self, reader: str) -> Any:
+        channel = super().connect(reader)
+        channel.atr = None  # type: ignore[assignment]  # as a reader that does not say
+        return channel
+
+
+def test_one_shot_reads_use_the_reader_states_atr_and_ask_only_for_what_is_named() -> None:
+    from agent.card.simulator import ATR_3B67
+
+    backend = NoAtrChannel((DEMO_READER,), insert_demo_card=False)
+    card = SimulatedCard(encode_card(demo_profile(0)), atr=ATR_3B67,
+                         nhso_image=encode_nhso(COVERAGE), laser_answer=LASER_RECORD)
+    backend.insert(DEMO_READER, card)
+    sent: list[bytes] = []
+    real = card.process
+
+    def process(apdu: bytes) -> bytes:
+        sent.append(apdu)
+        return real(apdu)
+
+    card.process = process  # type: ignore[method-assign]  # records what the agent sends
+    _, read = read_once(backend)
+    # A 3B 67 card wants P2 01 (docs/reference.md): known from the state, never probed.
+    assert {c[3] for c in sent if c[:2] == b"\x00\xc0"} == {0x01}
+    assert not read.nhso_asked and read.laser_id is None and read.laser_error is None
+    sent.clear()
+    nhso_only = read_applets(backend, DEMO_READER, ATR_3B67, nhso=True)
+    assert nhso_only.nhso == COVERAGE and not nhso_only.laser_asked
+    assert {c[3] for c in sent if c[:2] == b"\x00\xc0"} == {0x01}
+    laser_only = read_applets(backend, DEMO_READER, laser=True)
+    assert laser_only.laser_id == "ME0123456789" and not laser_only.nhso_asked
+
+
+def test_applet_reads_restart_after_resets_then_give_up_naming_the_reader(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.core as core
+    from agent.errors import CardReset, ReadInterrupted
+
+    class Resetting(DemoBackend):
+        def connect(self, reader: str) -> Any:
+            channel = super().connect(reader)
+
+            def transmit(apdu: bytes) -> bytes:
+                raise CardReset("reset by another program")
+
+            channel.transmit = transmit  # type: ignore[method-assign]  # resets every command
+            return channel
+
+    monkeypatch.setattr(core, "time", SimpleNamespace(sleep=lambda s: None))
+    backend = Resetting((DEMO_READER,))
+    with pytest.raises(ReadInterrupted) as err:
+        read_applets(backend, DEMO_READER, nhso=True)
+    assert err.value.detail == f"{DEMO_READER}: reset by another program (5 tries)"
+
+
+def test_the_default_backend_is_pcsc() -> None:
+    backend = open_backend()
+    try:
+        assert backend.kind == "pcsc"
+    finally:
+        backend.close()
