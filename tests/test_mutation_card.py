@@ -656,3 +656,32 @@ def test_the_demo_people(variant: int, cid: str, th: Name, en: Name, gender: str
         version="0003", request_number=request_no, card_type="01",
         photo_length=len(profile.photo))
     assert profile.text.citizen_id_valid
+
+
+def test_demo_photo_is_a_labelled_placeholder_per_variant() -> None:
+    """Each demo card carries the DEMO placeholder portrait at its own shade: a 148x178
+    JPEG (the size real cards hold) that fits the 5118-byte field."""
+    import io
+
+    from PIL import Image
+
+    from agent.card.demo import demo_photo
+
+    photos = [demo_profile(v).photo for v in range(4)]
+    assert photos[0] == demo_photo("DEMO", 0) and photos[1] == demo_photo("DEMO", 17)
+    assert photos[3] == demo_photo("DEMO", 51) and len(set(photos)) == 4
+    assert demo_photo("DEMO", 0) != demo_photo("BENCH", 0)
+    for shade, photo in ((0, photos[0]), (51, photos[3])):
+        assert photo.startswith(b"\xff\xd8") and photo.endswith(b"\xff\xd9")
+        assert len(photo) <= 5000
+        image = Image.open(io.BytesIO(photo)).convert("RGB")
+        assert image.size == (148, 178)
+        background = image.getpixel((4, 4))
+        assert isinstance(background, tuple)
+        for got, want in zip(background, (200 - shade, 215, 235), strict=True):
+            assert abs(got - want) <= 8, (shade, background)
+        head = image.getpixel((74, 60))
+        band = image.getpixel((6, 160))
+        assert isinstance(head, tuple) and isinstance(band, tuple)
+        assert all(abs(g - w) <= 8 for g, w in zip(head, (120, 130, 150), strict=True)), head
+        assert band[0] > 150 and band[1] < 80 and band[2] < 80, band      # the red DEMO band
