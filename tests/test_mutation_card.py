@@ -685,3 +685,42 @@ def test_demo_photo_is_a_labelled_placeholder_per_variant() -> None:
         assert isinstance(head, tuple) and isinstance(band, tuple)
         assert all(abs(g - w) <= 8 for g, w in zip(head, (120, 130, 150), strict=True)), head
         assert band[0] > 150 and band[1] < 80 and band[2] < 80, band      # the red DEMO band
+
+
+class RefusesPhotoFrom(SimulatedCard):
+    """Refuses (69 82) every read of the photo field from ``refuse_at`` on."""
+
+    refuse_at = L.PHOTO.offset
+
+    def process(self, apdu: bytes) -> bytes:
+        offset = (apdu[2] << 8 | apdu[3]) if len(apdu) >= 4 else 0
+        if apdu[:2] == b"\x80\xb0" and self.refuse_at <= offset < L.PHOTO.end:
+            return b"\x69\x82"
+        return super().process(apdu)
+
+
+@pytest.mark.parametrize("case", ["field", "stated", "rest"])
+def test_a_refused_photo_read_names_its_step(case: str) -> None:
+    demo = demo_profile(0)
+    stated = {"field": 0, "stated": len(demo.photo), "rest": len(demo.photo) - 1}[case]
+    card = RefusesPhotoFrom(encode_card(CardProfile(replace(demo.text, photo_length=stated),
+                                                    demo.photo)))
+    if case == "rest":        # the stated bytes come; the rest of the field is refused
+        card.refuse_at = L.PHOTO.offset + stated
+    with pytest.raises(ApduFailed) as err:
+        read_card(card.process, card.atr, on_text=lambda r: None)
+    assert (err.value.sw, err.value.step) == (0x6982, "read_photo")
+
+
+def test_simulator_answers_that_depend_on_lengths() -> None:
+    card = simulated()
+    card.process(MOI_SELECT)
+    assert card.process(bytes.fromhex("80B00004020001")) == b"\x61\x01"
+    assert card.process(bytes.fromhex("00C00000")) == b"\x6c\x01"          # no Le is Le 0
+    assert card.process(bytes.fromhex("80B0000402000C")) == b"\x61\x0c"
+    assert card.process(bytes.fromhex("00C0000001")) == b"\x6c\x0c"        # even: 6C 0C
+    assert card.process(bytes.fromhex("00A4040000")) == b"\x6a\x82"        # no AID at all
+    laser = SimulatedCard(card.moi_image, laser_answer=b"JT1234567890\0\0\0\0")
+    assert laser.process(LASER_SELECT) == b"\x61\x0a"
+    assert laser.process(bytes.fromhex("80000000")) == b"\x61\x10"         # 16 bytes
+    assert laser.process(bytes.fromhex("80B0000002000D")) == b"\x69\x86"   # no file to read
