@@ -229,6 +229,9 @@ async def test_opt_in_applets_are_read_once_each_and_shown_only_to_who_asked(
     assert laser.laser_id == "ME0123456789" and laser.laser_command == bytes.fromhex("80000000")
     assert laser.laser_error is None
     assert laser.nhso is None and "nhso_applet" not in laser.to_json()
+    _, nhso_again = await svc.get_card(SECOND, nhso=True)       # the laser is not shown
+    assert nhso_again.nhso == COVERAGE and nhso_again.laser_id is None
+    assert "laser_id" not in nhso_again.to_json()
     _, both = await svc.get_card(SECOND, nhso=True, laser=True)
     assert card.apdus - before == 8 and both.nhso == COVERAGE and both.laser_id == "ME0123456789"
     _, plain = await svc.get_card(SECOND)
@@ -529,3 +532,57 @@ def test_the_default_backend_is_pcsc() -> None:
         assert backend.kind == "pcsc"
     finally:
         backend.close()
+
+
+async def test_stop_ends_the_monitor_and_the_reads_in_progress(
+        gated: tuple[CardService, GatedBackend]) -> None:
+    svc, backend = gated
+    sub = svc.events.subscribe()
+    backend.insert(DEMO_READER, demo_card(0))
+    await next_event(sub, "card.read", DEMO_READER)
+    assert "reader-monitor" in [t.name for t in threading.enumerate()]
+    (task,) = [t for t in asyncio.all_tasks() if t.get_name() == f"read {DEMO_READER}"]
+    await svc.stop()
+    assert task.done()                             # awaited, not left cancelling
+    assert "reader-monitor" not in [t.name for t in threading.enumerate()]
+
+
+async def test_applets_on_request_use_the_reader_states_atr() -> None:
+    from agent.card.simulator import ATR_3B67
+
+    backend = NoAtrChannel((DEMO_READER,), insert_demo_card=False)
+    svc = CardService(backend)
+    await svc.start()
+    try:
+        sub = svc.events.subscribe()
+        card = SimulatedCard(encode_card(demo_profile(0)), atr=ATR_3B67,
+                             nhso_image=encode_nhso(COVERAGE))
+        sent: list[bytes] = []
+        real = card.process
+
+        def process(apdu: bytes) -> bytes:
+            sent.append(apdu)
+            return real(apdu)
+
+        card.process = process  # type: ignore[method-assign]  # records what the agent sends
+        backend.insert(DEMO_READER, card)
+        await next_event(sub, "card.photo", DEMO_READER)
+        sent.clear()
+        _, got = await svc.get_card(nhso=True)
+        assert got.nhso == COVERAGE
+        assert {c[3] for c in sent if c[:2] == b"\x00\xc0"} == {0x01}     # never probed
+    finally:
+        await svc.stop()
+
+
+async def test_a_failed_read_is_tried_again_when_asked(
+        service: tuple[CardService, DemoBackend]) -> None:
+    svc, backend = service
+    sub = svc.events.subscribe()
+    card = RefusingPhoto(encode_card(demo_profile(0)))
+    backend.insert(SECOND, card)
+    await next_event(sub, "card.error", SECOND)
+    card.process = super(RefusingPhoto, card).process  # type: ignore[method-assign]  # mended
+    _, read = await svc.get_card(SECOND, photo=True)    # not the old error: a new read
+    assert read.photo == demo_profile(0).photo
+    assert {r["name"]: r for r in svc.readers()}[SECOND]["status"] == "ready"
