@@ -362,13 +362,13 @@ def test_a_stated_length_at_the_bounds_is_read_as_stated(stated: int) -> None:
 
 # -- the read's statistics on a fake clock ---------------------------------------------------
 class Clock:
-    """perf_counter for agent.card.session: each call is 1 ms after the previous one."""
+    """perf_counter for agent.card.session: each call is 1 s after the previous one."""
 
     def __init__(self) -> None:
         self.now = 100.0
 
     def __call__(self) -> float:
-        self.now += 0.001
+        self.now += 1.0
         return self.now
 
 
@@ -382,11 +382,11 @@ def test_read_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[dict[str, Any]] = []
     result = read_card(card.process, card.atr, on_text=lambda r: seen.append(r.stats.to_json()))
     # perf_counter calls: start (1), text done (2), photo start (3), photo done (4), end (5)
-    assert seen == [{"apdus": 7, "text_apdus": 7, "text_ms": 1.0, "photo_ms": 0.0,
+    assert seen == [{"apdus": 7, "text_apdus": 7, "text_ms": 1000.0, "photo_ms": 0.0,
                      "total_ms": 0.0}]
     stats = result.stats.to_json()
-    assert stats == {"apdus": result.stats.apdus, "text_apdus": 7, "text_ms": 1.0,
-                     "photo_ms": 1.0, "total_ms": 4.0}
+    assert stats == {"apdus": result.stats.apdus, "text_apdus": 7, "text_ms": 1000.0,
+                     "photo_ms": 1000.0, "total_ms": 4000.0}
     assert result.stats.apdus == card.apdus > 7
     assert ReadStats(1, 1, 1.23456, 2.34567, 3.45678).to_json() == {
         "apdus": 1, "text_apdus": 1, "text_ms": 1.23, "photo_ms": 2.35, "total_ms": 3.46}
@@ -699,17 +699,49 @@ class RefusesPhotoFrom(SimulatedCard):
         return super().process(apdu)
 
 
-@pytest.mark.parametrize("case", ["field", "stated", "rest"])
+@pytest.mark.parametrize("case", ["span", "field", "stated", "rest"])
 def test_a_refused_photo_read_names_its_step(case: str) -> None:
     demo = demo_profile(0)
-    stated = {"field": 0, "stated": len(demo.photo), "rest": len(demo.photo) - 1}[case]
+    stated = {"span": 0, "field": 0, "stated": len(demo.photo),
+              "rest": len(demo.photo) - 1}[case]
     card = RefusesPhotoFrom(encode_card(CardProfile(replace(demo.text, photo_length=stated),
                                                     demo.photo)))
     if case == "rest":        # the stated bytes come; the rest of the field is refused
         card.refuse_at = L.PHOTO.offset + stated
+    with pytest.raises(ApduFailed) as err:       # "span": photo and address in one span
+        read_card(card.process, card.atr, on_text=None if case == "span" else lambda r: None)
+    assert (err.value.sw, err.value.step) == (0x6982, "read_photo")
+
+
+class RefusesFrom(SimulatedCard):
+    """Refuses (69 82) every read at ``refuse_at`` or after it."""
+
+    refuse_at = 0
+
+    def process(self, apdu: bytes) -> bytes:
+        if apdu[:2] == b"\x80\xb0" and (apdu[2] << 8 | apdu[3]) >= self.refuse_at:
+            return b"\x69\x82"
+        return super().process(apdu)
+
+
+@pytest.mark.parametrize("refuse_at, step", [(0x00FF, "read_text"),
+                                              (L.TAIL_BLOCK.offset, "read_address")])
+def test_a_refused_text_or_address_read_names_its_step(refuse_at: int, step: str) -> None:
+    card = RefusesFrom(encode_card(demo_profile(0)))
+    card.refuse_at = refuse_at
     with pytest.raises(ApduFailed) as err:
         read_card(card.process, card.atr, on_text=lambda r: None)
-    assert (err.value.sw, err.value.step) == (0x6982, "read_photo")
+    assert (err.value.sw, err.value.step) == (0x6982, step)
+
+
+def test_several_61xx_turns_keep_every_part() -> None:
+    _, data = drive(Conversation(ATR_3B79).fetch_script(3, "t"),
+                    [b"abc\x61\x03", b"def\x61\x03", b"ghi" + OK])
+    assert data == b"abcdefghi"
+
+
+def test_simulator_select_with_a_trailing_le() -> None:
+    assert simulated().process(MOI_SELECT + b"\x00") == b"\x61\x0a"
 
 
 def test_simulator_answers_that_depend_on_lengths() -> None:
