@@ -567,6 +567,7 @@ async def test_applets_on_request_use_the_reader_states_atr() -> None:
         card.process = process  # type: ignore[method-assign]  # records what the agent sends
         backend.insert(DEMO_READER, card)
         await next_event(sub, "card.photo", DEMO_READER)
+        assert {c[3] for c in sent if c[:2] == b"\x00\xc0"} == {0x01}     # the card's read too
         sent.clear()
         _, got = await svc.get_card(nhso=True)
         assert got.nhso == COVERAGE
@@ -586,3 +587,20 @@ async def test_a_failed_read_is_tried_again_when_asked(
     _, read = await svc.get_card(SECOND, photo=True)    # not the old error: a new read
     assert read.photo == demo_profile(0).photo
     assert {r["name"]: r for r in svc.readers()}[SECOND]["status"] == "ready"
+
+
+async def test_a_service_without_photos_reads_none() -> None:
+    backend = DemoBackend((DEMO_READER,), insert_demo_card=False)
+    svc = CardService(backend, read_photo=False)
+    await svc.start()
+    try:
+        sub = svc.events.subscribe()
+        card = demo_card(0)
+        backend.insert(DEMO_READER, card)
+        read = await next_event(sub, "card.read", DEMO_READER)
+        assert read.payload["photo_pending"] is False
+        _, got = await svc.get_card(photo=True)       # asked, but this service reads none
+        assert got.photo is None and got.photo_error is None
+        assert card.apdus == 7                           # select, text, address: no photo
+    finally:
+        await svc.stop()
