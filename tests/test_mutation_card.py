@@ -511,7 +511,7 @@ def test_decode_photo_refusals_say_which() -> None:
         decode_photo(b"\xff\xd8" + bytes(5115))
     with pytest.raises(CardDataInvalid, match="JPEG marker"):
         decode_photo(bytes(L.PHOTO.length))
-    with pytest.raises(CardDataInvalid, match="end marker"):
+    with pytest.raises(CardDataInvalid, match=r"^photo has no JPEG end marker$"):
         decode_photo(b"\xff\xd8" + bytes(L.PHOTO.length - 2))
 
 
@@ -756,3 +756,35 @@ def test_simulator_answers_that_depend_on_lengths() -> None:
     assert laser.process(LASER_SELECT) == b"\x61\x0a"
     assert laser.process(bytes.fromhex("80000000")) == b"\x61\x10"         # 16 bytes
     assert laser.process(bytes.fromhex("80B0000002000D")) == b"\x69\x86"   # no file to read
+
+
+def test_error_texts_say_what_was_wrong() -> None:
+    from agent.card.decode import decode_field, decode_text_fields
+
+    with pytest.raises(ValueError, match=r"^bad read 0x10000\+1$"):
+        read_command(0x10000, 1)
+    with pytest.raises(CardDataInvalid, match=r"^text block is 10 bytes, expected 379$"):
+        decode_text_fields(bytes(10), bytes(L.TAIL_BLOCK.length))
+    with pytest.raises(CardDataInvalid, match=r"^address block is 3 bytes, expected 174$"):
+        decode_text_fields(bytes(L.TEXT_BLOCK.length), bytes(3))
+    with pytest.raises(CardDataInvalid, match=r"^read_text: 10 of 13 bytes$"):
+        drive(Conversation(ATR_3B79).read_script(4, 13, "read_text"),
+              [b"\x61\x0d", b"\x6c\x0a", b"0123456789" + OK])
+    with pytest.raises(ApduFailed) as err:            # GET RESPONSE refused: the read's step
+        drive(Conversation(ATR_3B79).read_script(4, 13, "read_text"),
+              [b"\x61\x0d", b"\x6f\x00"])
+    assert (err.value.sw, err.value.step) == (0x6F00, "read_text")
+    jpeg = b"\xff\xd8" + bytes(20) + b"\xff\xd9"
+    assert decode_field(L.PHOTO, jpeg.ljust(L.PHOTO.length, b" ")) == jpeg
+
+
+def test_only_spaces_and_nuls_are_address_padding() -> None:
+    from agent.card.decode import decode_address
+
+    a = decode_address(b"1#2#3#4#5#6#7#8\xa0")    # 0xA0 is a character in cp874 (NBSP)
+    assert a.parts[-1] == "8\xa0"
+
+
+def test_a_photo_that_fills_the_field_exactly() -> None:
+    photo = b"\xff\xd8" + bytes(L.PHOTO.length - 4) + b"\xff\xd9"
+    assert encode_field(L.PHOTO, photo) == photo
