@@ -41,6 +41,7 @@ from agent.errors import (
     ReaderNotFound,
     ReadTimeout,
 )
+from agent.events import EventBus
 from agent.readers.base import ReaderEvent
 from agent.readers.demo import DEMO_READER, DemoBackend, demo_card
 from tests.core_support import next_event
@@ -604,3 +605,20 @@ async def test_a_service_without_photos_reads_none() -> None:
         assert card.apdus == 7                           # select, text, address: no photo
     finally:
         await svc.stop()
+
+
+async def test_pcsc_and_monitor_events_and_a_service_never_started() -> None:
+    bus = EventBus()
+    svc = CardService(DemoBackend((), insert_demo_card=False), events=bus)
+    assert svc.events is bus                                   # the application's bus
+    assert svc.status()["pcsc"] == {"state": "starting", "error": None}
+    sub = bus.subscribe()
+    svc._on_reader_event(ReaderEvent("pcsc_unavailable", error="pcsc_unavailable"))
+    svc._on_reader_event(ReaderEvent("pcsc_available"))
+    svc._on_reader_event(ReaderEvent("monitor_error", error="reader_error"))
+    svc._on_reader_event(ReaderEvent("monitor_error"))
+    seen = [await sub.get() for _ in range(4)]
+    assert [(e.type, e.reader, e.payload.get("code")) for e in seen if e is not None] == [
+        ("pcsc.unavailable", None, "pcsc_unavailable"), ("pcsc.available", None, None),
+        ("reader.error", None, "reader_error"), ("reader.error", None, "internal_error")]
+    await svc.stop()                                           # never started: nothing to end
