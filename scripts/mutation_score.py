@@ -32,7 +32,9 @@ SQL = re.compile(r"^\s*(SELECT|UPDATE|INSERT|DELETE|BEGIN|COMMIT|ROLLBACK|PRAGMA
 def listed_equivalents(path: Path) -> set[str]:
     if not path.exists():
         return set()
-    return set(re.findall(r"`([\w.ǁ]+__mutmut_\d+)`", path.read_text(encoding="utf-8")))
+    # Only the lists of equivalents: the survivors named after them are still alive.
+    text = path.read_text(encoding="utf-8").split("\n## Survivors not killed yet")[0]
+    return set(re.findall(r"`([\w.ǁ]+__mutmut_\d+)`", text))
 
 
 class Sources:

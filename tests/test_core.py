@@ -134,8 +134,9 @@ async def test_card_pulled_after_the_read_but_before_the_caller_resumes(service)
     waiter = asyncio.create_task(svc.get_card(DEMO_READER, photo=True))
     await asyncio.sleep(0)                                  # suspended on the finished read
     svc._on_reader_event(ReaderEvent("card_removed", DEMO_READER))
-    with pytest.raises(CardRemoved):
+    with pytest.raises(CardRemoved) as err:
         await waiter                                        # never the card that left
+    assert err.value.detail == DEMO_READER                  # which reader lost its card
 
 
 @pytest.mark.parametrize(("readers", "name", "default", "chosen"), [

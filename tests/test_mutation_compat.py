@@ -204,3 +204,130 @@ async def test_preference_names_the_reader_chosen_without_a_default(aiohttp_clie
     agent = await start_agent(aiohttp_client, readers=())
     assert await agent.get_json("/api/preference") == {
         "defaultTerminal": "", "token": "", "tokenConfigured": False}
+
+
+# -- added with the second mutation run: the token state NHSO's keyring really gives, the
+# "no rights" answer, the probe route, the LAN listener's routes, a configured default ----
+
+async def test_a_keyring_that_cannot_be_asked_is_keyring_unavailable(aiohttp_client: Any) -> None:
+    # The token store answers None (not an exception) when the keyring cannot be asked.
+    fake = Coverage(None, {"mainInscl": "x"})
+
+    async def unknown() -> None:
+        return None
+
+    fake.token_configured = unknown  # type: ignore[assignment,method-assign]  # the store's None
+    agent = await start_agent(aiohttp_client, coverage=fake)
+    resp = await agent.client.get("/api/smartcard/read")
+    body = await resp.json()
+    assert resp.headers["X-Coverage"] == "unavailable" and fake.asked == []
+    assert body["coverageStatus"] == "keyring_unavailable" and body["mainInscl"] is None
+
+
+async def test_an_answer_without_main_coverage_is_no_rights(aiohttp_client: Any) -> None:
+    fake = Coverage(True, {"mainInscl": None, "subInscl": "x", "claimTypes": "PG0060001"})
+    agent = await start_agent(aiohttp_client, coverage=fake)
+    resp = await agent.client.get("/api/smartcard/read")
+    body = await resp.json()
+    # NHSO answered: the header says the lookup worked, the status that there is no right.
+    assert resp.headers["X-Coverage"] == "ok" and body["coverageStatus"] == "no_rights"
+    assert body["subInscl"] == "x" and body["claimTypes"] == []     # not a list: none
+
+
+async def test_coverage_keys_are_a_fresh_copy_each_time() -> None:
+    from aiohttp import web
+
+    from agent.api import compat
+
+    first, status = await compat.coverage_of(web.Application(), "1101700203361")
+    assert status == "nhso_off" and first["claimTypes"] == []
+    first["claimTypes"].append("PG0060001")             # a caller changing its answer
+    second, _ = await compat.coverage_of(web.Application(), "1101700203361")
+    assert second["claimTypes"] == [] and compat.COVERAGE_KEYS["claimTypes"] == []
+
+
+PID = "1101700203361"       # a valid check digit (docs/reference.md: digit 13)
+
+
+async def test_probe_answers_the_coverage_part_for_a_pid(aiohttp_client: Any) -> None:
+    fake = Coverage(True, {"mainInscl": "(UCS) x", "claimTypes": ["PG0060001"]})
+    agent = await start_agent(aiohttp_client, coverage=fake)
+    body = await agent.get_json(f"/api/smartcard/probe/{PID}")
+    assert fake.asked == [PID]
+    assert body["pid"] == PID and body["mainInscl"] == "(UCS) x"
+    assert body["claimTypes"] == ["PG0060001"] and body["coverageStatus"] == "ok"
+    assert body["hospMain"] is None and "T" in body["checkDate"]
+    assert set(body) == {"pid", "coverageStatus", "checkDate", "mainInscl", "subInscl",
+                         "hospMain", "hospSub", "hospMainOp", "paidModel", "startDateTime",
+                         "expireDateTime", "claimTypes"}
+    dt.datetime.fromisoformat(body["checkDate"])       # local time, no zone
+
+
+@pytest.mark.parametrize("pid", ["1101700203365", "110170020336", "11017002033610",
+                                 "1101700203x61"])
+async def test_probe_refuses_a_pid_that_is_not_a_citizen_id(aiohttp_client: Any,
+                                                            pid: str) -> None:
+    fake = Coverage(True, {"mainInscl": "x"})
+    agent = await start_agent(aiohttp_client, coverage=fake)
+    body = await agent.get_json(f"/api/smartcard/probe/{pid}", 400)
+    assert body["code"] == "bad_request" and fake.asked == []
+    assert body["detail"] == "pid must be a 13-digit citizen id with a valid check digit"
+    assert body["path"] == f"/api/smartcard/probe/{pid}"
+
+
+async def test_probe_without_the_nhso_room_and_with_a_failing_lookup(aiohttp_client: Any) -> None:
+    agent = await start_agent(aiohttp_client)
+    body = await agent.get_json(f"/api/smartcard/probe/{PID}")
+    assert body["coverageStatus"] == "nhso_off" and body["mainInscl"] is None
+
+    class Failing(Coverage):
+        async def coverage_for(self, pid: str) -> Any:
+            raise KeyringUnavailable("locked")
+
+    agent = await start_agent(aiohttp_client, coverage=Failing(True))
+    body = await agent.get_json(f"/api/smartcard/probe/{PID}", 500)
+    assert body["code"] == "keyring_unavailable" and body["detail"] == "locked"
+    assert body["path"] == f"/api/smartcard/probe/{PID}"
+
+
+@pytest.mark.parametrize("photo", [False, True])
+async def test_lan_card_routes_leave_the_photo_out_unless_allowed(aiohttp_client: Any,
+                                                                  photo: bool) -> None:
+    from aiohttp import web
+
+    from agent.api.compat import card_routes
+    from agent.api.keys import CARD_SERVICE
+
+    agent = await start_agent(aiohttp_client)
+    lan = web.Application()
+    lan[CARD_SERVICE] = agent.service
+    routes = card_routes(photo=photo)
+    assert [path for path, _ in routes] == ["/api/smartcard/terminals", "/api/smartcard/read",
+                                            "/api/smartcard/read-card-only"]
+    for path, handler in routes:
+        lan.router.add_get(path, handler)
+    client = await aiohttp_client(lan)
+    terminals = await client.get("/api/smartcard/terminals")
+    assert await terminals.json() == [{"terminalName": DEMO_READER, "isPresent": True}]
+    for path in ("/api/smartcard/read", "/api/smartcard/read-card-only"):
+        resp = await client.get(path + "?readImageFlag=true")
+        body = await resp.json()
+        assert resp.status == 200 and body["pid"] == demo_profile(0).text.citizen_id
+        assert ("image" in body) is photo
+        # /read carries the coverage keys (no NHSO room here), /read-card-only does not.
+        assert ("coverageStatus" in body) is (path == "/api/smartcard/read")
+        if path == "/api/smartcard/read":
+            assert body["coverageStatus"] == "nhso_off"
+            assert resp.headers["X-Coverage"] == "unavailable"
+
+
+async def test_preference_names_the_configured_default_even_when_unplugged(
+        aiohttp_client: Any) -> None:
+    agent = await start_agent(aiohttp_client, default_terminal="Reader at the desk")
+    assert (await agent.get_json("/api/preference"))["defaultTerminal"] == "Reader at the desk"
+
+
+def test_age_of_a_baby_born_this_month() -> None:
+    from agent.api import compat
+    assert compat.thai_age(CardDate("25680301"), dt.date(2025, 3, 5)) == "0 ปี 0 เดือน 4 วัน"
+    assert compat.thai_age(CardDate("25680300"), dt.date(2025, 3, 5)) == "0 ปี 0 เดือน"
