@@ -311,7 +311,8 @@ async def test_status_is_exact(service: tuple[CardService, DemoBackend]) -> None
     await svc.get_card(photo=True)
     status = svc.status()
     assert set(status) == {"backend", "pcsc", "readers", "reads", "uptime_s"}
-    assert status["backend"] == "demo" and status["pcsc"] == {"state": "available", "error": None}
+    assert status["backend"] == "demo"
+    assert status["pcsc"] == {"state": "available", "error": None, "detail": None}
     assert status["readers"] == svc.readers() and status["reads"] == 1
     assert isinstance(status["uptime_s"], float) and 0 <= status["uptime_s"] < 3600
 
@@ -612,7 +613,8 @@ async def test_pcsc_and_monitor_events_and_a_service_never_started() -> None:
     bus = EventBus()
     svc = CardService(DemoBackend((), insert_demo_card=False), events=bus)
     assert svc.events is bus                                   # the application's bus
-    assert svc.status()["pcsc"] == {"state": "starting", "error": None}
+    assert svc.status()["pcsc"] == {"state": "starting", "error": None,
+                                      "detail": None}
     sub = bus.subscribe()
     svc._on_reader_event(ReaderEvent("pcsc_unavailable", error="pcsc_unavailable"))
     svc._on_reader_event(ReaderEvent("pcsc_available"))

@@ -482,3 +482,37 @@ def test_review_and_refused_token_items_open_the_status_page() -> None:
     assert "รอเจ้าหน้าที่ตรวจสอบ" in find(th, "status.review").text
     tip = tooltip(st, "en")
     assert "NHSO refuses the token" in tip and "need your review" in tip
+
+
+def test_an_icon_that_closes_by_itself_is_tried_again_and_the_agent_keeps_serving() -> None:
+    """pystray's loop returns at once when the OS has no notification area yet (a logon
+    before the shell, Wine's explorer starting): the tray tries the icon again instead of
+    quitting the agent it runs, and keeps serving without an icon after the last try."""
+    from tray.cli import show_icon
+
+    class Stub:
+        def __init__(self, quit_on: int | None) -> None:
+            self._stopped = threading.Event()
+            self.runs = 0
+            self.quit_on = quit_on
+            self.headless = 0
+
+        def run_icon(self, icon: object) -> None:
+            self.runs += 1
+            if self.runs == self.quit_on:
+                self._stopped.set()           # shown until staff chose Quit
+
+        def wait_headless(self) -> None:
+            self.headless += 1
+
+    made: list[int] = []
+    app = Stub(quit_on=3)
+    show_icon(app, lambda: made.append(1) or object(), retries=5, delay=0.01)
+    assert (app.runs, len(made), app.headless) == (3, 3, 0)
+    app = Stub(quit_on=None)
+    show_icon(app, object, retries=2, delay=0.01)
+    assert (app.runs, app.headless) == (3, 1)
+    app = Stub(quit_on=None)
+    threading.Timer(0.05, app._stopped.set).start()      # quit while waiting to retry
+    show_icon(app, object, retries=100, delay=0.5)
+    assert app.runs == 1 and app.headless == 0

@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,17 @@ def cmd_tray(args: argparse.Namespace) -> int:
             print(f"{text('msg.headless', lang)}: {problem}", file=sys.stderr)
             app.wait_headless()
         else:
-            app.run_icon(icon)
+            first = icon
+
+            def next_icon() -> Any:
+                nonlocal first
+                made, first = first, None
+                if made is not None:
+                    return made
+                image, _, _ = app.render()
+                return make_icon(app.image_for(None, image), app.title_for(None))
+
+            show_icon(app, next_icon)
     except KeyboardInterrupt:
         app.quit()
     finally:
@@ -156,6 +166,32 @@ def cmd_tray(args: argparse.Namespace) -> int:
         loop.stop()
         lock.release()
     return 0
+
+
+ICON_RETRIES = 10
+ICON_RETRY_SECONDS = 3.0
+
+
+def show_icon(app: Any, make: Callable[[], Any], *, retries: int = ICON_RETRIES,
+              delay: float = ICON_RETRY_SECONDS) -> None:
+    """Show the icon until the tray is quit.
+
+    pystray's loop returns at once when the OS has no notification area yet (a logon
+    before the shell is up; Wine's explorer still starting). The agent in this process
+    must not stop with it: the icon is tried again every ``delay`` s, and after
+    ``retries`` the agent keeps serving without an icon."""
+    for attempt in range(retries + 1):
+        app.run_icon(make())
+        if app._stopped.is_set():
+            return
+        if attempt < retries:
+            log.warning("the tray icon closed without being asked to (no notification area "
+                        "yet?); trying again in %.0f s", delay)
+            if app._stopped.wait(delay):
+                return
+    log.warning("no tray icon after %d tries; the agent keeps serving without one",
+                retries + 1)
+    app.wait_headless()
 
 
 def _install_signal_handlers(app: Any) -> None:
