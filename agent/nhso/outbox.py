@@ -21,12 +21,13 @@ All SQLite work runs on one dedicated thread, which also makes each method atomi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,22 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return dt.datetime.fromtimestamp(ts, BANGKOK).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: ``BEGIN IMMEDIATE`` takes the write lock at once (a read
+    then a write cannot be overtaken), COMMIT at the end, ROLLBACK on any error. A block
+    that only read (an early return) commits nothing."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    if db.in_transaction:
+        db.execute("COMMIT")
 
 
 def canonical(body: dict[str, Any]) -> str:
@@ -225,12 +242,11 @@ class Outbox:
                                     f"(schema {version})")
         db.executescript(SCHEMA)
         if 0 < version < SCHEMA_VERSION:
-            db.execute("BEGIN IMMEDIATE")
-            for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[step]:
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.execute("COMMIT")
+            with immediate(db):
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[step]:
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     async def close(self) -> None:
@@ -260,13 +276,8 @@ class Outbox:
         return Claim.from_row(row) if row else None
 
     def _write(self, sql: str, *params: Any) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self.db):
             self.db.execute(sql, params)
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -282,17 +293,14 @@ class Outbox:
         now = time.time()
         text = canonical(body)
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             row = db.execute("SELECT * FROM claims WHERE transaction_id = ?",
                              (body["transactionId"],)).fetchone()
             existing = Claim.from_row(row) if row is not None else None
             if existing is not None:
                 if canonical(existing.body) == text:
-                    db.execute("ROLLBACK")
                     return existing, False
                 if existing.status != "failed":
-                    db.execute("ROLLBACK")
                     raise ClaimConflict(f"transactionId {existing.transaction_id} is "
                                         f"{existing.status} with a different body")
             if not new_visit:
@@ -317,11 +325,6 @@ class Outbox:
                        service_date, service_at, status, next_attempt_at, created_at,
                        updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)""",
                     (claim_id, body["transactionId"], text, *fields, now, now, now))
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         claim = self._one("SELECT * FROM claims WHERE id = ?", claim_id)
         assert claim is not None
         return claim, True
@@ -419,11 +422,10 @@ class Outbox:
 
     def _recover(self, in_doubt_delay: float) -> int:
         now = time.time()
-        self.db.execute("BEGIN IMMEDIATE")
-        n = self.db.execute("UPDATE claims SET status='queued', next_attempt_at=CASE in_doubt "
-                            "WHEN 1 THEN ? ELSE ? END WHERE status='sending'",
-                            (now + in_doubt_delay, now)).rowcount
-        self.db.execute("COMMIT")
+        with immediate(self.db):
+            n = self.db.execute("UPDATE claims SET status='queued', next_attempt_at=CASE "
+                                "in_doubt WHEN 1 THEN ? ELSE ? END WHERE status='sending'",
+                                (now + in_doubt_delay, now)).rowcount
         return n
 
     async def take_due(self) -> Claim | None:
@@ -510,8 +512,7 @@ class Outbox:
                         by: str) -> Claim:
         now = time.time()
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             claim = self._one("SELECT * FROM claims WHERE id = ?", claim_id)
             if claim is None:
                 raise ClaimNotFound()
@@ -538,11 +539,6 @@ class Outbox:
                 db.execute("UPDATE claims SET status='queued', in_doubt=0, status_checks=0, "
                            "next_attempt_at=?, resolution=?, updated_at=? WHERE id=?",
                            (now, resolution, now, claim_id))
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         done = self._one("SELECT * FROM claims WHERE id = ?", claim_id)
         assert done is not None
         return done
@@ -562,12 +558,11 @@ class Outbox:
         claims = [Claim.from_row(r) for r in rows]
         if claims:
             now = time.time()
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany(
-                "UPDATE claims SET status='queued', next_attempt_at=?, error_code=NULL, "
-                "error_message=NULL, updated_at=? WHERE id=? AND status='failed'",
-                [(now, now, c.id) for c in claims])
-            self.db.execute("COMMIT")
+            with immediate(self.db):
+                self.db.executemany(
+                    "UPDATE claims SET status='queued', next_attempt_at=?, error_code=NULL, "
+                    "error_message=NULL, updated_at=? WHERE id=? AND status='failed'",
+                    [(now, now, c.id) for c in claims])
         return claims
 
     async def _must_get(self, claim_id: str) -> Claim:
@@ -595,10 +590,9 @@ class Outbox:
             (today,)).fetchall()
         claims = [Claim.from_row(r) for r in rows]
         if claims:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("UPDATE claims SET due_flagged=1 WHERE id=?",
-                                [(c.id,) for c in claims])
-            self.db.execute("COMMIT")
+            with immediate(self.db):
+                self.db.executemany("UPDATE claims SET due_flagged=1 WHERE id=?",
+                                    [(c.id,) for c in claims])
         return claims
 
     async def purge(self, retention_days: int) -> int:
@@ -607,10 +601,9 @@ class Outbox:
 
     def _purge(self, retention_days: int) -> int:
         cutoff = time.time() - retention_days * 86400
-        self.db.execute("BEGIN IMMEDIATE")
-        n = self.db.execute("DELETE FROM claims WHERE status IN ('sent','failed') "
-                            "AND updated_at < ?", (cutoff,)).rowcount
-        self.db.execute("COMMIT")
+        with immediate(self.db):
+            n = self.db.execute("DELETE FROM claims WHERE status IN ('sent','failed') "
+                                "AND updated_at < ?", (cutoff,)).rowcount
         if n:
             # Deleted rows must not linger in the WAL file either.
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..errors import VisitClosed, VisitConflict, VisitNotFound
 from .claims import ClaimDesk, Publish
-from .outbox import Claim, Outbox, canonical
+from .outbox import Claim, Outbox, canonical, immediate
 from .settings import NhsoSettings
 from .validation import BANGKOK, ValidationFailed, require_object, service_date, validate_claim
 from .visit_source import VisitSource
@@ -198,12 +198,10 @@ class VisitDesk:
     def _insert(self, db: sqlite3.Connection, claim: dict[str, Any],
                 label: str) -> tuple[Visit, bool]:
         now = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             row = db.execute("SELECT * FROM visits WHERE transaction_id = ?",
                              (claim["transactionId"],)).fetchone()
             if row is not None:
-                db.execute("ROLLBACK")
                 existing = Visit.from_row(row)
                 if canonical(existing.body) == canonical(claim) and existing.label == label:
                     return existing, False
@@ -216,11 +214,6 @@ class VisitDesk:
                        (visit_id, claim["transactionId"], claim["pid"],
                         service_date(claim["serviceDateTime"]), label, canonical(claim),
                         now, now))
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         return self._one(db, visit_id), True
 
     async def _from_source(self, pid: str, day: str) -> None:
@@ -293,15 +286,10 @@ class VisitDesk:
 
     def _move(self, db: sqlite3.Connection, visit_id: str, status: str,
               claim_id: str | None = None) -> tuple[Visit, bool]:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             n = db.execute("UPDATE visits SET status=?, claim_id=COALESCE(?, claim_id), "
                            "updated_at=? WHERE id=? AND status='waiting'",
                            (status, claim_id, time.time(), visit_id)).rowcount
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         return self._one(db, visit_id), n == 1
 
     # -- confirming -----------------------------------------------------------------------
@@ -366,16 +354,11 @@ class VisitDesk:
         if not stale and not due:
             return [], []
         stamp = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             db.executemany("UPDATE visits SET status='expired', updated_at=? "
                            "WHERE id=? AND status='waiting'", [(stamp, v.id) for v in stale])
             db.executemany("UPDATE visits SET due_flagged=1 WHERE id=?",
                            [(v.id,) for v in due])
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         return ([self._one(db, v.id) for v in stale], [self._one(db, v.id) for v in due])
 
     def _reconcile(self, db: sqlite3.Connection) -> list[Visit]:
