@@ -122,6 +122,18 @@ def http(method: str, url: str, body: Any = None,
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def wait_for(predicate: Any, what: str, deadline: float = 120.0) -> Any:
+    """Poll ``predicate()`` until it is truthy (returned); fail after ``deadline`` s."""
+    end = time.monotonic() + deadline
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 def patient_pid(n: int) -> str:
     return make_citizen_id(f"3{n:011d}")
 

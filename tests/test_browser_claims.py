@@ -28,6 +28,7 @@ from testrig.nhso_support import (
     run_cli,
     secret_service,
     start_contract_server,
+    wait_for,
 )
 from tests.api_support import ROOT, free_port, wait_until_up
 from tests.browser_support import Chromium, browser_available
@@ -39,15 +40,6 @@ MISSING = browser_available()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 
 
-def wait_for(predicate, what: str, deadline: float = 60.0):
-    end = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from testrig.nhso_support import (
     run_cli,
     secret_service,
     start_contract_server,
+    wait_for,
 )
 
 CLAIMS = 200
@@ -45,15 +46,6 @@ def faults(extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
          "modes": ["error", "drop", "slow"]}]}
 
 
-def wait_for(predicate, what: str, deadline: float = 120.0):
-    end = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
