@@ -1,22 +1,41 @@
 """The macOS pkg sources, checked on Linux: plists parse and say what they must, the scripts
-pass shellcheck, and build_pkg.sh stages the right tree (pkgbuild itself needs a Mac)."""
+pass shellcheck, build_pkg.sh stages the right tree (pkgbuild itself needs a Mac), and the
+.app the spec's macOS branch makes, laid out from the Linux frozen bundle, is staged whole
+and runs from the paths the LaunchAgent and postinstall use."""
 
 from __future__ import annotations
 
+import filecmp
+import json
+import os
 import plistlib
 import re
 import shutil
+import stat
+import sys
 import uuid
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.installer_support import ROOT, package_version, run
+from tests.installer_support import (
+    OUT,
+    ROOT,
+    frozen_bundle,
+    isolated_env,
+    package_version,
+    run,
+    serve_and_get_status,
+    settings_dialog_opens,
+)
 
 MACOS = ROOT / "installer" / "macos"
 APP_EXE = "/Applications/Thai Card Agent.app/Contents/MacOS/thaicard-agent-tray"
 NHSO = "https://authenservice.nhso.go.th"
+frozen = pytest.mark.timeout(900)     # the first test pays for the PyInstaller build
 needs_shellcheck = pytest.mark.skipif(shutil.which("shellcheck") is None,
                                       reason="needs shellcheck (scripts/setup.sh test)")
 
@@ -81,12 +100,6 @@ def test_distribution_file():
     ref = [r for r in tree.iter("pkg-ref") if r.text]
     assert [r.text for r in ref] == ["thaicard-agent-component.pkg"]
     assert ref[0].get("version") == "@VERSION@"
-
-
-def test_bundle_spec_is_a_menu_bar_app():
-    spec = (ROOT / "installer" / "thaicard-agent.spec").read_text(encoding="utf-8")
-    assert re.search(r'"LSUIElement":\s*True', spec)
-    assert 'bundle_identifier="th.thaicard.agent"' in spec
 
 
 @needs_shellcheck
@@ -161,3 +174,123 @@ def test_pkg_merges_the_firefox_policy_and_uninstall_takes_it_out():
 
     assert str(INSTALLER_STATE_DIR) in uninstall
     assert FIREFOX_DISTRIBUTION.parts[0] == "Firefox.app"
+
+
+# The .app the spec's macOS branch makes, laid out on Linux by PyInstaller's own BUNDLE from
+# the Linux frozen bundle (tests/macos_app_from_spec.py says what stands in for a Mac), then
+# staged by build_pkg.sh and run from the package root.
+APP = "Thai Card Agent.app"
+APP_CLI = f"/Applications/{APP}/Contents/MacOS/thaicard-agent"
+
+
+@dataclass(frozen=True)
+class MacApp:
+    spec: dict[str, Any]      # what the spec's macOS branch passed to PyInstaller
+    built: Path               # the .app BUNDLE laid out
+    root: Path                # build_pkg.sh's package root (installed as / on a Mac)
+
+
+@pytest.fixture(scope="module")
+def mac_app(tmp_path_factory) -> MacApp:
+    out = tmp_path_factory.mktemp("macos")
+    bundle = frozen_bundle()
+    icons = OUT / "pyinstaller-work" / "icons"          # build_binary.sh made them for it
+    made = run([sys.executable, str(ROOT / "tests" / "macos_app_from_spec.py"), str(bundle),
+                str(out), str(icons)], env={**os.environ, "PYSTRAY_BACKEND": "dummy"},
+               timeout=300)
+    assert made.returncode == 0, made.stderr
+    spec = json.loads(made.stdout)
+    built = Path(spec["app"])
+    assert built == out / "dist" / APP
+    # The one piece standing in for the macOS bootloader: in an .app it finds the bundle's
+    # contents in Contents/Frameworks; the Linux bootloader looks next to itself.
+    (built / "Contents" / "MacOS" / "_internal").symlink_to("../Frameworks")
+    staged = run(["bash", str(MACOS / "build_pkg.sh"), str(out / "dist"), str(out / "pkg"),
+                  "--stage-only"], env={"PATH": "/usr/bin:/bin", "PKG_ARCH": "arm64"})
+    assert staged.returncode == 0, staged.stderr
+    return MacApp(spec, built, out / "pkg" / "stage" / "root")
+
+
+def in_root(root: Path, installed_path: str) -> Path:
+    return root / installed_path.lstrip("/")
+
+
+@frozen
+def test_spec_macos_branch_bundles_the_mac_backends_and_tk(mac_app):
+    analysis = mac_app.spec["analysis"]
+    assert {"pystray._darwin", "pystray._dummy", "keyring.backends.macOS"} \
+        <= set(analysis["hiddenimports"])
+    assert not {"pystray._xorg", "pystray._gtk", "pystray._win32"} & set(analysis["hiddenimports"])
+    assert "tkinter" not in analysis["excludes"] and "keyrings.alt" in analysis["excludes"]
+    # The tray is windowed (no Terminal window at login), the CLI a console program.
+    exes = mac_app.spec["exe"]
+    assert exes["thaicard-agent-tray"]["console"] is False
+    assert exes["thaicard-agent"]["console"] is True
+    assert all(Path(e["icon"]).suffix == ".icns" for e in exes.values())
+
+
+@frozen
+def test_app_info_plist_makes_a_menu_bar_app_that_starts_the_tray(mac_app):
+    """Info.plist as PyInstaller's BUNDLE writes it from the spec."""
+    with (mac_app.built / "Contents" / "Info.plist").open("rb") as fh:
+        info = plistlib.load(fh)
+    # Opening the app (Finder, `open`, Launchpad) runs CFBundleExecutable: it must be the
+    # tray, not the CLI, which would print its help and quit.
+    assert info["CFBundleExecutable"] == "thaicard-agent-tray"
+    assert os.access(mac_app.built / "Contents" / "MacOS" / info["CFBundleExecutable"], os.X_OK)
+    assert info["CFBundleIdentifier"] == "th.thaicard.agent"
+    assert info["CFBundleShortVersionString"] == info["CFBundleVersion"] == package_version()
+    assert info["CFBundlePackageType"] == "APPL"
+    # A menu-bar app: no Dock icon, but it may show windows (the settings and token dialogs);
+    # LSBackgroundOnly would forbid those.
+    assert info["LSUIElement"] is True
+    assert info.get("LSBackgroundOnly", False) is False
+    dist = ET.fromstring((MACOS / "distribution.xml").read_text(encoding="utf-8"))
+    assert info["LSMinimumSystemVersion"] == dist.find(".//os-version").get("min")
+    icon = mac_app.built / "Contents" / "Resources" / info["CFBundleIconFile"]
+    assert icon.read_bytes()[:4] == b"icns"
+
+
+def tree(top: Path) -> dict[str, tuple[str, int, str]]:
+    """Every entry under ``top``: kind, mode, and a symlink's target or a file's size."""
+    entries = {}
+    for path in sorted(top.rglob("*")):
+        st = path.lstat()
+        if path.is_symlink():
+            entries[str(path.relative_to(top))] = ("link", 0, os.readlink(path))
+        elif path.is_dir():
+            entries[str(path.relative_to(top))] = ("dir", stat.S_IMODE(st.st_mode), "")
+        else:
+            entries[str(path.relative_to(top))] = ("file", stat.S_IMODE(st.st_mode),
+                                                   str(st.st_size))
+    return entries
+
+
+@frozen
+def test_staging_keeps_the_app_whole(mac_app):
+    staged = in_root(mac_app.root, f"/Applications/{APP}")
+    built, copied = tree(mac_app.built), tree(staged)
+    assert copied == built
+    assert any(kind == "link" for kind, _, _ in built.values())   # cross-links were checked
+    for name, (kind, _, _) in built.items():
+        if kind == "file":
+            assert filecmp.cmp(mac_app.built / name, staged / name, shallow=False), name
+
+
+@frozen
+def test_staged_app_runs_from_the_paths_the_pkg_uses(mac_app, tmp_path):
+    """The LaunchAgent's and postinstall's executables, inside the staged package root: the
+    CLI answers, serves, and the tray executable opens its settings dialog (Tk and Tcl/Tk's
+    scripts reached through the bundle's Frameworks/Resources cross-links)."""
+    agent = load_plist("th.thaicard.agent.tray.plist")
+    tray = in_root(mac_app.root, agent["ProgramArguments"][0])
+    assert tray.name == "thaicard-agent-tray" and os.access(tray, os.X_OK)
+    postinstall = (MACOS / "scripts" / "postinstall").read_text(encoding="utf-8")
+    assert f'"{APP_CLI}" firefox-policy add' in postinstall
+    cli = in_root(mac_app.root, APP_CLI)
+    version = run([str(cli), "--version"])
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"thaicard-agent {package_version()}"
+    status = serve_and_get_status([str(cli)], tmp_path / "serve")
+    assert status["version"] == package_version()
+    settings_dialog_opens([str(tray)], isolated_env(tmp_path / "tray"))
