@@ -98,6 +98,13 @@ class ScriptedClient:
         return answer
 
 
+def bangkok_noon() -> dt.datetime:
+    """Noon of today's Bangkok day: claims made now are not yet due (after dueTime, 20:00
+    Bangkok, every unsent claim of the day is flagged, and the tests' events would depend on
+    the hour they run at)."""
+    return dt.datetime.now(BKK).replace(hour=12, minute=0, second=0, microsecond=0)
+
+
 class Rig:
     def __init__(self, outbox: Outbox, client: ScriptedClient,
                  settings: NhsoSettings = SETTINGS) -> None:
@@ -107,7 +114,7 @@ class Rig:
         self.token_invalid = 0
         self.sender = ClaimSender(settings, outbox, client,
                                   lambda t, p: self.events.append((t, p)),
-                                  token_retry_delay=self.token_delay)
+                                  token_retry_delay=self.token_delay, clock=bangkok_noon)
 
     def token_delay(self) -> float:
         self.token_invalid += 1
@@ -242,7 +249,8 @@ async def test_token_trouble_waits_for_a_token(outbox: Outbox, exc: Exception,
 
 async def test_token_invalid_without_a_schedule_waits_token_retry(outbox: Outbox) -> None:
     rig = Rig(outbox, ScriptedClient([NhsoTokenInvalid()]))
-    rig.sender = ClaimSender(SETTINGS, outbox, rig.client, lambda t, p: None)
+    rig.sender = ClaimSender(SETTINGS, outbox, rig.client, lambda t, p: None,
+                             clock=bangkok_noon)
     before = time.time()
     done = await rig.deliver(await rig.claim())
     assert done.status == "queued" and done.error_message == NhsoTokenInvalid().info.message_en

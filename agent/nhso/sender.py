@@ -60,13 +60,16 @@ def backoff(settings: NhsoSettings, attempts: int) -> float:
 class ClaimSender:
     def __init__(self, settings: NhsoSettings, outbox: Outbox, client: NhsoClient,
                  publish: Publish, *,
-                 token_retry_delay: Callable[[], float] | None = None) -> None:
+                 token_retry_delay: Callable[[], float] | None = None,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
         self.settings = settings
         self.outbox = outbox
         self.client = client
         self.publish = publish
         # How long claims wait after "Invalid token." (TokenState.retry_delay).
         self.token_retry_delay = token_retry_delay or (lambda: settings.token_retry)
+        # The wall clock the end-of-day flag reads (tests fix it: the flag depends on the hour).
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._locks: dict[tuple[str, str], list[Any]] = {}
@@ -238,7 +241,7 @@ class ClaimSender:
         last_purge = 0.0
         while True:
             try:
-                for claim in await self.outbox.flag_due(dt.datetime.now(dt.UTC),
+                for claim in await self.outbox.flag_due(self.clock(),
                                                         self.settings.due_time):
                     log.warning("claim %s of %s is still %s near the end of its service day",
                                 claim.id, claim.service_date, claim.status)
