@@ -171,11 +171,12 @@ def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def xvfb() -> Iterator[str]:
-    """A private X server (Xvfb picks a free display number itself): its DISPLAY."""
+def xvfb(screen: str = "1024x768x24") -> Iterator[str]:
+    """A private X server (Xvfb picks a free display number itself, so two test processes
+    never share one): its DISPLAY."""
     read_end, write_end = os.pipe()
     server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0",
-                               "1024x768x24", "-nolisten", "tcp"], pass_fds=(write_end,),
+                               screen, "-nolisten", "tcp"], pass_fds=(write_end,),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write_end)
     try:

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from testrig.ports import free_port
+from tests.installer_support import xvfb
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output" / "tray"
@@ -44,13 +45,6 @@ def wait_for(check: Callable[[], object], what: str, limit: float = 30.0) -> obj
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened: {what}")
         time.sleep(0.1)
-
-
-def free_display() -> int:
-    for n in range(90, 200):
-        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
-            return n
-    raise RuntimeError("no free X display number")
 
 
 class Desktop:
@@ -127,30 +121,22 @@ class Desktop:
 
 @pytest.fixture
 def desktop(tmp_path: Path) -> Iterator[Desktop]:
-    n = free_display()
-    display = f":{n}"
-    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    desk = Desktop(display, tmp_path)
-    trayer = None
-    try:
-        wait_for(lambda: subprocess.run(["xdpyinfo"], env=desk.env, capture_output=True)
-                 .returncode == 0, "Xvfb up")
+    with xvfb("800x600x24") as display:
+        desk = Desktop(display, tmp_path)
         trayer = subprocess.Popen(
             ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
              "--height", "34", "--transparent", "false", "--tint", PANEL_GREY,
              "--SetDockType", "true"], env=desk.env, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
-        wait_for(lambda: "panel" in desk.x("xwininfo", "-root", "-tree"), "trayer up")
-        yield desk
-    finally:
-        for proc in (trayer, xvfb):
-            if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        try:
+            wait_for(lambda: "panel" in desk.x("xwininfo", "-root", "-tree"), "trayer up")
+            yield desk
+        finally:
+            trayer.terminate()
+            try:
+                trayer.wait(10)
+            except subprocess.TimeoutExpired:
+                trayer.kill()
 
 
 def start(desk: Desktop, *args: str, lang: str = "en_US.UTF-8") -> subprocess.Popen[str]:
