@@ -36,6 +36,7 @@ from tests.installer_support import (
     wine_build,
     xvfb,
 )
+from tests.test_tray_xvfb import steps_to
 
 sys.path.insert(0, str(ROOT / "installer" / "windows"))
 import build_msi
@@ -240,6 +241,123 @@ def test_windows_tray_opens_its_settings_dialog(built, prefix, tmp_path):
             raise AssertionError(f"{exc}:\n{dialog.output()}") from None
         finally:
             dialog.stop()
+            bw.stop_wine(prefix)          # Wine's own windows hold the X display
+
+
+def _x(display: str, *args: str) -> str:
+    return subprocess.run(args, env={**os.environ, "DISPLAY": display}, capture_output=True,
+                          text=True, timeout=30).stdout.strip()
+
+
+def _until(check: Any, what: str, limit: float = 120.0) -> Any:
+    """Poll until ``check()`` is true; the limit only ends a hang."""
+    deadline = time.monotonic() + limit
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.3)
+    return value
+
+
+def _geometry(display: str, window: str) -> tuple[int, int, int, int]:
+    values = dict(line.split("=", 1) for line in _x(
+        display, "xdotool", "getwindowgeometry", "--shell", window).splitlines())
+    return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
+
+
+def _right_click_until_the_menu_shows(display: str, x: int,
+                                      y: int) -> tuple[int, int, int, int]:
+    """The tray area shows before the icon is in it: a click may land on nothing, so it is
+    repeated every 5 s until the program shows a window of a menu's size (12 items); that
+    window's geometry."""
+    def menu() -> tuple[int, int, int, int] | None:
+        found = [_geometry(display, w) for w in _x(
+            display, "xdotool", "search", "--onlyvisible", "--class",
+            "^thaicard-agent-tray.exe$").split()]
+        return next((g for g in found if g[3] >= 150), None)
+
+    deadline = time.monotonic() + 120
+    while True:
+        _x(display, "xdotool", "mousemove", str(x), str(y), "click", "3")
+        clicked = time.monotonic()
+        while time.monotonic() - clicked < 5:
+            if (shown := menu()) is not None:
+                return shown
+            time.sleep(0.3)
+        if time.monotonic() > deadline:
+            raise AssertionError("the tray's menu never showed")
+
+
+def _highlight(display: str, menu: tuple[int, int, int, int]) -> int | None:
+    """The y of the menu's highlighted item (a blue bar at its left edge), or None."""
+    from PIL import Image
+
+    shot = subprocess.run(["import", "-window", "root", "png:-"],
+                          env={**os.environ, "DISPLAY": display}, capture_output=True,
+                          timeout=30).stdout
+    image = Image.open(io.BytesIO(shot)).convert("RGB")
+    x, y, _, height = menu
+    rows = [row for row in range(y, y + height)
+            if (lambda r, g, b: b > 200 and r < 120)(*image.getpixel((x + 3, row)))]
+    return (rows[0] + rows[-1]) // 2 if rows else None
+
+
+def _choose_by_pointer(display: str, menu: tuple[int, int, int, int], steps: int) -> None:
+    """Hover up from the menu's last item, counting the items the highlight passes, and
+    click the ``steps``-th (1 = the last). Where the pointer is is state, not an event that
+    can be lost (Wine's menu drops key presses sent before it takes the keyboard)."""
+    x, y, width, height = menu
+    seen: list[int] = []
+    pointer = y + height - 4
+    while len(seen) < steps:
+        if pointer < y:
+            raise AssertionError(f"only {len(seen)} menu items found")
+        deadline = time.monotonic() + 5
+        while True:
+            for jiggle in (1, 0):       # a move to where the pointer is makes no motion
+                _x(display, "xdotool", "mousemove", str(x + width // 2), str(pointer + jiggle))
+            bar = _highlight(display, menu)
+            if (bar is not None and abs(bar - pointer) <= 12) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if bar is not None and abs(bar - pointer) <= 12 and (not seen or bar != seen[-1]):
+            seen.append(bar)
+            if len(seen) == steps:
+                break
+        pointer -= 4
+    _x(display, "xdotool", "click", "1")
+
+
+def test_windows_tray_icon_menu_takes_the_demo_card_out(built, prefix, tmp_path, monkeypatch):
+    """thaicard-agent-tray.exe under Xvfb: its icon in Wine's notification area, its win32
+    menu on a right click, and a menu item acting on the agent it runs."""
+    # As in the whole suite, where the tray unit tests set this for their own process: the
+    # Windows program must not inherit it (it got pystray's dummy backend: no icon, no menu).
+    monkeypatch.setenv("PYSTRAY_BACKEND", "dummy")
+    port = free_port()
+    with xvfb() as display:
+        tray = Served(prefix, [str(built["bundle"] / "thaicard-agent-tray.exe"), "tray",
+                               "--demo", "--port", str(port)], port, tmp_path / "tray.log",
+                      DISPLAY=display)
+        try:
+            assert tray.status()["readers"][0]["present"] is True
+            area = wait_for_window(display, "^Wine System Tray$", tray.proc)
+            # The tray rebuilds its menu once it has the claim counts; a win32 menu open
+            # while that happens stops answering (pystray swaps the menu under it).
+            _until(lambda: "/v1/claims?status=failed" in tray.output(),
+                   "the tray's first claim counts")
+            x, y, _, _ = _geometry(display, area)
+            menu = _right_click_until_the_menu_shows(display, x + 10, y + 10)  # first icon
+            _choose_by_pointer(display, menu, steps_to("demo"))
+            _until(lambda: get_status(port)["readers"][0]["present"] is False,
+                   "the card taken out through the menu")
+        except AssertionError as exc:
+            shot = run_dir() / "wine-tray-menu.png"          # what the screen showed
+            subprocess.run(["import", "-window", "root", str(shot)],
+                           env={**os.environ, "DISPLAY": display}, timeout=30, check=False)
+            raise AssertionError(f"{exc} (screen: {shot}):\n{tray.output()}") from None
+        finally:
+            tray.stop()
             bw.stop_wine(prefix)          # Wine's own windows hold the X display
 
 

@@ -54,7 +54,11 @@ def win_path(path: Path | str) -> str:
 
 
 def wine_env(prefix: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THAICARD_")}
+    # Linux-side settings a Windows PC never has: the agent's own overrides, and pystray's
+    # backend choice (the tray tests set PYSTRAY_BACKEND=dummy for their process; inherited,
+    # it gave the Windows tray the dummy backend: no icon, no menu).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("THAICARD_", "PYSTRAY_"))}
     env.update(WINEPREFIX=str(prefix), WINEDEBUG="-all",
                WINEDLLOVERRIDES="mscoree,mshtml=;wbemprox=d", **extra)
     return env
