@@ -181,16 +181,22 @@ async function onCardRead(ev) {
         claimCode: claim.authenCode, error: claim.error };
     }
   } catch (err) {
-    if (mine === generation) setState("staff", "sourceDown");
+    if (mine === generation) toStaff("sourceDown");
     return;
   }
   if (mine !== generation) return;          // the card left while we asked
-  if (!visits.length) { setState("staff", "none"); return; }
+  if (!visits.length) { toStaff("none"); return; }
   session.visits = visits;
   session.outcomes = outcomes;
   const photo = agent.readers[ev.reader]?.card?.photo;
   if (photo && photo.base64) showPhoto(photo.base64);
   settle();
+}
+
+// Nothing to confirm with this card: its name and photo (still arriving) are not kept.
+function toStaff(reason) {
+  clear();
+  setState("staff", reason);
 }
 
 // The next state once the visits' outcomes are known: more to confirm, all done, or staff.
