@@ -8,10 +8,11 @@ agent and ``thaicard-agent kiosk``), with the user's own settings (a free port, 
 reader). The one addition is a ``chromium`` in front of /usr/bin/chromium on the session's
 PATH that adds ``--remote-debugging-port=0`` to the flags ``thaicard-agent kiosk`` gives
 it, so that the test can read the page in the real kiosk window; the X server's own
-screenshot must match that page pixel for pixel (full screen, no browser frame), and a
-click at the page's button position on the X screen must reach the page. The
-screenshots (no person's photo on any of them) are kept in test-output/kiosk-install/
-for docs/admin.md. Then ``dpkg -r`` must leave no autostart entry behind.
+screenshot must be that page's own rendering (full screen, no browser frame or bubble;
+identical in practice, a few hundred stray pixels are allowed), and a click at the page's
+button position on the X screen must reach the page. The screenshots (no person's photo
+on any of them) are kept in test-output/kiosk-install/ for docs/admin.md. Then
+``dpkg -r`` must leave no autostart entry behind.
 """
 
 from __future__ import annotations
@@ -220,9 +221,9 @@ async def screen_matches_page(display: str, page: Page, name: str) -> Path:
     screen = Image.open(screen_shot).convert("RGB")
     rendered = Image.open(page_shot).convert("RGB")
     assert screen.size == rendered.size == SCREEN
-    diff = ImageChops.difference(screen, rendered).convert("L").point(lambda v: v > 24 and 255)
+    diff = ImageChops.difference(screen, rendered).convert("L").point(lambda v: v and 255)
     differing = diff.histogram()[255]
-    assert differing < SCREEN[0] * SCREEN[1] // 200, f"{name}: {differing} pixels differ"
+    assert differing < SCREEN[0] * SCREEN[1] // 1000, f"{name}: {differing} pixels differ"
     # A copy small enough for docs/images (the screens are a few flat colours and text).
     small = screen.quantize(colors=32, method=Image.Quantize.MEDIANCUT,
                             dither=Image.Dither.NONE)
