@@ -240,6 +240,9 @@ async def test_two_visits_one_tap_each_in_english(kiosk):
     await shot(page, "08-two-visits-done")
     await agent.remove()
     await state(page, "idle")
+    # The next patient starts in Thai.
+    await page.wait_for("document.body.dataset.lang === 'th'")
+    assert "กรุณาเสียบบัตรประชาชน" in await shown_text(page)
 
 
 async def test_no_visit_sends_the_patient_to_staff(kiosk):

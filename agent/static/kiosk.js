@@ -92,9 +92,16 @@ function touch() {
   if (["idle", "starting", "reading", "confirming"].includes(state)) return;
   idleTimer = setTimeout(() => {
     // Walked away: clear the screen. A card still in must leave before the next patient.
-    clear();
-    setState(cardPresent() ? "removing" : "idle");
+    if (cardPresent()) { clear(); setState("removing"); } else nextPatient();
   }, IDLE_SECONDS * 1000);
+}
+
+// The screen for the next patient: nothing of the last one, and Thai again (an English
+// choice was that patient's).
+function nextPatient() {
+  clear();
+  if (lang !== "th") { lang = "th"; applyLanguage(); }
+  setState("idle");
 }
 
 function cardPresent() { return Object.values(agent.readers).some((r) => r.present); }
@@ -271,8 +278,7 @@ agent.on("card.photo", (ev) => {
 });
 agent.on("card.removed", () => {
   if (cardPresent()) return;                // another reader still holds a card
-  clear();
-  setState("idle");
+  nextPatient();
 });
 agent.on("card.error", (ev) => {
   if (ev.code === "card_removed") return;
