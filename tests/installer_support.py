@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -30,9 +31,11 @@ BUILD_DEB = ROOT / "installer" / "linux" / "build_deb.sh"
 @contextlib.contextmanager
 def machine_lock(name: str) -> Iterator[None]:
     """Serialises test runs that share a resource (PyInstaller's cache, dpkg) when two
-    pytest processes run at once on a developer's machine."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    with open(OUT / f".{name}.lock", "w") as fh:
+    pytest processes run at once on one machine, from this checkout or another one (the
+    package database is the machine's), so the lock files are in the temporary folder."""
+    folder = Path(tempfile.gettempdir()) / "thaicard-agent-test-locks"
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"{name}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
