@@ -2,7 +2,8 @@
 # Prepares this checkout on Debian/Ubuntu: system packages, then a virtualenv in .venv.
 #   scripts/setup.sh run    what the agent needs (PC/SC, build tools for pyscard)
 #   scripts/setup.sh test   that plus what the test suite drives for real (pcscd with the
-#                           vpcd virtual reader, Chromium, a keyring, Xvfb, MSI tools,
+#                           vpcd virtual reader, Chromium, a keyring, Xvfb and a window
+#                           manager (openbox: a kiosk logon's desktop), MSI tools,
 #                           ss for the loopback check, node/npm for the workflow lint, Wine
 #                           for the Windows bundle and MSI built and run under it)
 # Idempotent: packages already present are not touched, so a second run takes seconds.
@@ -12,7 +13,7 @@ profile="${1:-run}"
 
 RUN_PACKAGES=(pcscd libpcsclite1 libpcsclite-dev swig build-essential python3-venv python3-dev)
 TEST_PACKAGES=(vsmartcard-vpcd pcsc-tools chromium firefox-esr libnss3-tools dbus dbus-x11 gnome-keyring
-               xvfb trayer xdotool imagemagick x11-utils wixl msitools shellcheck
+               xvfb openbox trayer xdotool imagemagick x11-utils wixl msitools shellcheck
                fonts-tlwg-loma-ttf openssl iproute2 wine wine64)
 
 packages=("${RUN_PACKAGES[@]}")

@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +82,25 @@ class Chromium:
                 "about:blank"]
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
                                      stderr=open(self.workdir / "chromium.log", "wb"))  # noqa: SIM115 - lives as long as the browser
+        proc = self.proc
+
+        def gone() -> str | None:
+            if proc.poll() is None:
+                return None
+            return (self.workdir / "chromium.log").read_text(errors="replace")[-2000:]
+        await self.attach(profile, gone, limit=30)
+
+    async def attach(self, profile: Path, gone: Callable[[], str | None],
+                     limit: float = 60) -> None:
+        """Connect to the Chromium using ``profile`` once it was started with
+        ``--remote-debugging-port=0`` (it writes the port it took into the profile);
+        ``gone`` says why the browser cannot come any more (it exited), else None."""
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + limit
         while not port_file.exists() or len(port_file.read_text().split()) < 2:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                log = (self.workdir / "chromium.log").read_text(errors="replace")[-2000:]
-                raise CdpError(f"chromium did not start: {log}")
+            why = gone()
+            if why is not None or time.monotonic() > deadline:
+                raise CdpError(f"chromium did not start: {why or 'no DevToolsActivePort'}")
             await asyncio.sleep(0.05)
         port, path = port_file.read_text().split()[:2]
         self.ws = await websockets.connect(f"ws://127.0.0.1:{port}{path}", max_size=None)
@@ -143,11 +157,22 @@ class Chromium:
             "url": "about:blank", "browserContextId": context}))["targetId"]
         session = (await self.send("Target.attachToTarget", {
             "targetId": target, "flatten": True}))["sessionId"]
-        page = Page(self, session)
+        page = Page(self, session, target)
         await self.send("Page.enable", session=session)
         await self.send("Runtime.enable", session=session)
         await page.goto(url)
         return page
+
+    async def page_showing(self, url: str) -> Page:
+        """The open tab at ``url`` (a page this browser was started with)."""
+        targets = (await self.send("Target.getTargets"))["targetInfos"]
+        found = [t for t in targets if t["type"] == "page" and t["url"] == url]
+        if not found:
+            raise CdpError(f"no tab at {url}: {[t['url'] for t in targets]}")
+        session = (await self.send("Target.attachToTarget", {
+            "targetId": found[0]["targetId"], "flatten": True}))["sessionId"]
+        await self.send("Runtime.enable", session=session)
+        return Page(self, session, found[0]["targetId"])
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -167,9 +192,10 @@ class Chromium:
 
 
 class Page:
-    def __init__(self, browser: Chromium, session: str) -> None:
+    def __init__(self, browser: Chromium, session: str, target: str) -> None:
         self.browser = browser
         self.session = session
+        self.target = target
 
     async def goto(self, url: str) -> None:
         result = await self.browser.send("Page.navigate", {"url": url}, session=self.session)

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,14 +25,17 @@ from testrig.ports import free_port
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output" / "installer"
 BUILD_TIMEOUT = 900        # a first PyInstaller build on a busy 2-core machine
+BUILD_DEB = ROOT / "installer" / "linux" / "build_deb.sh"
 
 
 @contextlib.contextmanager
 def machine_lock(name: str) -> Iterator[None]:
     """Serialises test runs that share a resource (PyInstaller's cache, dpkg) when two
-    pytest processes run at once on a developer's machine."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    with open(OUT / f".{name}.lock", "w") as fh:
+    pytest processes run at once on one machine, from this checkout or another one (the
+    package database is the machine's), so the lock files are in the temporary folder."""
+    folder = Path(tempfile.gettempdir()) / "thaicard-agent-test-locks"
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"{name}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -92,6 +96,37 @@ def _build_once() -> Path | Exception:      # a failed build is not retried by e
     if result.returncode != 0:
         return RuntimeError(f"build_binary.sh failed:\n{result.stdout}\n{result.stderr}")
     return dist / "thaicard-agent"
+
+
+def build_deb(out: Path, **env: str) -> Path:
+    """installer/linux/build_deb.sh over the frozen bundle into ``out`` (``env``: its build
+    options, KIOSK=1, ALLOWED_ORIGINS=...); zstd, which builds faster than the release's xz."""
+    shutil.rmtree(out, ignore_errors=True)
+    result = run(["bash", str(BUILD_DEB), str(frozen_bundle()), str(out)], timeout=300,
+                 env={**os.environ, "DEB_COMPRESSION": "zstd", **env})
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def deb_files(deb: Path) -> dict[str, str]:
+    """Path -> ``ls -l`` style line, for every entry of the data archive."""
+    listing = run(["dpkg-deb", "--contents", str(deb)]).stdout
+    files = {}
+    for line in listing.splitlines():
+        path = line.split(None, 5)[5].split(" -> ")[0]
+        files[path.removeprefix(".")] = line
+    return files
+
+
+@functools.cache
+def kiosk_deb() -> Path:
+    """The kiosk PC's package (``KIOSK=1``), built once per test process."""
+    return build_deb(run_dir() / "deb-kiosk", KIOSK="1")
+
+
+def deb_installed() -> bool:
+    out = run(["dpkg-query", "-W", "-f=${Status}", "thaicard-agent"])
+    return out.returncode == 0 and "installed" in out.stdout and "not-installed" not in out.stdout
 
 
 def wine_build() -> dict[str, Path]:

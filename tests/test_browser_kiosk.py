@@ -240,6 +240,9 @@ async def test_two_visits_one_tap_each_in_english(kiosk):
     await shot(page, "08-two-visits-done")
     await agent.remove()
     await state(page, "idle")
+    # The next patient starts in Thai.
+    await page.wait_for("document.body.dataset.lang === 'th'")
+    assert "กรุณาเสียบบัตรประชาชน" in await shown_text(page)
 
 
 async def test_no_visit_sends_the_patient_to_staff(kiosk):
@@ -251,6 +254,9 @@ async def test_no_visit_sends_the_patient_to_staff(kiosk):
     assert "ไม่พบรายการรับบริการที่รอยืนยันวันนี้" in await shown_text(page)
     await check_privacy(page, PATIENT)
     await shot(page, "09-staff-no-visit")
+    # The photo follows the text fields within milliseconds (long arrived by now): a screen
+    # without a visit does not keep it.
+    assert await page.evaluate("!document.getElementById('photo').getAttribute('src')")
     await agent.remove()
     await state(page, "idle")
     assert await issued(server) == {}

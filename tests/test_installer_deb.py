@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.installer_support import (
-    ROOT,
+    BUILD_DEB,
+    build_deb,
+    deb_files,
+    deb_installed,
     frozen_bundle,
     isolated_env,
+    kiosk_deb,
     machine_lock,
     package_version,
     run,
@@ -30,7 +34,6 @@ pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian)"),
 ]
-BUILD_DEB = ROOT / "installer" / "linux" / "build_deb.sh"
 NHSO = "https://authenservice.nhso.go.th"
 BROWSER_POLICY_FILES = ("/etc/chromium/policies/managed/thaicard-agent.json",
                         "/etc/opt/chrome/policies/managed/thaicard-agent.json",
@@ -39,27 +42,9 @@ FIREFOX_POLICY = Path("/etc/firefox/policies/policies.json")
 FIREFOX_STATE = Path("/var/lib/thaicard-agent/firefox-policy.json")
 
 
-def build_deb(out: Path, **env: str) -> Path:
-    shutil.rmtree(out, ignore_errors=True)
-    result = run(["bash", str(BUILD_DEB), str(frozen_bundle()), str(out)], timeout=300,
-                 env={**os.environ, "DEB_COMPRESSION": "zstd", **env})
-    assert result.returncode == 0, result.stderr
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def deb() -> Path:
     return build_deb(run_dir() / "deb")
-
-
-def deb_files(deb: Path) -> dict[str, str]:
-    """Path -> ``ls -l`` style line, for every entry of the data archive."""
-    listing = run(["dpkg-deb", "--contents", str(deb)]).stdout
-    files = {}
-    for line in listing.splitlines():
-        path = line.split(None, 5)[5].split(" -> ")[0]
-        files[path.removeprefix(".")] = line
-    return files
 
 
 def test_control_fields(deb):
@@ -88,9 +73,9 @@ def test_layout(deb):
 
 
 def test_kiosk_build_opens_the_kiosk_at_login(tmp_path):
-    deb = build_deb(tmp_path / "out", KIOSK="1")
+    # Installed and logged on to for real in tests/test_installer_kiosk.py.
     root = tmp_path / "root"
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    subprocess.run(["dpkg-deb", "-x", str(kiosk_deb()), str(root)], check=True)
     entry = (root / "etc/xdg/autostart/thaicard-agent-kiosk.desktop").read_text()
     assert "\nExec=/usr/bin/thaicard-agent kiosk\n" in entry
     assert (root / "etc/xdg/autostart/thaicard-agent.desktop").exists()    # the tray too
@@ -144,11 +129,6 @@ def test_bad_origin_is_refused(tmp_path):
     assert not list(tmp_path.glob("*.deb"))
 
 
-def _installed() -> bool:
-    out = run(["dpkg-query", "-W", "-f=${Status}", "thaicard-agent"])
-    return out.returncode == 0 and "installed" in out.stdout and "not-installed" not in out.stdout
-
-
 @pytest.fixture
 def installed_package(deb):
     if os.geteuid() != 0:
@@ -198,7 +178,7 @@ def test_install_run_remove(deb, installed_package, tmp_path):
     # dpkg -r leaves nothing of ours behind: no conffiles, no generated files.
     result = run(["dpkg", "-r", "thaicard-agent"], timeout=300)
     assert result.returncode == 0, result.stderr
-    assert not _installed()
+    assert not deb_installed()
     assert [p for p in shipped if os.path.lexists(p)] == []      # files and the folders we made
     assert not FIREFOX_STATE.parent.exists()
     if created_firefox_file is not None:    # a file only we had written goes with the package

@@ -395,7 +395,8 @@ def ours(prefix: Path) -> dict[str, dict[str, tuple[str, str]]]:
     for key in OUR_KEYS:
         values = found.get(key, {})
         if key == check_msi.RUN_KEY:
-            values = {k: v for k, v in values.items() if k == "ThaiCardAgent"}
+            values = {k: v for k, v in values.items()
+                      if k in ("ThaiCardAgent", "ThaiCardAgentKiosk")}
         elif key in check_msi.BROWSER_KEYS:
             values = {k: v for k, v in values.items() if k.startswith("818900")}
         if values:
@@ -427,7 +428,7 @@ def msiexec(prefix: Path, *args: str, log: str) -> None:
 
 
 NEWER = "0.99.0"
-DEPLOYMENT = ("ORIGIN2=" + HIS, "AUTOSTART=1", "BROWSER_POLICIES=1")
+DEPLOYMENT = ("ORIGIN2=" + HIS, "AUTOSTART=1", "BROWSER_POLICIES=1", "KIOSK=1")
 
 
 @pytest.fixture(scope="class")
@@ -468,7 +469,8 @@ class TestMsiUnderWine:
         assert kind == "REG_SZ" and origins.split() == [check_msi.NHSO_AUTHEN_ORIGIN, HIS]
         assert set(found[check_msi.POLICY_KEY]) == {"Port", "AllowedOrigins"}
         assert found[check_msi.RUN_KEY] == {
-            "ThaiCardAgent": ("REG_SZ", f'"{target}thaicard-agent-tray.exe" tray')}
+            "ThaiCardAgent": ("REG_SZ", f'"{target}thaicard-agent-tray.exe" tray'),
+            "ThaiCardAgentKiosk": ("REG_SZ", f'"{target}thaicard-agent-tray.exe" kiosk')}
         assert found[r"Software\ThaiCardAgent"]["InstallDir"] == ("REG_SZ", target)
         for key in check_msi.BROWSER_KEYS:
             assert found[key] == {"8189001": ("REG_SZ", check_msi.NHSO_AUTHEN_ORIGIN),
@@ -488,9 +490,10 @@ class TestMsiUnderWine:
             assert code == 200 and headers.get("Access-Control-Allow-Origin") == HIS
             code, _, _ = get(port, "/api/smartcard/read", origin="https://evil.example")
             assert code == 403
-            # MajorUpgrade over the running agent, deployed with the same properties.
-            msiexec(prefix, "/i", bw.win_path(install["newer"]), *install["props"],
-                    log="msi-upgrade.log")
+            # MajorUpgrade over the running agent, deployed with the same properties but
+            # without KIOSK=1 (docs/admin.md: how a kiosk PC turns back into a plain one).
+            msiexec(prefix, "/i", bw.win_path(install["newer"]),
+                    *(p for p in install["props"] if p != "KIOSK=1"), log="msi-upgrade.log")
             agent.proc.wait(120)    # StopRunningAgent ended it (TimeoutExpired: it did not)
         finally:
             agent.stop()
@@ -498,6 +501,7 @@ class TestMsiUnderWine:
         found = ours(prefix)
         assert found[r"Software\ThaiCardAgent"]["Version"] == ("REG_SZ", NEWER)
         assert found[check_msi.POLICY_KEY]["Port"] == ("REG_DWORD", hex(port))
+        assert set(found[check_msi.RUN_KEY]) == {"ThaiCardAgent"}
 
     def test_uninstall_leaves_no_file_value_or_shortcut(self, prefix, install):
         msiexec(prefix, "/x", bw.win_path(install["newer"]), log="msi-uninstall.log")

@@ -92,9 +92,16 @@ function touch() {
   if (["idle", "starting", "reading", "confirming"].includes(state)) return;
   idleTimer = setTimeout(() => {
     // Walked away: clear the screen. A card still in must leave before the next patient.
-    clear();
-    setState(cardPresent() ? "removing" : "idle");
+    if (cardPresent()) { clear(); setState("removing"); } else nextPatient();
   }, IDLE_SECONDS * 1000);
+}
+
+// The screen for the next patient: nothing of the last one, and Thai again (an English
+// choice was that patient's).
+function nextPatient() {
+  clear();
+  if (lang !== "th") { lang = "th"; applyLanguage(); }
+  setState("idle");
 }
 
 function cardPresent() { return Object.values(agent.readers).some((r) => r.present); }
@@ -181,16 +188,22 @@ async function onCardRead(ev) {
         claimCode: claim.authenCode, error: claim.error };
     }
   } catch (err) {
-    if (mine === generation) setState("staff", "sourceDown");
+    if (mine === generation) toStaff("sourceDown");
     return;
   }
   if (mine !== generation) return;          // the card left while we asked
-  if (!visits.length) { setState("staff", "none"); return; }
+  if (!visits.length) { toStaff("none"); return; }
   session.visits = visits;
   session.outcomes = outcomes;
   const photo = agent.readers[ev.reader]?.card?.photo;
   if (photo && photo.base64) showPhoto(photo.base64);
   settle();
+}
+
+// Nothing to confirm with this card: its name and photo (still arriving) are not kept.
+function toStaff(reason) {
+  clear();
+  setState("staff", reason);
 }
 
 // The next state once the visits' outcomes are known: more to confirm, all done, or staff.
@@ -265,8 +278,7 @@ agent.on("card.photo", (ev) => {
 });
 agent.on("card.removed", () => {
   if (cardPresent()) return;                // another reader still holds a card
-  clear();
-  setState("idle");
+  nextPatient();
 });
 agent.on("card.error", (ev) => {
   if (ev.code === "card_removed") return;
