@@ -1,5 +1,6 @@
 """Suite-wide hooks: in CI a skip is a failure unless allowlisted (tests/skip_policy.py);
-the Windows build under Wine starts in the background once its tests are collected."""
+the rig's tests and the rest can run as two lanes at once (tests/lanes.py); the Windows
+build under Wine starts in the background once its tests are collected."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shutil
 
 import pytest
 
-pytest_plugins = ("tests.skip_policy",)
+pytest_plugins = ("tests.skip_policy", "tests.lanes")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
