@@ -15,7 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,23 @@ def get_status(port: int) -> dict[str, Any]:
         return json.loads(resp.read())
 
 
+def status_when_up(port: int, proc: subprocess.Popen[Any], output: Callable[[], str],
+                   limit: float = 60.0) -> dict[str, Any]:
+    """/v1/status once the agent ``proc`` runs answers on ``port``. Fails at once when
+    ``proc`` ends first (with ``output()``: what it printed) or at ``limit``, which only
+    ends a hang (a wait for start-up, not a measurement)."""
+    deadline = time.monotonic() + limit
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args[0]} exited with {proc.returncode}:\n{output()}")
+        try:
+            return get_status(port)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def serve_and_get_status(command: list[str], home: Path, *extra: str) -> dict[str, Any]:
     """Run ``command serve --demo`` on a free port until it answers, return /v1/status."""
     port = free_port()
@@ -180,17 +197,7 @@ def serve_and_get_status(command: list[str], home: Path, *extra: str) -> dict[st
                             env=isolated_env(home), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60          # a wait for start-up, not a measurement
-        while True:
-            if proc.poll() is not None:
-                out, err = proc.communicate()
-                raise AssertionError(f"serve exited with {proc.returncode}:\n{out}\n{err}")
-            try:
-                return get_status(port)
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        return status_when_up(port, proc, lambda: "\n".join(proc.communicate()))
     finally:
         proc.terminate()
         try:

@@ -47,6 +47,7 @@ from tests.installer_support import (
     kiosk_deb,
     machine_lock,
     run,
+    status_when_up,
     wait_for_window,
     xvfb,
 )
@@ -179,21 +180,6 @@ class Session:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-def agent_answers(port: int, tray: subprocess.Popen[bytes], log: Path,
-                  limit: float = 90.0) -> dict[str, Any]:
-    """/v1/status of the tray's agent once it listens (the limit only ends a hang)."""
-    deadline = time.monotonic() + limit
-    while True:
-        if tray.poll() is not None:
-            raise AssertionError(f"the tray exited with {tray.returncode}:\n{log.read_text()}")
-        try:
-            return get_status(port)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def demo_card(port: int, method: str) -> None:
     """Insert (POST) or pull (DELETE) the demo reader's card, as a local tool."""
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/demo/card", method=method,
@@ -249,7 +235,8 @@ async def test_kiosk_deb_opens_the_kiosk_page_full_screen_at_logon(installed_kio
             started = {path: session.start(argv, OUT / f"{Path(path).stem}.log")
                        for path, argv in entries.items()}
             tray = started[AUTOSTART + "thaicard-agent.desktop"]
-            status = agent_answers(port, tray, OUT / "thaicard-agent.log")
+            status = status_when_up(port, tray, (OUT / "thaicard-agent.log").read_text,
+                                     limit=90)
             assert status["backend"] == "demo"
             demo_card(port, "DELETE")         # the demo reader starts with a card in it
             # The admin's check on the PC (docs/admin.md): the agent answers on its port.

@@ -32,6 +32,7 @@ from tests.installer_support import (
     package_version,
     pyz_modules,
     run_dir,
+    status_when_up,
     wait_for_window,
     wine_build,
     xvfb,
@@ -97,17 +98,10 @@ class Served:
                 out.flush()
 
     def status(self) -> dict[str, Any]:
-        deadline = time.monotonic() + 180        # Wine's first start; only ends a hang
-        while True:
-            if self.proc.poll() is not None:
-                self._copy.join(30)
-                raise AssertionError(f"exited with {self.proc.returncode}:\n" + self.output())
-            try:
-                return get_status(self.port)
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+        def output() -> str:
+            self._copy.join(30)           # all it printed, once it has ended
+            return self.output()
+        return status_when_up(self.port, self.proc, output, limit=180)  # Wine's first start
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
