@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -516,3 +517,62 @@ def test_an_icon_that_closes_by_itself_is_tried_again_and_the_agent_keeps_servin
     threading.Timer(0.05, app._stopped.set).start()      # quit while waiting to retry
     show_icon(app, object, retries=100, delay=0.5)
     assert app.runs == 1 and app.headless == 0
+
+
+class UndockedIcon:
+    """pystray's plain X11 icon as keep_docked sees it: ``_systray_manager`` is None until a
+    notification area took it; pystray asks for one whenever the image is set."""
+
+    def __init__(self, docks_on: int) -> None:
+        self._systray_manager: object | None = None
+        self.docks_on, self.sets = docks_on, 0
+        self.title, self.HAS_MENU = "", False
+        self._image: Any = None
+
+    @property
+    def icon(self) -> Any:
+        return self._image
+
+    @icon.setter
+    def icon(self, image: Any) -> None:
+        self.sets += 1
+        self._image = image
+        if self.sets >= self.docks_on:
+            self._systray_manager = object()
+
+    def stop(self) -> None:
+        pass
+
+
+def test_an_icon_no_notification_area_took_asks_again_until_one_does(app: TrayApp) -> None:
+    icon = UndockedIcon(docks_on=3)
+    app.icon = icon
+    watcher = threading.Thread(target=app.keep_docked, args=(icon,),
+                               kwargs={"first_wait": 0.01, "longest_wait": 0.02,
+                                       "watch": 0.05})
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 30
+        while icon._systray_manager is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert icon._systray_manager is not None          # asked until it was taken
+        asked = icon.sets
+        time.sleep(0.2)
+        assert icon.sets == asked                         # docked: no more asking
+        assert icon.icon is not None                      # with the current state's image
+        icon._systray_manager = None                      # the panel restarted
+        deadline = time.monotonic() + 30
+        while icon.sets == asked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert icon.sets > asked
+    finally:
+        app.quit()
+        watcher.join(30)
+    assert not watcher.is_alive()
+
+
+def test_an_icon_of_a_backend_the_os_docks_is_left_alone(app: TrayApp) -> None:
+    icon = UndockedIcon(docks_on=1)
+    del icon._systray_manager
+    app.keep_docked(icon, first_wait=0.01)               # returns at once
+    assert icon.sets == 0

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageChops
@@ -119,24 +120,44 @@ class Desktop:
             icon_crop(self, self.screenshot(name), window)), f"icon as expected in {name}")
 
 
+def start_panel(desk: Desktop) -> subprocess.Popen[bytes]:
+    """trayer, a panel with a notification area, once its panel window is up."""
+    trayer = subprocess.Popen(
+        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+         "--height", "34", "--transparent", "false", "--tint", PANEL_GREY,
+         "--SetDockType", "true"], env=desk.env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "panel" in desk.x("xwininfo", "-root", "-tree"), "trayer up")
+    except BaseException:
+        end(trayer)
+        raise
+    return trayer
+
+
+def end(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 @pytest.fixture
-def desktop(tmp_path: Path) -> Iterator[Desktop]:
+def bare_desktop(tmp_path: Path) -> Iterator[Desktop]:
+    """A display with no panel yet (a logon: the tray and the panel start together)."""
     with xvfb("800x600x24") as display:
-        desk = Desktop(display, tmp_path)
-        trayer = subprocess.Popen(
-            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
-             "--height", "34", "--transparent", "false", "--tint", PANEL_GREY,
-             "--SetDockType", "true"], env=desk.env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        try:
-            wait_for(lambda: "panel" in desk.x("xwininfo", "-root", "-tree"), "trayer up")
-            yield desk
-        finally:
-            trayer.terminate()
-            try:
-                trayer.wait(10)
-            except subprocess.TimeoutExpired:
-                trayer.kill()
+        yield Desktop(display, tmp_path)
+
+
+@pytest.fixture
+def desktop(bare_desktop: Desktop) -> Iterator[Desktop]:
+    trayer = start_panel(bare_desktop)
+    try:
+        yield bare_desktop
+    finally:
+        end(trayer)
 
 
 def start(desk: Desktop, *args: str, lang: str = "en_US.UTF-8") -> subprocess.Popen[str]:
@@ -234,6 +255,32 @@ def test_icon_follows_a_demo_card_in_and_out(desktop: Desktop) -> None:
     assert code == 0, (desktop.home / "tray.log").read_text()
     log = (desktop.home / "tray.log").read_text()
     assert "1999900000005" not in log and "Cardreader" not in log
+
+
+def test_a_tray_started_before_the_panel_shows_its_icon_once_the_panel_is_up(
+        bare_desktop: Desktop) -> None:
+    """At logon the tray and the panel start together: the tray may ask for a notification
+    area before there is one. Its icon must appear when the panel does, without a change of
+    the card's state (pystray alone asks again only when the image changes)."""
+    desk, port = bare_desktop, free_port()
+    tray = start(desk, "tray", "--demo", "--port", str(port))
+    trayer = None
+    try:
+        wait_for(lambda: "no tray host" in (desk.home / "tray.log").read_text(errors="replace"),
+                 "the tray saying it has no notification area yet")
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, "agent up")
+        trayer = start_panel(desk)
+        window = str(wait_for(desk.icon_window, "icon window"))
+        desk.icon_shows(window, "0-late-panel", lambda i: i.width >= 16
+                        and not centre_is_panel(i) and colourful(i) > 0.3)
+    except AssertionError as exc:
+        log = (desk.home / "tray.log").read_text(errors="replace")[-3000:]
+        raise AssertionError(f"{exc}\n--- tray.log (end) ---\n{log}") from None
+    finally:
+        code = stop(tray)
+        if trayer is not None:
+            end(trayer)
+    assert code == 0
 
 
 def test_tray_for_a_separate_agent_in_thai_goes_offline_with_it(desktop: Desktop) -> None:

@@ -35,6 +35,12 @@ from .state import Notice, TrayState
 
 log = logging.getLogger("tray")
 
+# How often an icon no notification area holds asks again: soon at first, then at most
+# once a minute (each try costs an X round trip and a line in pystray's log).
+DOCK_FIRST_WAIT = 1.0
+DOCK_LONGEST_WAIT = 60.0
+DOCK_WATCH = 5.0              # how often a docked icon is checked (a panel may restart)
+
 
 class LoopThread(threading.Thread):
     """A worker thread running one asyncio loop until ``stop``."""
@@ -266,8 +272,33 @@ class TrayApp:
         def setup(icon: Any) -> None:
             icon.visible = True
             self.refresh()
+            threading.Thread(target=self.keep_docked, args=(icon,), name="tray-dock",
+                             daemon=True).start()
 
         icon.run(setup=setup)
+
+    def keep_docked(self, icon: Any, first_wait: float = DOCK_FIRST_WAIT,
+                    longest_wait: float = DOCK_LONGEST_WAIT, watch: float = DOCK_WATCH) -> None:
+        """Ask the notification area to take the icon again whenever it has none.
+
+        pystray's plain X11 backend asks once, when the icon is shown, and again only when
+        its image changes: a tray started at logon before the panel's notification area
+        (they start together) or outliving a panel restart stays invisible while the
+        card's state stays the same. Only that backend keeps the ``_systray_manager`` it
+        docked in (None: not docked); the others are docked by the OS itself."""
+        if not hasattr(icon, "_systray_manager"):
+            return
+        wait, warned = first_wait, False
+        while not self._stopped.wait(wait):
+            if icon._systray_manager is not None:
+                wait, warned = watch, False
+                continue
+            if not warned:
+                log.warning("the tray icon is not in a notification area (none yet?); "
+                            "asking again")
+                warned = True
+            self.refresh()                 # a new image: pystray docks again, then draws
+            wait = first_wait if wait == watch else min(wait * 2, longest_wait)
 
     def wait_headless(self) -> None:
         self._stopped.wait()
