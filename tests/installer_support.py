@@ -215,10 +215,13 @@ def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
 @contextlib.contextmanager
 def xvfb(screen: str = "1024x768x24") -> Iterator[str]:
     """A private X server (Xvfb picks a free display number itself, so two test processes
-    never share one): its DISPLAY."""
+    never share one): its DISPLAY. ``-noreset``: by default the server resets when its last
+    client leaves, dropping a client that connects at that moment (a tray probing for a
+    notification area with a short-lived connection of its own while it makes its icon);
+    a desktop session always has clients, so a test display keeps going too."""
     read_end, write_end = os.pipe()
     server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0",
-                               screen, "-nolisten", "tcp"], pass_fds=(write_end,),
+                               screen, "-nolisten", "tcp", "-noreset"], pass_fds=(write_end,),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write_end)
     try:
