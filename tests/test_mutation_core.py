@@ -29,6 +29,7 @@ from agent.core import (
     open_backend,
     pick_reader,
     read_applets,
+    read_exclusive,
     read_once,
 )
 from agent.errors import (
@@ -625,3 +626,53 @@ async def test_pcsc_and_monitor_events_and_a_service_never_started() -> None:
         ("pcsc.unavailable", None, "pcsc_unavailable"), ("pcsc.available", None, None),
         ("reader.error", None, "reader_error"), ("reader.error", None, "internal_error")]
     await svc.stop()                                           # never started: nothing to end
+
+
+def test_card_reads_that_keep_being_reset_give_up_naming_the_reader(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-shot read (the ``read`` command) and the resident service's read say which
+    reader was being read when other programs' resets made it give up."""
+    import agent.core as core
+    from agent.errors import CardReset, ReadInterrupted
+
+    class Resetting(DemoBackend):
+        def connect(self, reader: str) -> Any:
+            channel = super().connect(reader)
+
+            def transmit(apdu: bytes) -> bytes:
+                raise CardReset("reset by another program")
+
+            channel.transmit = transmit  # type: ignore[method-assign]  # resets every command
+            return channel
+
+    monkeypatch.setattr(core, "time", SimpleNamespace(sleep=lambda s: None))
+    with pytest.raises(ReadInterrupted) as err:
+        read_once(Resetting((SECOND,)), SECOND)
+    assert err.value.detail == f"{SECOND}: reset by another program (5 tries)"
+
+
+def test_a_one_shot_read_reads_photo_and_address_as_one_span() -> None:
+    """No one waits for the text first in a one-shot read, so a card that does not state its
+    photo's length is read with the fewest commands (the address rides with the photo)."""
+    from dataclasses import replace
+
+    from agent.card.session import read_card
+
+    demo = demo_profile(0)
+    image = encode_card(CardProfile(replace(demo.text, photo_length=0), demo.photo))
+    fewest = read_card(SimulatedCard(image).process, SimulatedCard(image).atr).stats.apdus
+    backend = DemoBackend((DEMO_READER,), insert_demo_card=False)
+    card = SimulatedCard(image)
+    backend.insert(DEMO_READER, card)
+    _, read = read_once(backend)
+    assert read.photo == demo.photo and read.text.address == demo.text.address
+    assert card.apdus == read.stats.apdus == fewest
+
+
+def test_a_reader_that_reports_no_atr_shows_none() -> None:
+    """Neither the connection nor the caller knows the ATR: the read says it is empty rather
+    than showing made-up bytes."""
+    backend = NoAtrChannel((DEMO_READER,), insert_demo_card=False)
+    backend.insert(DEMO_READER, demo_card(0))
+    read = read_exclusive(backend, DEMO_READER, photo=False)
+    assert read.atr == b"" and read.text == demo_profile(0).text

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from agent.errors import ClaimConflict, OutboxUnavailable
-from agent.nhso.outbox import SCHEMA_VERSION, Claim, Outbox, canonical
+from agent.errors import ClaimConflict, ClaimSameVisit, OutboxUnavailable
+from agent.nhso.outbox import SCHEMA_VERSION, Claim, Outbox, canonical, immediate
 from agent.nhso.settings import NhsoSettings
 from agent.nhso.validation import validate_claim
 from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body, patient_pid
@@ -570,3 +570,108 @@ async def test_patient_day_lists_the_patients_claims_of_that_day(outbox: Outbox)
     await outbox.submit(body(48))
     assert [c.id for c in await outbox.patient_day(a.pid, a.service_date)] == [a.id, b.id]
     assert await outbox.patient_day(a.pid, "2000-01-01") == []
+
+
+async def test_unsent_summary_is_the_oldest_waiting_claim_and_the_due_count(
+        outbox: Outbox) -> None:
+    """What /metrics shows of the queue: claims NHSO may still get (waiting, being sent,
+    held for staff); refused and sent ones are not waiting for anything."""
+    assert await outbox.unsent_summary() == (None, 0)
+    ids = [(await outbox.submit(body(n)))[0].id for n in range(100, 106)]
+    sent, failed, queued, sending, review, flagged = ids
+    for n, claim_id in enumerate(ids):
+        await sql(outbox, "UPDATE claims SET created_at = ? WHERE id = ?", 1000 + n, claim_id)
+    await outbox.mark_sent(sent, "EP0000000100", None)
+    await outbox.mark_failed(failed, "nhso_rejected", "no")
+    await outbox.reschedule(queued, 60, in_doubt=False, error_code=None, error_message=None)
+    await outbox.reschedule(flagged, 60, in_doubt=False, error_code=None, error_message=None)
+    assert (await outbox.take_due()).id == sending
+    await outbox.mark_review(review, {"reason": "r", "candidates": []})
+    assert await outbox.unsent_summary() == (1002.0, 0)
+    await sql(outbox, "UPDATE claims SET due_flagged = 1 WHERE id IN (?, ?, ?, ?)",
+              sent, failed, review, flagged)
+    assert await outbox.unsent_summary() == (1002.0, 2)
+    await outbox.mark_sent(queued, "EP0000000102", None)
+    assert (await outbox.unsent_summary())[0] == 1003.0
+
+
+# The claims table as agents of schema 1 wrote it (before claims were settled by their own
+# record): no service time, no count of status checks, no review.
+SCHEMA_1 = """
+CREATE TABLE claims (
+    id TEXT PRIMARY KEY, transaction_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
+    pid TEXT NOT NULL, hcode TEXT NOT NULL, service_code TEXT NOT NULL,
+    service_date TEXT NOT NULL, status TEXT NOT NULL, in_doubt INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL, authen_code TEXT,
+    seq TEXT, recovered INTEGER NOT NULL DEFAULT 0, error_code TEXT, error_message TEXT,
+    due_flagged INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, sent_at REAL);
+PRAGMA user_version=1;
+"""
+
+
+async def test_a_file_of_schema_1_is_upgraded_and_keeps_its_claims(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    old = body(110)
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_1)
+    db.execute("INSERT INTO claims (id, transaction_id, body, pid, hcode, service_code, "
+               "service_date, status, in_doubt, attempts, next_attempt_at, created_at, "
+               "updated_at) VALUES ('old-1', ?, ?, ?, ?, 'PG0060001', '2026-03-10', "
+               "'queued', 1, 1, 5, 5, 5)",
+               (old["transactionId"], canonical(old), old["pid"], HCODE))
+    db.commit()
+    db.close()
+    for _ in range(2):                       # upgraded once; the second open changes nothing
+        box = Outbox(path)
+        await box.open()
+        try:
+            claim = await box.get("old-1")
+            assert claim is not None and claim.body == old
+            assert (claim.status, claim.in_doubt, claim.attempts, claim.service_at,
+                    claim.status_checks, claim.review, claim.resolution) == (
+                "queued", True, 1, old["serviceDateTime"], 0, None, None)
+            # The upgraded claim is one visit like any other: the same visit under another
+            # transactionId is refused.
+            with pytest.raises(ClaimSameVisit):
+                await box.submit({**old, "transactionId": "T-110b"})
+            version = await box.run(lambda db: db.execute("PRAGMA user_version").fetchone()[0])
+            assert version == SCHEMA_VERSION == 2
+        finally:
+            await box.close()
+
+
+def test_immediate_commits_the_block_or_rolls_it_back(tmp_path: Path) -> None:
+    """The one write frame of the outbox and the visits: all of a block or none of it, and
+    the connection is usable again after a failure."""
+    db = sqlite3.connect(tmp_path / "t.sqlite3", isolation_level=None)
+    other = sqlite3.connect(tmp_path / "t.sqlite3", isolation_level=None, timeout=0)
+    try:
+        db.execute("CREATE TABLE t (x INTEGER)")
+        with immediate(db):
+            db.execute("INSERT INTO t VALUES (1)")
+            # The write lock is taken at BEGIN: no other writer can slip in between.
+            with pytest.raises(sqlite3.OperationalError):
+                other.execute("BEGIN IMMEDIATE")
+        assert not db.in_transaction
+        assert other.execute("SELECT x FROM t").fetchall() == [(1,)]    # committed
+        with pytest.raises(KeyError), immediate(db):
+            db.execute("INSERT INTO t VALUES (2)")
+            raise KeyError("a failure inside the block")
+        assert not db.in_transaction
+        assert other.execute("SELECT x FROM t").fetchall() == [(1,)]    # rolled back
+        with immediate(db):                  # a block that only read commits nothing
+            assert db.execute("SELECT COUNT(*) FROM t").fetchone() == (1,)
+        assert not db.in_transaction
+        with pytest.raises(sqlite3.OperationalError, match="no such table"), immediate(db):
+            db.execute("INSERT INTO t VALUES (3)")
+            db.execute("ROLLBACK")           # SQLite ended the transaction itself
+            db.execute("INSERT INTO no_such_table VALUES (4)")
+        assert not db.in_transaction
+        with immediate(db):
+            db.execute("INSERT INTO t VALUES (5)")
+            db.execute("COMMIT")             # ended inside the block: nothing left to commit
+        assert other.execute("SELECT x FROM t ORDER BY x").fetchall() == [(1,), (5,)]
+    finally:
+        db.close()
+        other.close()
