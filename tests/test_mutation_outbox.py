@@ -489,24 +489,32 @@ async def test_a_review_is_recorded_and_a_taken_code_is_never_shared(outbox: Out
                                          invoiceDateTime=first.body["serviceDateTime"]))
     review = {"reason": "r", "reason_th": "ร", "candidates": [{"claimCode": "EP1"},
                                                                {"claimCode": "EP2"}]}
-    with pytest.raises(ClaimNotInReview):
+    with pytest.raises(ClaimNotInReview) as not_held:
         await outbox.resolve_review(first.id, "resend", None, "me")
+    assert not_held.value.detail == f"claim {first.id} is queued"
     with pytest.raises(ClaimNotFound):
         await outbox.resolve_review("nope", "resend", None, "me")
     held = await outbox.mark_review(first.id, review)
     assert (held.status, held.in_doubt, held.review, held.error_code) == (
         "needs_review", True, review, None)
     assert await outbox.take_due() is not None          # the other claim, never this one
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(ValidationFailed) as unlisted:
         await outbox.resolve_review(first.id, "take", "EP9", "me")
+    assert unlisted.value.errors == [{"field": "claimCode", "message": "must be one of EP1, EP2",
+                                      "message_th": "ต้องเป็นรหัสที่แสดงไว้"}]
     await outbox.mark_sent(second.id, "EP2", None)
-    with pytest.raises(ClaimConflict):
+    with pytest.raises(ClaimConflict) as taken:
         await outbox.resolve_review(first.id, "take", "EP2", "me")
+    assert taken.value.detail == f"EP2 is already recorded for claim {second.id}"
+    before = int(time.time())
     done = await outbox.resolve_review(first.id, "take", "EP1", "https://his")
+    after = time.time()
     assert (done.status, done.authen_code, done.recovered, done.in_doubt) == (
         "sent", "EP1", True, False)
-    assert done.resolution is not None and done.resolution["action"] == "take"
-    assert (done.resolution["claimCode"], done.resolution["by"]) == ("EP1", "https://his")
+    assert done.resolution is not None
+    at = dt.datetime.fromisoformat(done.resolution.pop("at"))
+    assert done.resolution == {"action": "take", "claimCode": "EP1", "by": "https://his"}
+    assert at.utcoffset() == dt.timedelta(hours=7) and before <= at.timestamp() <= after
     assert done.sent_at is not None and done.review == review
 
 
@@ -675,3 +683,16 @@ def test_immediate_commits_the_block_or_rolls_it_back(tmp_path: Path) -> None:
     finally:
         db.close()
         other.close()
+
+
+async def test_a_review_without_candidates_can_only_be_resent(outbox: Outbox) -> None:
+    from agent.nhso.validation import ValidationFailed
+    claim, _ = await outbox.submit(body(111))
+    await outbox.mark_attempt(claim.id)
+    await outbox.mark_review(claim.id, {"reason": "r"})
+    with pytest.raises(ValidationFailed) as caught:
+        await outbox.resolve_review(claim.id, "take", "EP1", "me")
+    assert caught.value.errors[0]["message"] == "must be one of "
+    done = await outbox.resolve_review(claim.id, "resend", None, "me")
+    assert done.status == "queued" and done.resolution is not None
+    assert done.resolution["action"] == "resend"
