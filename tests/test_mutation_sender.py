@@ -738,3 +738,38 @@ async def test_housekeeping_keeps_flagging_and_purges_once_an_hour(
     assert rig.events == [("claim.due", {
         "id": late.id, "transactionId": late.transaction_id, "status": "queued",
         "serviceDate": late.service_date, "error": None})]
+
+
+async def test_purges_at_start_and_then_every_hour_on_the_senders_clock(
+        outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The purge runs when the sender starts, even on a PC booted a moment ago (a small
+    monotonic clock), and again once an hour has passed on that clock (set by the test)."""
+    clock = {"now": 5.0}                   # seconds since boot
+    monkeypatch.setattr(sender_mod, "time", SimpleNamespace(time=time.time,
+                                                            monotonic=lambda: clock["now"]))
+    rig = Rig(outbox, ScriptedClient(), NhsoSettings(
+        hcode=HCODE, source_id=SOURCE_ID, recorder_pid=RECORDER_PID, sender_concurrency=0,
+        due_check_interval=0.01))
+    passes = {"flag": 0, "purge": 0}
+    real_flag, real_purge = outbox.flag_due, outbox.purge
+
+    async def flag_due(now: dt.datetime, due_time: str) -> list[Claim]:
+        passes["flag"] += 1
+        return await real_flag(now, due_time)
+
+    async def purge(days: int) -> int:
+        passes["purge"] += 1
+        return await real_purge(days)
+    monkeypatch.setattr(outbox, "flag_due", flag_due)
+    monkeypatch.setattr(outbox, "purge", purge)
+    await rig.sender.start()
+    try:
+        await until(lambda: passes["purge"] == 1, "the purge at start")
+        seen = passes["flag"]
+        clock["now"] = 5.0 + 3599.0
+        await until(lambda: passes["flag"] >= seen + 3, "three more passes")
+        assert passes["purge"] == 1        # not yet an hour
+        clock["now"] = 5.0 + 3600.0
+        await until(lambda: passes["purge"] == 2, "the purge an hour later")
+    finally:
+        await rig.sender.stop()
