@@ -561,6 +561,9 @@ async def test_the_same_visit_is_refused_unless_new(outbox: Outbox) -> None:
         await outbox.submit(again)
     assert caught.value.existing == {"id": first.id, "transactionId": first.transaction_id,
                                      "status": "queued"}
+    assert caught.value.detail == (f"claim {first.id} (transactionId {first.transaction_id}, "
+                                   "queued) is the same visit; send newVisit=true if this is "
+                                   "another visit")
     assert caught.value.to_dict()["existing"]["id"] == first.id
     # Any of the four fields differing makes it another visit (raises nothing).
     for n, changed in enumerate(({"hcode": "10700"}, {"claimServiceCode": "PG0130001"},
@@ -696,3 +699,13 @@ async def test_a_review_without_candidates_can_only_be_resent(outbox: Outbox) ->
     done = await outbox.resolve_review(claim.id, "resend", None, "me")
     assert done.status == "queued" and done.resolution is not None
     assert done.resolution["action"] == "resend"
+
+
+async def test_a_refused_claim_does_not_hold_its_visit(outbox: Outbox) -> None:
+    """NHSO holds nothing of a refused claim: the HIS may send that visit again under a new
+    transactionId without saying newVisit."""
+    first, _ = await outbox.submit(body(112))
+    await outbox.mark_attempt(first.id)
+    await outbox.mark_failed(first.id, "nhso_rejected", "wrong scheme")
+    again, created = await outbox.submit({**first.body, "transactionId": "T-112b"})
+    assert created and again.id != first.id and again.status == "queued"
