@@ -605,6 +605,10 @@ async def test_a_service_without_photos_reads_none() -> None:
         assert read.payload["photo_pending"] is False
         _, got = await svc.get_card(photo=True)       # asked, but this service reads none
         assert got.photo is None and got.photo_error is None
+        deadline = asyncio.get_running_loop().time() + 10
+        while svc.reads < 1:                             # the read has ended, not only its text
+            assert asyncio.get_running_loop().time() < deadline, "the read never ended"
+            await asyncio.sleep(0.01)
         assert card.apdus == 7                           # select, text, address: no photo
     finally:
         await svc.stop()
