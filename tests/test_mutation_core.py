@@ -621,8 +621,13 @@ async def test_pcsc_and_monitor_events_and_a_service_never_started() -> None:
     assert svc.status()["pcsc"] == {"state": "starting", "error": None,
                                       "detail": None}
     sub = bus.subscribe()
-    svc._on_reader_event(ReaderEvent("pcsc_unavailable", error="pcsc_unavailable"))
+    svc._on_reader_event(ReaderEvent("pcsc_unavailable", error="pcsc_unavailable",
+                                     detail="SCardEstablishContext: 0x80100001"))
+    # /v1/status says why PC/SC cannot be used: the failing call and its result.
+    assert svc.status()["pcsc"] == {"state": "unavailable", "error": "pcsc_unavailable",
+                                      "detail": "SCardEstablishContext: 0x80100001"}
     svc._on_reader_event(ReaderEvent("pcsc_available"))
+    assert svc.status()["pcsc"] == {"state": "available", "error": None, "detail": None}
     svc._on_reader_event(ReaderEvent("monitor_error", error="reader_error"))
     svc._on_reader_event(ReaderEvent("monitor_error"))
     seen = [await sub.get() for _ in range(4)]
