@@ -172,7 +172,9 @@ async def test_counts_cover_every_status(outbox: Outbox) -> None:
 
 async def test_codes_in_use_are_per_person_and_day(outbox: Outbox) -> None:
     a, _ = await outbox.submit(body(20))
-    b, _ = await outbox.submit(body(20, transactionId="T-20b", visitNumber="V2"))
+    # Another visit of the same patient, a second earlier (not the same visit).
+    b, _ = await outbox.submit(body(20, transactionId="T-20b", visitNumber="V2",
+                                    serviceDateTime=a.body["serviceDateTime"] - 1000))
     c, _ = await outbox.submit(body(21))
     await outbox.mark_sent(a.id, "EP0000000020", None)
     await outbox.mark_sent(c.id, "EP0000000021", None)
