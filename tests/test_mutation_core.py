@@ -29,6 +29,7 @@ from agent.core import (
     open_backend,
     pick_reader,
     read_applets,
+    read_exclusive,
     read_once,
 )
 from agent.errors import (
@@ -604,6 +605,10 @@ async def test_a_service_without_photos_reads_none() -> None:
         assert read.payload["photo_pending"] is False
         _, got = await svc.get_card(photo=True)       # asked, but this service reads none
         assert got.photo is None and got.photo_error is None
+        deadline = asyncio.get_running_loop().time() + 10
+        while svc.reads < 1:                             # the read has ended, not only its text
+            assert asyncio.get_running_loop().time() < deadline, "the read never ended"
+            await asyncio.sleep(0.01)
         assert card.apdus == 7                           # select, text, address: no photo
     finally:
         await svc.stop()
@@ -616,8 +621,13 @@ async def test_pcsc_and_monitor_events_and_a_service_never_started() -> None:
     assert svc.status()["pcsc"] == {"state": "starting", "error": None,
                                       "detail": None}
     sub = bus.subscribe()
-    svc._on_reader_event(ReaderEvent("pcsc_unavailable", error="pcsc_unavailable"))
+    svc._on_reader_event(ReaderEvent("pcsc_unavailable", error="pcsc_unavailable",
+                                     detail="SCardEstablishContext: 0x80100001"))
+    # /v1/status says why PC/SC cannot be used: the failing call and its result.
+    assert svc.status()["pcsc"] == {"state": "unavailable", "error": "pcsc_unavailable",
+                                      "detail": "SCardEstablishContext: 0x80100001"}
     svc._on_reader_event(ReaderEvent("pcsc_available"))
+    assert svc.status()["pcsc"] == {"state": "available", "error": None, "detail": None}
     svc._on_reader_event(ReaderEvent("monitor_error", error="reader_error"))
     svc._on_reader_event(ReaderEvent("monitor_error"))
     seen = [await sub.get() for _ in range(4)]
@@ -625,3 +635,53 @@ async def test_pcsc_and_monitor_events_and_a_service_never_started() -> None:
         ("pcsc.unavailable", None, "pcsc_unavailable"), ("pcsc.available", None, None),
         ("reader.error", None, "reader_error"), ("reader.error", None, "internal_error")]
     await svc.stop()                                           # never started: nothing to end
+
+
+def test_card_reads_that_keep_being_reset_give_up_naming_the_reader(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-shot read (the ``read`` command) and the resident service's read say which
+    reader was being read when other programs' resets made it give up."""
+    import agent.core as core
+    from agent.errors import CardReset, ReadInterrupted
+
+    class Resetting(DemoBackend):
+        def connect(self, reader: str) -> Any:
+            channel = super().connect(reader)
+
+            def transmit(apdu: bytes) -> bytes:
+                raise CardReset("reset by another program")
+
+            channel.transmit = transmit  # type: ignore[method-assign]  # resets every command
+            return channel
+
+    monkeypatch.setattr(core, "time", SimpleNamespace(sleep=lambda s: None))
+    with pytest.raises(ReadInterrupted) as err:
+        read_once(Resetting((SECOND,)), SECOND)
+    assert err.value.detail == f"{SECOND}: reset by another program (5 tries)"
+
+
+def test_a_one_shot_read_reads_photo_and_address_as_one_span() -> None:
+    """No one waits for the text first in a one-shot read, so a card that does not state its
+    photo's length is read with the fewest commands (the address rides with the photo)."""
+    from dataclasses import replace
+
+    from agent.card.session import read_card
+
+    demo = demo_profile(0)
+    image = encode_card(CardProfile(replace(demo.text, photo_length=0), demo.photo))
+    fewest = read_card(SimulatedCard(image).process, SimulatedCard(image).atr).stats.apdus
+    backend = DemoBackend((DEMO_READER,), insert_demo_card=False)
+    card = SimulatedCard(image)
+    backend.insert(DEMO_READER, card)
+    _, read = read_once(backend)
+    assert read.photo == demo.photo and read.text.address == demo.text.address
+    assert card.apdus == read.stats.apdus == fewest
+
+
+def test_a_reader_that_reports_no_atr_shows_none() -> None:
+    """Neither the connection nor the caller knows the ATR: the read says it is empty rather
+    than showing made-up bytes."""
+    backend = NoAtrChannel((DEMO_READER,), insert_demo_card=False)
+    backend.insert(DEMO_READER, demo_card(0))
+    read = read_exclusive(backend, DEMO_READER, photo=False)
+    assert read.atr == b"" and read.text == demo_profile(0).text

@@ -163,6 +163,8 @@ VISIT = Visit.of("c", body())
     (rec(extra={"privilegeAmount": 0.0}), False, False),
     (rec(extra={"paidAmount": "0"}), False, False),
     (rec(extra={"paidAmount": 0}), True, False),
+    (rec(extra={"paidAmount": 0.004}), True, False),     # under half a satang: the same
+    (rec(extra={"paidAmount": 0.005}), False, False),    # half a satang is another amount
 ])
 def test_a_record_against_a_claim(record: Record, is_exact: bool, is_near: bool) -> None:
     assert exact(VISIT, record) is is_exact

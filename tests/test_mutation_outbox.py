@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from agent.errors import ClaimConflict, OutboxUnavailable
-from agent.nhso.outbox import SCHEMA_VERSION, Claim, Outbox, canonical
+from agent.errors import ClaimConflict, ClaimSameVisit, OutboxUnavailable
+from agent.nhso.outbox import SCHEMA_VERSION, Claim, Outbox, canonical, immediate
 from agent.nhso.settings import NhsoSettings
 from agent.nhso.validation import validate_claim
 from testrig.nhso_support import HCODE, RECORDER_PID, SOURCE_ID, claim_body, patient_pid
@@ -172,7 +172,9 @@ async def test_counts_cover_every_status(outbox: Outbox) -> None:
 
 async def test_codes_in_use_are_per_person_and_day(outbox: Outbox) -> None:
     a, _ = await outbox.submit(body(20))
-    b, _ = await outbox.submit(body(20, transactionId="T-20b", visitNumber="V2"))
+    # Another visit of the same patient, a second earlier (not the same visit).
+    b, _ = await outbox.submit(body(20, transactionId="T-20b", visitNumber="V2",
+                                    serviceDateTime=a.body["serviceDateTime"] - 1000))
     c, _ = await outbox.submit(body(21))
     await outbox.mark_sent(a.id, "EP0000000020", None)
     await outbox.mark_sent(c.id, "EP0000000021", None)
@@ -489,24 +491,32 @@ async def test_a_review_is_recorded_and_a_taken_code_is_never_shared(outbox: Out
                                          invoiceDateTime=first.body["serviceDateTime"]))
     review = {"reason": "r", "reason_th": "ร", "candidates": [{"claimCode": "EP1"},
                                                                {"claimCode": "EP2"}]}
-    with pytest.raises(ClaimNotInReview):
+    with pytest.raises(ClaimNotInReview) as not_held:
         await outbox.resolve_review(first.id, "resend", None, "me")
+    assert not_held.value.detail == f"claim {first.id} is queued"
     with pytest.raises(ClaimNotFound):
         await outbox.resolve_review("nope", "resend", None, "me")
     held = await outbox.mark_review(first.id, review)
     assert (held.status, held.in_doubt, held.review, held.error_code) == (
         "needs_review", True, review, None)
     assert await outbox.take_due() is not None          # the other claim, never this one
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(ValidationFailed) as unlisted:
         await outbox.resolve_review(first.id, "take", "EP9", "me")
+    assert unlisted.value.errors == [{"field": "claimCode", "message": "must be one of EP1, EP2",
+                                      "message_th": "ต้องเป็นรหัสที่แสดงไว้"}]
     await outbox.mark_sent(second.id, "EP2", None)
-    with pytest.raises(ClaimConflict):
+    with pytest.raises(ClaimConflict) as taken:
         await outbox.resolve_review(first.id, "take", "EP2", "me")
+    assert taken.value.detail == f"EP2 is already recorded for claim {second.id}"
+    before = int(time.time())
     done = await outbox.resolve_review(first.id, "take", "EP1", "https://his")
+    after = time.time()
     assert (done.status, done.authen_code, done.recovered, done.in_doubt) == (
         "sent", "EP1", True, False)
-    assert done.resolution is not None and done.resolution["action"] == "take"
-    assert (done.resolution["claimCode"], done.resolution["by"]) == ("EP1", "https://his")
+    assert done.resolution is not None
+    at = dt.datetime.fromisoformat(done.resolution.pop("at"))
+    assert done.resolution == {"action": "take", "claimCode": "EP1", "by": "https://his"}
+    assert at.utcoffset() == dt.timedelta(hours=7) and before <= at.timestamp() <= after
     assert done.sent_at is not None and done.review == review
 
 
@@ -553,6 +563,9 @@ async def test_the_same_visit_is_refused_unless_new(outbox: Outbox) -> None:
         await outbox.submit(again)
     assert caught.value.existing == {"id": first.id, "transactionId": first.transaction_id,
                                      "status": "queued"}
+    assert caught.value.detail == (f"claim {first.id} (transactionId {first.transaction_id}, "
+                                   "queued) is the same visit; send newVisit=true if this is "
+                                   "another visit")
     assert caught.value.to_dict()["existing"]["id"] == first.id
     # Any of the four fields differing makes it another visit (raises nothing).
     for n, changed in enumerate(({"hcode": "10700"}, {"claimServiceCode": "PG0130001"},
@@ -570,3 +583,131 @@ async def test_patient_day_lists_the_patients_claims_of_that_day(outbox: Outbox)
     await outbox.submit(body(48))
     assert [c.id for c in await outbox.patient_day(a.pid, a.service_date)] == [a.id, b.id]
     assert await outbox.patient_day(a.pid, "2000-01-01") == []
+
+
+async def test_unsent_summary_is_the_oldest_waiting_claim_and_the_due_count(
+        outbox: Outbox) -> None:
+    """What /metrics shows of the queue: claims NHSO may still get (waiting, being sent,
+    held for staff); refused and sent ones are not waiting for anything."""
+    assert await outbox.unsent_summary() == (None, 0)
+    ids = [(await outbox.submit(body(n)))[0].id for n in range(100, 106)]
+    sent, failed, queued, sending, review, flagged = ids
+    for n, claim_id in enumerate(ids):
+        await sql(outbox, "UPDATE claims SET created_at = ? WHERE id = ?", 1000 + n, claim_id)
+    await outbox.mark_sent(sent, "EP0000000100", None)
+    await outbox.mark_failed(failed, "nhso_rejected", "no")
+    await outbox.reschedule(queued, 60, in_doubt=False, error_code=None, error_message=None)
+    await outbox.reschedule(flagged, 60, in_doubt=False, error_code=None, error_message=None)
+    assert (await outbox.take_due()).id == sending
+    await outbox.mark_review(review, {"reason": "r", "candidates": []})
+    assert await outbox.unsent_summary() == (1002.0, 0)
+    await sql(outbox, "UPDATE claims SET due_flagged = 1 WHERE id IN (?, ?, ?, ?)",
+              sent, failed, review, flagged)
+    assert await outbox.unsent_summary() == (1002.0, 2)
+    await outbox.mark_sent(queued, "EP0000000102", None)
+    assert (await outbox.unsent_summary())[0] == 1003.0
+
+
+# The claims table as agents of schema 1 wrote it (before claims were settled by their own
+# record): no service time, no count of status checks, no review.
+SCHEMA_1 = """
+CREATE TABLE claims (
+    id TEXT PRIMARY KEY, transaction_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL,
+    pid TEXT NOT NULL, hcode TEXT NOT NULL, service_code TEXT NOT NULL,
+    service_date TEXT NOT NULL, status TEXT NOT NULL, in_doubt INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL, authen_code TEXT,
+    seq TEXT, recovered INTEGER NOT NULL DEFAULT 0, error_code TEXT, error_message TEXT,
+    due_flagged INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, sent_at REAL);
+PRAGMA user_version=1;
+"""
+
+
+async def test_a_file_of_schema_1_is_upgraded_and_keeps_its_claims(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    old = body(110)
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_1)
+    db.execute("INSERT INTO claims (id, transaction_id, body, pid, hcode, service_code, "
+               "service_date, status, in_doubt, attempts, next_attempt_at, created_at, "
+               "updated_at) VALUES ('old-1', ?, ?, ?, ?, 'PG0060001', '2026-03-10', "
+               "'queued', 1, 1, 5, 5, 5)",
+               (old["transactionId"], canonical(old), old["pid"], HCODE))
+    db.commit()
+    db.close()
+    for _ in range(2):                       # upgraded once; the second open changes nothing
+        box = Outbox(path)
+        await box.open()
+        try:
+            claim = await box.get("old-1")
+            assert claim is not None and claim.body == old
+            assert (claim.status, claim.in_doubt, claim.attempts, claim.service_at,
+                    claim.status_checks, claim.review, claim.resolution) == (
+                "queued", True, 1, old["serviceDateTime"], 0, None, None)
+            # The upgraded claim is one visit like any other: the same visit under another
+            # transactionId is refused.
+            with pytest.raises(ClaimSameVisit):
+                await box.submit({**old, "transactionId": "T-110b"})
+            version = await box.run(lambda db: db.execute("PRAGMA user_version").fetchone()[0])
+            assert version == SCHEMA_VERSION == 2
+        finally:
+            await box.close()
+
+
+def test_immediate_commits_the_block_or_rolls_it_back(tmp_path: Path) -> None:
+    """The one write frame of the outbox and the visits: all of a block or none of it, and
+    the connection is usable again after a failure."""
+    db = sqlite3.connect(tmp_path / "t.sqlite3", isolation_level=None)
+    other = sqlite3.connect(tmp_path / "t.sqlite3", isolation_level=None, timeout=0)
+    try:
+        db.execute("CREATE TABLE t (x INTEGER)")
+        with immediate(db):
+            db.execute("INSERT INTO t VALUES (1)")
+            # The write lock is taken at BEGIN: no other writer can slip in between.
+            with pytest.raises(sqlite3.OperationalError):
+                other.execute("BEGIN IMMEDIATE")
+        assert not db.in_transaction
+        assert other.execute("SELECT x FROM t").fetchall() == [(1,)]    # committed
+        with pytest.raises(KeyError), immediate(db):
+            db.execute("INSERT INTO t VALUES (2)")
+            raise KeyError("a failure inside the block")
+        assert not db.in_transaction
+        assert other.execute("SELECT x FROM t").fetchall() == [(1,)]    # rolled back
+        with immediate(db):                  # a block that only read commits nothing
+            assert db.execute("SELECT COUNT(*) FROM t").fetchone() == (1,)
+        assert not db.in_transaction
+        with pytest.raises(sqlite3.OperationalError, match="no such table"), immediate(db):
+            db.execute("INSERT INTO t VALUES (3)")
+            db.execute("ROLLBACK")           # SQLite ended the transaction itself
+            db.execute("INSERT INTO no_such_table VALUES (4)")
+        assert not db.in_transaction
+        with immediate(db):
+            db.execute("INSERT INTO t VALUES (5)")
+            db.execute("COMMIT")             # ended inside the block: nothing left to commit
+        assert other.execute("SELECT x FROM t ORDER BY x").fetchall() == [(1,), (5,)]
+    finally:
+        db.close()
+        other.close()
+
+
+async def test_a_review_without_candidates_can_only_be_resent(outbox: Outbox) -> None:
+    from agent.nhso.validation import ValidationFailed
+    claim, _ = await outbox.submit(body(111))
+    await outbox.mark_attempt(claim.id)
+    await outbox.mark_review(claim.id, {"reason": "r"})
+    with pytest.raises(ValidationFailed) as caught:
+        await outbox.resolve_review(claim.id, "take", "EP1", "me")
+    assert caught.value.errors[0]["message"] == "must be one of "
+    done = await outbox.resolve_review(claim.id, "resend", None, "me")
+    assert done.status == "queued" and done.resolution is not None
+    assert done.resolution["action"] == "resend"
+
+
+async def test_a_refused_claim_does_not_hold_its_visit(outbox: Outbox) -> None:
+    """NHSO holds nothing of a refused claim: the HIS may send that visit again under a new
+    transactionId without saying newVisit."""
+    first, _ = await outbox.submit(body(112))
+    await outbox.mark_attempt(first.id)
+    await outbox.mark_failed(first.id, "nhso_rejected", "wrong scheme")
+    again, created = await outbox.submit({**first.body, "transactionId": "T-112b"})
+    assert created and again.id != first.id and again.status == "queued"

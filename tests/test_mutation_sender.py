@@ -14,6 +14,7 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from agent.errors import (
     NhsoUnavailable,
 )
 from agent.errors import OutboxUnavailable as OutboxUnavailableError
+from agent.nhso import matching
 from agent.nhso import sender as sender_mod
 from agent.nhso.client import ClaimAnswer, unavailable
 from agent.nhso.outbox import Claim, Outbox
@@ -115,6 +117,12 @@ class Rig:
         self.sender = ClaimSender(settings, outbox, client,
                                   lambda t, p: self.events.append((t, p)),
                                   token_retry_delay=self.token_delay, clock=bangkok_noon)
+
+    def sent(self) -> list[dict[str, Any]]:
+        """The claim.sent payloads. A running sender's housekeeping also publishes claim.due
+        for today's claims once the due time (20:00 Bangkok) has passed: tests that wait for
+        a send must not take that for it."""
+        return [payload for kind, payload in self.events if kind == "claim.sent"]
 
     def token_delay(self) -> float:
         self.token_invalid += 1
@@ -361,6 +369,81 @@ async def test_claims_of_one_person_day_and_service_go_one_at_a_time(outbox: Out
     assert peak == 2 and rig.sender._locks == {}
 
 
+
+def candidate(claim: Claim, code: str) -> dict[str, Any]:
+    """What staff see of ``record_of(claim, code)``: Bangkok time to the second."""
+    at = dt.datetime.fromtimestamp(claim.body["serviceDateTime"] // 1000, BKK)
+    return {"claimCode": code, "hcode": HCODE, "serviceCode": "PG0060001",
+            "serviceDateTime": at.isoformat(), "sourceChannel": None}
+
+
+async def test_two_records_at_its_second_hold_the_claim_for_staff(outbox: Outbox) -> None:
+    rig = Rig(outbox, ScriptedClient())
+    claim = await rig.claim(in_doubt=True)
+    rig.client.statuses = [{"serviceHistories": [record_of(claim, "EP0000000401"),
+                                                 record_of(claim, "EP0000000402")]}]
+    done = await rig.deliver(claim)
+    assert rig.client.sent == []                    # nothing is sent until staff choose
+    candidates = [candidate(claim, "EP0000000401"), candidate(claim, "EP0000000402")]
+    assert (done.status, done.in_doubt, done.authen_code, done.error_code) == (
+        "needs_review", True, None, None)
+    assert done.review == {"reason": matching.SEVERAL,
+                           "reason_th": "มีรายการของ สปสช. มากกว่าหนึ่งรายการที่ตรงกับเคลมนี้",
+                           "candidates": candidates}
+    assert rig.events == [("claim.needs_review", {
+        "id": claim.id, "transactionId": claim.transaction_id, "status": "needs_review",
+        "reason": matching.SEVERAL, "candidates": candidates})]
+    assert (rig.sender.sent, rig.sender.recovered) == (0, 0)
+    assert await outbox.take_due() is None          # held: never taken again by a worker
+
+
+@pytest.mark.parametrize("other_state", ["queued", "sending", "needs_review"])
+async def test_a_record_that_fits_another_claim_in_doubt_settles_neither(
+        outbox: Outbox, other_state: str) -> None:
+    """Two visits of the patient at the same second, both maybe at NHSO, one record: it
+    could be either claim's, whether the other is waiting, being sent or held for staff."""
+    rig = Rig(outbox, ScriptedClient())
+    claim = await rig.claim(1, in_doubt=True)
+    other = await rig.claim(1, in_doubt=True, transactionId="T-2", visitNumber="VN2",
+                            serviceDateTime=claim.body["serviceDateTime"])
+    if other_state == "queued":
+        await outbox.reschedule(other.id, 60, in_doubt=True, error_code=None,
+                                error_message=None)
+    elif other_state == "needs_review":
+        await outbox.mark_review(other.id, {"reason": matching.SEVERAL, "candidates": []})
+    rig.client.statuses = [{"serviceHistories": [record_of(claim, "EP0000000403")]}]
+    done = await rig.deliver(claim)
+    assert rig.client.sent == [] and done.status == "needs_review"
+    assert done.review is not None and done.review["reason"] == matching.SHARED
+    assert done.review["reason_th"] == "รายการของ สปสช. ที่ตรงกับเคลมนี้ ตรงกับเคลมอื่นของเราด้วย"
+    assert rig.events[0][1]["reason"] == matching.SHARED
+    assert (await outbox.get(other.id)).status == other_state     # judged on its own turn
+
+
+@pytest.mark.parametrize("other_state", ["never sent", "sent", "failed"])
+async def test_a_claim_that_cannot_be_at_nhso_does_not_share_the_record(
+        outbox: Outbox, other_state: str) -> None:
+    """A claim of the same second that never left, or whose answer is known, is not a
+    candidate for the record: ours is settled by it."""
+    rig = Rig(outbox, ScriptedClient())
+    claim = await rig.claim(1, in_doubt=True)
+    other = await rig.claim(1, transactionId="T-2", visitNumber="VN2",
+                            serviceDateTime=claim.body["serviceDateTime"])
+    if other_state == "never sent":
+        await outbox.reschedule(other.id, 60, in_doubt=False, error_code=None,
+                                error_message=None)
+    elif other_state == "sent":
+        await outbox.mark_attempt(other.id)
+        await outbox.mark_sent(other.id, "EP0000000499", None)
+    else:
+        await outbox.mark_attempt(other.id)
+        await outbox.mark_failed(other.id, "nhso_rejected", "no")
+    rig.client.statuses = [{"serviceHistories": [record_of(claim, "EP0000000404")]}]
+    done = await rig.deliver(claim)
+    assert rig.client.sent == []
+    assert (done.status, done.authen_code, done.recovered) == ("sent", "EP0000000404", True)
+
+
 # -- the workers and housekeeping ---------------------------------------------------------------
 
 async def until(predicate: Any, what: str, deadline: float = 10.0) -> Any:
@@ -403,8 +486,8 @@ async def test_workers_deliver_what_is_submitted_after_a_wake(outbox: Outbox) ->
     try:
         claim, _ = await outbox.submit(validate_claim(claim_body(4), SETTINGS))
         rig.sender.wake()
-        await until(lambda: rig.events, "the claim to be sent", deadline=4.0)
-        assert rig.events[0][0] == "claim.sent" and rig.events[0][1]["id"] == claim.id
+        await until(rig.sent, "the claim to be sent", deadline=4.0)
+        assert rig.sent()[0]["id"] == claim.id
     finally:
         await rig.sender.stop()
 
@@ -485,7 +568,7 @@ async def test_an_idle_worker_is_woken_by_wake(watched: WatchedOutbox) -> None:
         await watched.submit(validate_claim(claim_body(8), SETTINGS))
         started = time.monotonic()
         rig.sender.wake()
-        await until(lambda: rig.events, "the claim to be sent", deadline=10.0)
+        await until(rig.sent, "the claim to be sent", deadline=10.0)
         # Well before the idle poll (5 s) would have found it.
         assert time.monotonic() - started < sender_mod.IDLE_POLL - 1
         assert len(rig.sender._tasks) == 2
@@ -501,11 +584,43 @@ async def test_an_idle_worker_wakes_itself_when_a_retry_is_due(watched: WatchedO
     started = time.monotonic()
     await rig.sender.start()
     try:
-        await until(lambda: rig.events, "the retry to be sent", deadline=10.0)
+        await until(rig.sent, "the retry to be sent", deadline=10.0)
         assert time.monotonic() - started < sender_mod.IDLE_POLL - 1   # no wake() call
     finally:
         await rig.sender.stop()
 
+
+
+async def test_an_idle_worker_waits_until_the_next_retry_and_no_longer(
+        watched: WatchedOutbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """How long an idle worker sleeps (what it asks of asyncio, on a clock the test sets,
+    not measured): the time left to the next retry when that is sooner than the idle poll."""
+    sleeps: list[float] = []
+    later = time.time() + 3600.0           # the retry's time: never due for the outbox
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+        @staticmethod
+        async def wait_for(aw: Any, timeout: float) -> Any:
+            sleeps.append(timeout)
+            return await asyncio.wait_for(aw, timeout)
+
+    monkeypatch.setattr(sender_mod, "asyncio", Recording())
+    # The sender's clock: 0.3 s before the retry.
+    monkeypatch.setattr(sender_mod, "time", SimpleNamespace(time=lambda: later - 0.3,
+                                                            monotonic=time.monotonic))
+    rig = Rig(watched, ScriptedClient())
+    claim, _ = await watched.submit(validate_claim(claim_body(15), SETTINGS))
+    await watched.reschedule(claim.id, later - time.time(), in_doubt=False, error_code=None,
+                             error_message=None)
+    await rig.sender.start()
+    try:
+        await until(lambda: sleeps, "the worker to wait")
+    finally:
+        await rig.sender.stop()
+    assert sleeps[0] == pytest.approx(0.3, abs=0.01)
 
 async def test_stop_waits_for_the_tasks_and_survives_a_closed_outbox(outbox: Outbox) -> None:
     rig = Rig(outbox, ScriptedClient())
@@ -535,7 +650,7 @@ async def test_a_worker_keeps_going_when_the_outbox_fails(outbox: Outbox,
     await outbox.submit(validate_claim(claim_body(10), SETTINGS))
     await rig.sender.start()
     try:
-        await until(lambda: rig.events, "the claim to be sent after the outbox recovered")
+        await until(rig.sent, "the claim to be sent after the outbox recovered")
     finally:
         await rig.sender.stop()
     assert failures == 2
@@ -558,10 +673,10 @@ async def test_an_unexpected_error_does_not_stop_the_worker(outbox: Outbox,
         await outbox.reschedule(claim.id, -1, in_doubt=True, error_code="internal_error",
                                 error_message="x")
         rig.sender.wake()
-        await until(lambda: rig.events, "the same worker to send it next time")
+        await until(rig.sent, "the same worker to send it next time")
     finally:
         await rig.sender.stop()
-    assert rig.events[0][1]["authenCode"] == "EP0000000800"
+    assert rig.sent()[0]["authenCode"] == "EP0000000800"
 
 
 async def test_outbox_errors_around_a_send_do_not_stop_the_worker(
@@ -592,10 +707,10 @@ async def test_outbox_errors_around_a_send_do_not_stop_the_worker(
         await until(lambda: broken == {"reschedule": 0, "next": 0}, "both failures")
         # No wake(): after its failed look at the outbox, the worker polls again.
         second, _ = await outbox.submit(validate_claim(claim_body(13), SETTINGS))
-        await until(lambda: rig.events, "the next claim to be sent")
+        await until(rig.sent, "the next claim to be sent")
     finally:
         await rig.sender.stop()
-    assert rig.events[0][1]["id"] == second.id
+    assert rig.sent()[0]["id"] == second.id
     assert rig.client.sent == [first.body, second.body]
 
 
@@ -631,3 +746,38 @@ async def test_housekeeping_keeps_flagging_and_purges_once_an_hour(
     assert rig.events == [("claim.due", {
         "id": late.id, "transactionId": late.transaction_id, "status": "queued",
         "serviceDate": late.service_date, "error": None})]
+
+
+async def test_purges_at_start_and_then_every_hour_on_the_senders_clock(
+        outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The purge runs when the sender starts, even on a PC booted a moment ago (a small
+    monotonic clock), and again once an hour has passed on that clock (set by the test)."""
+    clock = {"now": 5.0}                   # seconds since boot
+    monkeypatch.setattr(sender_mod, "time", SimpleNamespace(time=time.time,
+                                                            monotonic=lambda: clock["now"]))
+    rig = Rig(outbox, ScriptedClient(), NhsoSettings(
+        hcode=HCODE, source_id=SOURCE_ID, recorder_pid=RECORDER_PID, sender_concurrency=0,
+        due_check_interval=0.01))
+    passes = {"flag": 0, "purge": 0}
+    real_flag, real_purge = outbox.flag_due, outbox.purge
+
+    async def flag_due(now: dt.datetime, due_time: str) -> list[Claim]:
+        passes["flag"] += 1
+        return await real_flag(now, due_time)
+
+    async def purge(days: int) -> int:
+        passes["purge"] += 1
+        return await real_purge(days)
+    monkeypatch.setattr(outbox, "flag_due", flag_due)
+    monkeypatch.setattr(outbox, "purge", purge)
+    await rig.sender.start()
+    try:
+        await until(lambda: passes["purge"] == 1, "the purge at start")
+        seen = passes["flag"]
+        clock["now"] = 5.0 + 3599.0
+        await until(lambda: passes["flag"] >= seen + 3, "three more passes")
+        assert passes["purge"] == 1        # not yet an hour
+        clock["now"] = 5.0 + 3600.0
+        await until(lambda: passes["purge"] == 2, "the purge an hour later")
+    finally:
+        await rig.sender.stop()

@@ -191,8 +191,12 @@ async def test_purged_personal_data_is_gone_from_file_and_wal(outbox: Outbox,
                                                               checkpointed: bool) -> None:
     keep_pid, gone_pid = patient_pid(41), patient_pid(42)
     kept = await submit(outbox, 41)
+    # Five visits of one patient: a second apart (two submitted within one millisecond
+    # would be the same visit, which the outbox refuses).
+    first = int(time.time() * 1000) - 60_000
     gone = [await submit(outbox, 42, transactionId=f"{HCODE}-GONE{n}",
-                         visitNumber=f"GONEVISIT{n}") for n in range(5)]
+                         visitNumber=f"GONEVISIT{n}", serviceDateTime=first - n * 1000)
+            for n in range(5)]
     for claim_id in gone:
         await outbox.mark_sent(claim_id, f"EP{claim_id[:10]}", None)
     if checkpointed:
