@@ -685,3 +685,33 @@ def test_a_reader_that_reports_no_atr_shows_none() -> None:
     backend.insert(DEMO_READER, demo_card(0))
     read = read_exclusive(backend, DEMO_READER, photo=False)
     assert read.atr == b"" and read.text == demo_profile(0).text
+
+
+async def test_a_card_pulled_during_an_applet_read_names_its_reader(
+        service: tuple[CardService, DemoBackend], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The applet read runs in a thread; a card pulled meanwhile is refused with the
+    reader's name (the page shows which reader lost its card), not its half-read applet."""
+    import agent.core as core_module
+
+    svc, backend = service
+    sub = svc.events.subscribe()
+    card = SimulatedCard(encode_card(demo_profile(0)), nhso_image=encode_nhso(COVERAGE))
+    backend.insert(SECOND, card)
+    await next_event(sub, "card.photo", SECOND)
+    real = core_module.read_applets
+    loop = asyncio.get_running_loop()
+
+    def pulled_while_reading(*args: Any, **kwargs: Any) -> Any:
+        got = real(*args, **kwargs)
+        # The pull is handled on the loop, which is free while this thread reads.
+        asyncio.run_coroutine_threadsafe(pull(), loop).result(30)
+        return got
+
+    async def pull() -> None:
+        backend.remove(SECOND)
+        await next_event(sub, "card.removed", SECOND)
+
+    monkeypatch.setattr(core_module, "read_applets", pulled_while_reading)
+    with pytest.raises(CardRemoved) as caught:
+        await svc.get_card(SECOND, nhso=True)
+    assert caught.value.detail == SECOND
