@@ -507,20 +507,25 @@ def test_one_shot_reads_use_the_reader_states_atr_and_ask_only_for_what_is_named
     assert laser_only.laser_id == "ME0123456789" and not laser_only.nhso_asked
 
 
+class Resetting(DemoBackend):
+    """A card that another program resets at every command."""
+
+    def connect(self, reader: str) -> Any:
+        from agent.errors import CardReset
+
+        channel = super().connect(reader)
+
+        def transmit(apdu: bytes) -> bytes:
+            raise CardReset("reset by another program")
+
+        channel.transmit = transmit  # type: ignore[method-assign]  # resets every command
+        return channel
+
+
 def test_applet_reads_restart_after_resets_then_give_up_naming_the_reader(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import agent.core as core
-    from agent.errors import CardReset, ReadInterrupted
-
-    class Resetting(DemoBackend):
-        def connect(self, reader: str) -> Any:
-            channel = super().connect(reader)
-
-            def transmit(apdu: bytes) -> bytes:
-                raise CardReset("reset by another program")
-
-            channel.transmit = transmit  # type: ignore[method-assign]  # resets every command
-            return channel
+    from agent.errors import ReadInterrupted
 
     monkeypatch.setattr(core, "time", SimpleNamespace(sleep=lambda s: None))
     backend = Resetting((DEMO_READER,))
@@ -642,17 +647,7 @@ def test_card_reads_that_keep_being_reset_give_up_naming_the_reader(
     """The one-shot read (the ``read`` command) and the resident service's read say which
     reader was being read when other programs' resets made it give up."""
     import agent.core as core
-    from agent.errors import CardReset, ReadInterrupted
-
-    class Resetting(DemoBackend):
-        def connect(self, reader: str) -> Any:
-            channel = super().connect(reader)
-
-            def transmit(apdu: bytes) -> bytes:
-                raise CardReset("reset by another program")
-
-            channel.transmit = transmit  # type: ignore[method-assign]  # resets every command
-            return channel
+    from agent.errors import ReadInterrupted
 
     monkeypatch.setattr(core, "time", SimpleNamespace(sleep=lambda s: None))
     with pytest.raises(ReadInterrupted) as err:
