@@ -61,6 +61,13 @@ def built() -> Iterator[dict[str, Path]]:
     parts = wine_build()
     yield parts
     bw.stop_wine(parts["prefix"])
+    shutil.rmtree(parts["prefix"], ignore_errors=True)     # ~700 MB in the temporary folder
+
+
+def test_the_wine_prefix_is_not_in_the_source_tree(built):
+    """Its dosdevices/z: links to /: inside the checkout, `pip install -e .` walked the machine."""
+    assert (built["prefix"] / "dosdevices" / "z:").is_symlink()
+    assert ROOT not in built["prefix"].parents
 
 
 @pytest.fixture(scope="module")

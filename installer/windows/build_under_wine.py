@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Builds the Windows bundle and the MSI on Linux, under Wine (what CI runs and tests).
 
-    python installer/windows/build_under_wine.py OUT_DIR [--cache DIR]
+    python installer/windows/build_under_wine.py OUT_DIR [--cache DIR] [--prefix DIR]
 
-OUT_DIR gets ``prefix/`` (a private Wine prefix, Windows 10), ``python/`` (the official
+A private Wine prefix (Windows 10) is made in the temporary folder, never in OUT_DIR (it
+links to ``/``: see ``default_prefix``). OUT_DIR gets ``python/`` (the official
 Windows embeddable CPython with Tcl/Tk and the Windows wheels), ``dist/thaicard-agent/``
 (the PyInstaller bundle from the same spec as every other build) and
 ``thaicard-agent-<version>-x64.msi`` (installer/windows/build_msi.py). The release keeps
@@ -24,11 +25,13 @@ from ``platform`` aborts under Wine); the prefix says Windows 10; paths are ``Z:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import tomllib
 import zipfile
@@ -169,11 +172,24 @@ def build_bundle(prefix: Path, python: Path, dist: Path, work: Path) -> Path:
     return dist / "thaicard-agent"
 
 
-def build(out: Path, cache: Path | None = None) -> dict[str, Path]:
-    """Everything in ``out``; the paths by name (prefix, python, bundle, msi, icon)."""
+def default_prefix(out: Path) -> Path:
+    """The Wine prefix of a build into ``out``: in the temporary folder, never inside ``out``.
+
+    A prefix holds ``dosdevices/z:``, a link to ``/`` (Wine's view of the Linux root). Inside
+    a checkout it made every tool that walks the tree and follows links walk the whole
+    machine: ``pip install -e .`` (setuptools' file list) sat for many minutes after a test
+    run had built under Wine."""
+    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"thaicard-agent-wine-prefix-{digest}"
+
+
+def build(out: Path, cache: Path | None = None,
+          prefix: Path | None = None) -> dict[str, Path]:
+    """Everything in ``out`` but the Wine prefix (``default_prefix``); the paths by name
+    (prefix, python, bundle, msi, icon)."""
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    prefix, times = out / "prefix", {}
+    prefix, times = (prefix or default_prefix(out)).resolve(), {}
     started = time.monotonic()
     try:
         make_prefix(prefix)
@@ -200,14 +216,17 @@ def build(out: Path, cache: Path | None = None) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="build folder (prefix, python, dist, msi)")
+    parser.add_argument("out", type=Path, help="build folder (python, dist, msi)")
     parser.add_argument("--cache", type=Path,
                         help="where the downloaded CPython sdists are kept (default: OUT/cache)")
+    parser.add_argument("--prefix", type=Path,
+                        help="the Wine prefix (default: one per OUT in the temporary folder; "
+                             "never inside a source tree: it links to /)")
     args = parser.parse_args(argv)
     for tool in ("wine", "wineserver", "wineboot"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: apt-get install wine wine64")
-    built = build(args.out, args.cache)
+    built = build(args.out, args.cache, args.prefix)
     print(built["msi"])
     return 0
 
