@@ -42,6 +42,37 @@ DOCK_LONGEST_WAIT = 60.0
 DOCK_WATCH = 5.0              # how often a docked icon is checked (a panel may restart)
 
 
+class X11Embedding:
+    """Whether a notification area holds a pystray X11 icon's window (its parent is then the
+    panel's window, not the root), asked on a connection of our own: pystray's is read by
+    its own thread. Any X error answers True (cannot tell: do not ask the panel again)."""
+
+    def __init__(self, icon: Any) -> None:
+        self.icon = icon
+        self.display: Any = None
+
+    def __call__(self) -> bool:
+        window = getattr(self.icon, "_window", None)
+        if window is None:
+            return True
+        try:
+            if self.display is None:
+                import Xlib.display
+
+                self.display = Xlib.display.Display()
+            tree = self.display.create_resource_object("window", window.id).query_tree()
+            return bool(tree.parent.id != tree.root.id)
+        except Exception:  # noqa: BLE001 - Xlib raises its own errors; only a hint here
+            return True
+
+    def close(self) -> None:
+        if self.display is not None:
+            try:
+                self.display.close()
+            except Exception:  # noqa: BLE001 - the X server may be gone already
+                pass
+
+
 class LoopThread(threading.Thread):
     """A worker thread running one asyncio loop until ``stop``."""
 
@@ -279,26 +310,37 @@ class TrayApp:
 
     def keep_docked(self, icon: Any, first_wait: float = DOCK_FIRST_WAIT,
                     longest_wait: float = DOCK_LONGEST_WAIT, watch: float = DOCK_WATCH) -> None:
-        """Ask the notification area to take the icon again whenever it has none.
+        """Ask the notification area to take the icon again whenever it has not.
 
         pystray's plain X11 backend asks once, when the icon is shown, and again only when
         its image changes: a tray started at logon before the panel's notification area
-        (they start together) or outliving a panel restart stays invisible while the
-        card's state stays the same. Only that backend keeps the ``_systray_manager`` it
-        docked in (None: not docked); the others are docked by the OS itself."""
+        (they start together), or whose request a panel still starting dropped, or that
+        outlived a panel restart, stays invisible while the card's state stays the same.
+        Only that backend keeps the ``_systray_manager`` it asked (None: none to ask); the
+        others are docked by the OS itself."""
         if not hasattr(icon, "_systray_manager"):
             return
-        wait, warned = first_wait, False
-        while not self._stopped.wait(wait):
-            if icon._systray_manager is not None:
-                wait, warned = watch, False
-                continue
-            if not warned:
-                log.warning("the tray icon is not in a notification area (none yet?); "
-                            "asking again")
-                warned = True
-            self.refresh()                 # a new image: pystray docks again, then draws
-            wait = first_wait if wait == watch else min(wait * 2, longest_wait)
+        embedded = X11Embedding(icon)
+        wait, warned, drawn = first_wait, False, False
+        try:
+            while not self._stopped.wait(wait):
+                if icon._systray_manager is not None and embedded():
+                    if not drawn:
+                        # Drawn once more now that the panel holds and sized the window: a
+                        # draw before that is lost, and the panel showed an empty slot.
+                        self.refresh()
+                        drawn = True
+                    wait, warned = watch, False
+                    continue
+                drawn = False
+                if not warned:
+                    log.warning("the tray icon is not in a notification area (none yet?); "
+                                "asking again")
+                    warned = True
+                self.refresh()             # a new image: pystray asks again, then draws
+                wait = first_wait if wait == watch else min(wait * 2, longest_wait)
+        finally:
+            embedded.close()
 
     def wait_headless(self) -> None:
         self._stopped.wait()
