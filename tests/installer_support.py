@@ -46,15 +46,24 @@ def machine_lock(name: str) -> Iterator[None]:
 @functools.cache
 def run_dir() -> Path:
     """This test process's own output folder (the last run's stays for inspection; folders
-    of processes that are gone are removed)."""
+    of processes that are gone are removed, with the Wine prefix of a run that was stopped
+    before its Wine tests removed it: ~700 MB in the temporary folder)."""
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("run-*"):
         pid = old.name.removeprefix("run-")
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(_build_under_wine().default_prefix(old / "wine"), ignore_errors=True)
             shutil.rmtree(old, ignore_errors=True)
     path = OUT / f"run-{os.getpid()}"
     path.mkdir(exist_ok=True)
     return path
+
+
+def _build_under_wine() -> Any:
+    sys.path.insert(0, str(ROOT / "installer" / "windows"))
+    import build_under_wine
+
+    return build_under_wine
 
 
 def _alive(pid: int) -> bool:
@@ -124,6 +133,23 @@ def kiosk_deb() -> Path:
     return build_deb(run_dir() / "deb-kiosk", KIOSK="1")
 
 
+@contextlib.contextmanager
+def dpkg_installed(deb: Path) -> Iterator[set[str]]:
+    """``deb`` installed with ``dpkg -i`` (as root), purged afterwards, one test process at a
+    time (the package database is the machine's). Yields the package's paths that existed
+    before the install (folders such as /usr/bin: the removal must leave them)."""
+    with machine_lock("dpkg"):
+        subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True)  # leftovers
+        existed = {p for p in deb_files(deb) if os.path.lexists(p)}
+        result = run(["dpkg", "-i", str(deb)], timeout=300)
+        try:
+            assert result.returncode == 0, result.stdout + result.stderr
+            yield existed
+        finally:
+            subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True,
+                           timeout=300)
+
+
 def deb_installed() -> bool:
     out = run(["dpkg-query", "-W", "-f=${Status}", "thaicard-agent"])
     return out.returncode == 0 and "installed" in out.stdout and "not-installed" not in out.stdout
@@ -140,11 +166,8 @@ def wine_build_started() -> Future[dict[str, Path]]:
     """Start the build under Wine in a thread, once: tests/conftest.py starts it as soon as
     the Wine tests are collected, so its minutes overlap the tests that run before them.
     The downloaded CPython is kept under test-output/ for the next local run."""
-    sys.path.insert(0, str(ROOT / "installer" / "windows"))
-    import build_under_wine
-
     executor = ThreadPoolExecutor(1, thread_name_prefix="wine-build")
-    future = executor.submit(build_under_wine.build, run_dir() / "wine",
+    future = executor.submit(_build_under_wine().build, run_dir() / "wine",
                              cache=OUT / "wine-cache")
     executor.shutdown(wait=False)
     return future

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,10 +80,22 @@ def main(args: list[str]) -> int:
         rig = subprocess.Popen(_pytest("rig", "--color=no", *args), cwd=ROOT,
                                env={**os.environ, LANE_VARIABLE: "rig"},
                                stdout=log, stderr=subprocess.STDOUT)
-        main_lane = subprocess.run(_pytest("main", *args), cwd=ROOT,
-                                   env={**os.environ, LANE_VARIABLE: "main"}, check=False)
-        main_done = time.monotonic() - started
-        rig_status = rig.wait()
+        try:
+            main_lane = subprocess.run(_pytest("main", *args), cwd=ROOT,
+                                       env={**os.environ, LANE_VARIABLE: "main"}, check=False)
+            main_done = time.monotonic() - started
+            rig_status = rig.wait()
+        except BaseException as exc:
+            # A stopped run must not leave the rig lane (and the pcscd it owns) behind. Ctrl-C
+            # reached it too; otherwise it gets one: pytest then tears its fixtures down.
+            if rig.poll() is None and not isinstance(exc, KeyboardInterrupt):
+                rig.send_signal(signal.SIGINT)
+            try:
+                rig.wait(60)
+            except subprocess.TimeoutExpired:
+                rig.kill()
+                rig.wait()
+            raise
     rig_done = time.monotonic() - started
     print(f"\n{'=' * 30} rig lane ({log_path.relative_to(ROOT)}) {'=' * 30}", flush=True)
     sys.stdout.buffer.write(log_path.read_bytes())

@@ -19,6 +19,7 @@ from tests.installer_support import (
     build_deb,
     deb_files,
     deb_installed,
+    dpkg_installed,
     frozen_bundle,
     isolated_env,
     kiosk_deb,
@@ -133,16 +134,8 @@ def test_bad_origin_is_refused(tmp_path):
 def installed_package(deb):
     if os.geteuid() != 0:
         pytest.skip("installing a .deb needs root (CI runs as root)")
-    with machine_lock("dpkg"):
-        subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True)  # leftovers
-        existed = {p for p in deb_files(deb) if os.path.lexists(p)}
-        result = run(["dpkg", "-i", str(deb)], timeout=300)
-        try:
-            assert result.returncode == 0, result.stdout + result.stderr
-            yield existed
-        finally:
-            subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True,
-                           timeout=300)
+    with dpkg_installed(deb) as existed:
+        yield existed
 
 
 def test_install_run_remove(deb, installed_package, tmp_path):

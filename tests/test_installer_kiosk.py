@@ -42,6 +42,7 @@ from tests.installer_support import (
     ROOT,
     deb_files,
     deb_installed,
+    dpkg_installed,
     get_status,
     isolated_env,
     kiosk_deb,
@@ -93,15 +94,8 @@ def installed_kiosk() -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("installing a .deb needs root (CI runs as root)")
     deb = kiosk_deb()
-    with machine_lock("dpkg"):
-        subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True)  # leftovers
-        result = run(["dpkg", "-i", str(deb)], timeout=300)
-        try:
-            assert result.returncode == 0, result.stdout + result.stderr
-            yield deb
-        finally:
-            subprocess.run(["dpkg", "--purge", "thaicard-agent"], capture_output=True,
-                           timeout=300)
+    with dpkg_installed(deb):
+        yield deb
 
 
 class Session:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from testrig.nhso_support import wait_for
 from testrig.ports import free_port
 from tests.installer_support import (
     ROOT,
@@ -250,16 +251,6 @@ def _x(display: str, *args: str) -> str:
                           text=True, timeout=30).stdout.strip()
 
 
-def _until(check: Any, what: str, limit: float = 120.0) -> Any:
-    """Poll until ``check()`` is true; the limit only ends a hang."""
-    deadline = time.monotonic() + limit
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.3)
-    return value
-
-
 def _geometry(display: str, window: str) -> tuple[int, int, int, int]:
     values = dict(line.split("=", 1) for line in _x(
         display, "xdotool", "getwindowgeometry", "--shell", window).splitlines())
@@ -345,12 +336,12 @@ def test_windows_tray_icon_menu_takes_the_demo_card_out(built, prefix, tmp_path,
             area = wait_for_window(display, "^Wine System Tray$", tray.proc)
             # The tray rebuilds its menu once it has the claim counts; a win32 menu open
             # while that happens stops answering (pystray swaps the menu under it).
-            _until(lambda: "/v1/claims?status=failed" in tray.output(),
+            wait_for(lambda: "/v1/claims?status=failed" in tray.output(),
                    "the tray's first claim counts")
             x, y, _, _ = _geometry(display, area)
             menu = _right_click_until_the_menu_shows(display, x + 10, y + 10)  # first icon
             _choose_by_pointer(display, menu, steps_to("demo"))
-            _until(lambda: get_status(port)["readers"][0]["present"] is False,
+            wait_for(lambda: get_status(port)["readers"][0]["present"] is False,
                    "the card taken out through the menu")
         except AssertionError as exc:
             shot = run_dir() / "wine-tray-menu.png"          # what the screen showed
