@@ -388,8 +388,17 @@ def test_slow_cards_under_concurrent_requests_are_read_once_each(pcsc_agent, inb
             check_card_view(body["card"], {30 + slot}, f"slow card {slot}", photo)
         for name in READER_NAMES:
             inbox.wait("card.photo", name, mark)
-        # One read per card: the 48 requests shared it.
-        assert [card.apdus for card in cards] == totals
+        # One read per card: the 48 requests shared it. pcscd (vpcd) now and then reports a
+        # fresh card as inserted, removed and inserted again within a few ms; the agent then
+        # rightly starts over on the "new" card, so a reader that saw n insertions may have
+        # been read up to n times. Never more, and never fewer than once.
+        for slot, (name, card) in enumerate(zip(READER_NAMES, cards, strict=True)):
+            seen = [m["type"] for m in inbox.since(mark, name)]
+            insertions = seen.count("card.inserted")
+            if insertions == 1:
+                assert card.apdus == totals[slot], seen
+            else:
+                assert totals[slot] <= card.apdus <= insertions * totals[slot], seen
     finally:
         for card in cards:
             card.remove()
