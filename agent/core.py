@@ -98,8 +98,7 @@ class ReaderSlot:
     atr: bytes | None = None
     status: str = "empty"            # empty | reading | ready | error
     insertion: int = 0               # bumps on every insertion and removal
-    card: CardRead | None = None     # text fields (photo may still be coming)
-    photo_done: bool = False
+    card: CardRead | None = None     # text fields; the photo once it has been read
     error: AgentError | None = None
     inserted_at: float | None = None  # monotonic
     read_at: dt.datetime | None = None
@@ -117,7 +116,7 @@ class ReaderSlot:
             "name": self.name, "present": self.present, "status": self.status,
             "atr": self.atr.hex(" ").upper() if self.atr else None,
             "generation": card_generation(self.atr) if self.atr else None,
-            "photo": self.photo_done and self.card is not None and self.card.photo is not None,
+            "photo": self.card is not None and self.card.photo is not None,
             "error": self.error.to_dict() if self.error else None,
         }
 
@@ -224,7 +223,7 @@ class CardService:
         if slot.task is not None and not slot.task.done():
             slot.task.cancel()           # the thread ends on its own at the next APDU
         slot.present, slot.atr, slot.status = False, None, "empty"
-        slot.card, slot.photo_done, slot.error, slot.read_at = None, False, None, None
+        slot.card, slot.error, slot.read_at = None, None, None
         slot.applets = AppletRead()
         slot.text_ready = slot.photo_ready = None
         slot.task = None
@@ -273,7 +272,7 @@ class CardService:
         if not current():
             return
         self._reads += 1
-        slot.card, slot.photo_done, slot.status = card, True, "ready"
+        slot.card, slot.status = card, "ready"
         if slot.text_ready is not None and not slot.text_ready.done():
             slot.text_ready.set_result(card)
         if slot.photo_ready is not None and not slot.photo_ready.done():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import threading
 from collections.abc import AsyncIterator
@@ -710,3 +711,77 @@ async def test_a_card_pulled_during_an_applet_read_names_its_reader(
     with pytest.raises(CardRemoved) as caught:
         await svc.get_card(SECOND, nhso=True)
     assert caught.value.detail == SECOND
+
+
+async def test_a_card_pulled_as_its_text_is_handed_over_is_never_shown(
+        service: tuple[CardService, DemoBackend], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read's thread hands the text to the loop; when the card was pulled (and the
+    removal handled) first, that text belongs to a card no longer there: not stored, not
+    published. The pull is made to land exactly between the two."""
+    import agent.core as core_module
+
+    svc, backend = service
+    sub = svc.events.subscribe()
+    loop = asyncio.get_running_loop()
+    real = core_module.read_exclusive
+    pulls = svc.events.subscribe()
+
+    async def pull() -> None:
+        backend.remove(SECOND)
+        await next_event(pulls, "card.removed", SECOND)
+
+    def pulled_before_the_hand_off(*args: Any, on_text: Any = None, **kwargs: Any) -> Any:
+        def hand(card: Any) -> None:
+            asyncio.run_coroutine_threadsafe(pull(), loop).result(30)
+            on_text(card)                  # schedules the hand-off, now after the removal
+        return real(*args, on_text=hand if on_text else None, **kwargs)
+
+    monkeypatch.setattr(core_module, "read_exclusive", pulled_before_the_hand_off)
+    seen: list[tuple[str, Any]] = []
+    svc.events.add_listener(lambda ev: seen.append(
+        (ev.type, (ev.payload.get("card") or {}).get("citizen_id"))) if ev.reader == SECOND
+        else None)
+    backend.insert(SECOND, demo_card(0))
+    await next_event(sub, "card.removed", SECOND)
+    # Whatever the stopped read's thread still schedules has run by the time a fresh
+    # insertion (no hook: the reader's next card) is read.
+    monkeypatch.setattr(core_module, "read_exclusive", real)
+    backend.insert(SECOND, demo_card(1))
+    await next_event(sub, "card.photo", SECOND)
+    reads = [cid for kind, cid in seen if kind == "card.read"]
+    assert reads == [demo_profile(1).text.citizen_id], seen
+    _, card = await svc.get_card(SECOND)
+    assert card.text == demo_profile(1).text
+
+
+async def test_an_nhso_request_waits_for_the_photo_before_reading_the_applet(
+        gated: tuple[CardService, GatedBackend], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card's own read (text, then photo) goes first; the applet is read after it, on
+    the same card, never interleaved with the photo."""
+    import agent.core as core_module
+
+    svc, backend = gated
+    sub = svc.events.subscribe()
+    loop = asyncio.get_running_loop()
+    real = core_module.read_applets
+    called = asyncio.Event()
+    photo_at_call: list[bool] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        photo_at_call.append(svc.readers()[0]["photo"])
+        loop.call_soon_threadsafe(called.set)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core_module, "read_applets", recording)
+    backend.insert(DEMO_READER, SimulatedCard(encode_card(demo_profile(0)),
+                                              nhso_image=encode_nhso(COVERAGE)))
+    await next_event(sub, "card.read", DEMO_READER)
+    assert backend.photo_asked.wait(10)
+    request = asyncio.ensure_future(svc.get_card(nhso=True))
+    # A wrong program reads the applet now, while the photo is held; give it the chance.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(called.wait(), 1.0)
+    backend.gate.set()
+    _, card = await asyncio.wait_for(request, 10)
+    assert photo_at_call == [True]
+    assert card.nhso == COVERAGE and card.photo == demo_profile(0).photo

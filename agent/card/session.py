@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from ..errors import AgentError, CardDataInvalid, LaserUnavailable
@@ -146,7 +146,9 @@ def read_card(transmit: Transmit, atr: bytes, *, photo: bool = True,
     stats.text_ms = (time.perf_counter() - started) * 1000
     if on_text is not None:
         stats.apdus = conv.apdus
-        on_text(result)
+        # A copy: what was handed on never changes under its holder (the photo and the
+        # counts below go on the card this read returns).
+        on_text(replace(result, stats=replace(stats)))
 
     if photo:
         photo_started = time.perf_counter()
