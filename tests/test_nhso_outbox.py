@@ -4,7 +4,7 @@ Secret Service), the NHSO contract server injecting faults on 30% of calls, and 
 
 Every accepted claim must reach NHSO exactly once (the contract server counts per
 transactionId and never deduplicates), none may be lost, duplicate submissions collapse,
-and claims NHSO refuses (4xx) fail without a retry.
+and claims NHSO refuses (4xx) fail without a retry once the refusal has reached the agent.
 """
 
 from __future__ import annotations
