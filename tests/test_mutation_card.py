@@ -29,6 +29,7 @@ from agent.card.decode import decode_laser_id, decode_name, decode_photo
 from agent.card.demo import demo_profile
 from agent.card.encode import encode_card, encode_field, encode_nhso
 from agent.card.session import (
+    CardRead,
     ReadStats,
     card_generation,
     photo_length_of,
@@ -390,6 +391,21 @@ def test_read_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.stats.apdus == card.apdus > 7
     assert ReadStats(1, 1, 1.23456, 2.34567, 3.45678).to_json() == {
         "apdus": 1, "text_apdus": 1, "text_ms": 1.23, "photo_ms": 2.35, "total_ms": 3.46}
+
+
+def test_the_text_handed_over_never_changes_under_its_holder() -> None:
+    """The core stores the handed-over text and serves it while the photo is read: the
+    rest of the read must not fill a photo or other counts into it behind the core's back."""
+    profile = demo_profile(0)
+    card = SimulatedCard(encode_card(profile))
+    handed: list[CardRead] = []
+    result = read_card(card.process, card.atr, on_text=handed.append)
+    (text,) = handed
+    assert result.photo == profile.photo and result.stats.apdus > 7
+    assert text.photo is None and text.text == result.text
+    shown = text.stats.to_json()
+    assert (shown["apdus"], shown["text_apdus"], shown["photo_ms"], shown["total_ms"]) == \
+        (7, 7, 0.0, 0.0)
 
 
 def test_atr_generation() -> None:
