@@ -254,7 +254,10 @@ async def test_card_pulled_at_every_apdu_position_never_yields_a_partial_card(pc
             assert card.wait_pulled(5) and card.apdus == position - 1
             with pytest.raises(Exception) as gone:
                 await service.get_card(reader, photo=True)
-            assert getattr(gone.value, "code", None) == "no_card"
+            # no_card; or card_removed when pcscd (vpcd) reported the pulled card inserted
+            # again for a few ms and the agent's fresh read found it gone (once in 5 runs
+            # under stress-ng). Never a card.
+            assert getattr(gone.value, "code", None) in TRANSIENT, gone.value
         finally:
             service.events.unsubscribe(sub)
             await asyncio.to_thread(card.remove)
