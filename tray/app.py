@@ -190,6 +190,13 @@ class TrayApp:
         return Image.alpha_composite(background, image)
 
     def refresh(self) -> None:
+        # Render and apply as one step: refresh runs on the event loop's thread, the docking
+        # thread, the status sync and menu actions. Applied apart, an older render could land
+        # after a newer one and keep, say, "Ready" on a tray whose card was just put back.
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         image, _title, items = self.render()
         icon = self.icon
         if icon is None:
