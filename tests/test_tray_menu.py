@@ -348,6 +348,46 @@ def test_notifications_use_the_icon_when_it_can(app: TrayApp) -> None:
     assert "Demo" not in shown[0][1] and "1-9999" not in shown[0][1]   # no card data
 
 
+def test_an_older_refresh_never_lands_after_a_newer_one(app: TrayApp) -> None:
+    """refresh runs on several threads (events, docking, status sync, menu actions). One that
+    read the state before a card came back must not set its title after the refresh that
+    showed the card: the tray then said "Ready" with the card in (a CI flake)."""
+    entered, go = threading.Event(), threading.Event()
+
+    class SlowIcon:
+        HAS_MENU = True
+        icon: Any = None
+        menu: Any = None
+        _title = ""
+        held = True
+
+        @property
+        def title(self) -> str:
+            return self._title
+
+        @title.setter
+        def title(self, value: str) -> None:
+            if self.held:                   # the first setter pauses with what it was given
+                self.held = False
+                entered.set()
+                assert go.wait(30)
+            self._title = value
+
+    icon = app.icon = SlowIcon()
+    older = threading.Thread(target=app.refresh)
+    older.start()
+    assert entered.wait(30)                  # holding the title of "Ready"
+    app.state.apply(ev("card.inserted"))
+    app.state.apply(ev("card.read", card=CARD))
+    newer = threading.Thread(target=app.refresh)
+    newer.start()
+    newer.join(1)                            # a wrong program finishes now; ours waits
+    go.set()
+    older.join(30)
+    newer.join(30)
+    assert icon.title == tooltip(app.state, "en") and "Card" in icon.title
+
+
 def agent_contract(path: str, method: str) -> Any:
     """The agent's own OpenAPI schema of a 200 answer, as a validator (the fake below must
     answer only what the agent answers: /v1/openapi.json is the contract)."""
