@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from testrig.ports import free_port
+from testrig.processes import end
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "test-output" / "installer"
@@ -222,12 +223,7 @@ def serve_and_get_status(command: list[str], home: Path, *extra: str) -> dict[st
     try:
         return status_when_up(port, proc, lambda: "\n".join(proc.communicate()))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        end(proc, 15)
 
 
 def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -254,12 +250,7 @@ def xvfb(screen: str = "1024x768x24") -> Iterator[str]:
             raise RuntimeError("Xvfb did not start")
         yield f":{number}"
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        end(server, 15)
 
 
 def wait_for_window(display: str, name_regex: str, proc: subprocess.Popen[Any],

@@ -37,6 +37,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from testrig.ports import free_port
+from testrig.processes import end
 from tests.browser_support import Chromium, Page
 from tests.installer_support import (
     ROOT,
@@ -164,13 +165,7 @@ class Session:
             except ProcessLookupError:
                 pass
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            end(proc, 20)
         shutil.rmtree(self.home, ignore_errors=True)
 
 

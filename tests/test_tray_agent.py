@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from testrig.ports import free_port
+from testrig.processes import wait_for
 
 os.environ["PYSTRAY_BACKEND"] = "dummy"
 
@@ -19,15 +20,6 @@ from tray.app import LoopThread, TrayApp
 from tray.embedded import EmbeddedAgent
 from tray.menu import find
 from tray.state import Status
-
-
-def wait_for(check: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    """Poll until ``check`` holds; the limit only stops a hung test, it measures nothing."""
-    deadline = time.monotonic() + limit
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

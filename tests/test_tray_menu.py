@@ -20,6 +20,7 @@ import pystray
 import pytest
 from aiohttp import web
 
+from testrig.processes import wait_for
 from tray import app as tray_app
 from tray.app import LoopThread, TrayApp
 from tray.autostart import XdgAutostart
@@ -592,24 +593,18 @@ def test_an_icon_no_notification_area_took_asks_again_until_one_does(app: TrayAp
                                        "watch": 0.05})
     watcher.start()
     try:
-        deadline = time.monotonic() + 30
-        while icon._systray_manager is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert icon._systray_manager is not None          # asked until it was taken
-        deadline = time.monotonic() + 30
+        wait_for(lambda: icon._systray_manager is not None, "asked until it was taken",
+                 every=0.01)
         asked = icon.sets
-        while icon.sets == asked and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: icon.sets != asked, "drawn once more, once it is held", every=0.01)
         asked += 1
-        assert icon.sets == asked                         # drawn once more, once it is held
+        assert icon.sets == asked
         time.sleep(0.2)
         assert icon.sets == asked                         # then no more asking
         assert icon.icon is not None                      # with the current state's image
         icon._systray_manager = None                      # the panel restarted
-        deadline = time.monotonic() + 30
-        while icon.sets == asked and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert icon.sets > asked
+        wait_for(lambda: icon.sets > asked, "asked again after the panel restarted",
+                 every=0.01)
     finally:
         app.quit()
         watcher.join(30)

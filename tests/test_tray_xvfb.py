@@ -23,6 +23,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from testrig.ports import free_port
+from testrig.processes import end, wait_for
 from tests.installer_support import xvfb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,18 +35,6 @@ pytestmark = pytest.mark.skipif(
     reason=f"needs {', '.join(TOOLS)} (scripts/setup.sh test installs them)")
 
 PANEL_GREY = "0xd8d8d8"          # the tray's background, as tray.app.XORG_BACKGROUND
-
-
-def wait_for(check: Callable[[], object], what: str, limit: float = 30.0) -> object:
-    """Poll until ``check`` returns something true; the limit only ends a hung test."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.1)
 
 
 class Desktop:
@@ -133,15 +122,6 @@ def start_panel(desk: Desktop) -> subprocess.Popen[bytes]:
         end(trayer)
         raise
     return trayer
-
-
-def end(proc: subprocess.Popen[Any]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 @pytest.fixture
