@@ -20,6 +20,7 @@ from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 
 from agent.card.demo import make_citizen_id
+from testrig import processes
 from testrig.ports import free_port as free_port  # re-exported: NHSO tests take it from here
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,15 +124,8 @@ def http(method: str, url: str, body: Any = None,
 
 
 def wait_for(predicate: Any, what: str, deadline: float = 120.0) -> Any:
-    """Poll ``predicate()`` until it is truthy (returned); fail after ``deadline`` s."""
-    end = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    """``processes.wait_for`` with the NHSO tests' longer limit (claims wait on retries)."""
+    return processes.wait_for(predicate, what, deadline, every=0.05)
 
 
 def patient_pid(n: int) -> str:
